@@ -1,0 +1,7 @@
+//! # xdpos: the appliance
+//!
+//! The binary's library half: the namespace test rig ([`rig`]) used by the integration tests,
+//! the benchmark harness and the demo; the CLI lives in `main.rs`.
+#![forbid(unsafe_code)]
+
+pub mod rig;

@@ -1,0 +1,4 @@
+//! The `xdpos` command.
+#![forbid(unsafe_code)]
+
+fn main() {}

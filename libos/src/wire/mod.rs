@@ -1,0 +1,37 @@
+//! # Wire formats
+//!
+//! Zero-copy views over frame buffers (`*Packet<B: AsRef<[u8]>>`, setters where
+//! `B: AsMut<[u8]>`) and small `*Repr` values for building packets, in the style of smoltcp's
+//! `wire` module. A view is validated once by `new_checked`; after that no accessor can panic.
+//!
+//! Also here: the Internet checksum ([`checksum`], RFC 1071 and RFC 1624) and the
+//! virtio-net-style offload header ([`NetHdr`], virtio 1.2 §5.1.6) which is itself a wire format
+//! (a TAP device with `IFF_VNET_HDR` prepends it to every frame).
+
+pub mod checksum;
+mod vnet;
+
+pub use vnet::{Csum, Gso, NetHdr, VNET_HDR_LEN};
+
+/// Why a buffer could not be viewed as a packet of some format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    /// The buffer is shorter than the format's header or its length fields claim.
+    Truncated,
+    /// A field holds a value the format does not allow (version, header length, …).
+    Malformed,
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Error::Truncated => f.write_str("truncated packet"),
+            Error::Malformed => f.write_str("malformed packet"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Result of parsing a wire format.
+pub type Result<T> = core::result::Result<T, Error>;

@@ -1,0 +1,1 @@
+//! # In-memory port pair (unit-test backend)
