@@ -9,8 +9,13 @@
 //! (a TAP device with `IFF_VNET_HDR` prepends it to every frame).
 
 pub mod checksum;
+mod ethernet;
 mod vnet;
 
+pub use ethernet::{
+    EtherType, EthernetAddress, EthernetFrame, EthernetRepr, VlanTag, ETHERNET_HEADER_LEN,
+    MAX_VLAN_TAGS, VLAN_TAG_LEN,
+};
 pub use vnet::{Csum, Gso, NetHdr, VNET_HDR_LEN};
 
 /// Why a buffer could not be viewed as a packet of some format.
