@@ -10,12 +10,14 @@
 
 pub mod checksum;
 mod ethernet;
+mod ipv4;
 mod vnet;
 
 pub use ethernet::{
     EtherType, EthernetAddress, EthernetFrame, EthernetRepr, VlanTag, ETHERNET_HEADER_LEN,
     MAX_VLAN_TAGS, VLAN_TAG_LEN,
 };
+pub use ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr, IPV4_HEADER_LEN, IPV4_MAX_HEADER_LEN};
 pub use vnet::{Csum, Gso, NetHdr, VNET_HDR_LEN};
 
 /// Why a buffer could not be viewed as a packet of some format.
