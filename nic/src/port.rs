@@ -102,6 +102,11 @@ pub struct PortStats {
     pub fill_starved: u64,
     /// Frames reclaimed from the completion ring.
     pub completions: u64,
+    /// Descriptors handed back that the caller did not hold (double free, forged or stale
+    /// descriptor): ignored and counted.
+    pub invalid_descs: u64,
+    /// Transmit kicks the kernel refused with a real error (not a full ring).
+    pub kick_errors: u64,
 }
 
 /// One queue of one network device, moving frames in bursts.

@@ -1,1 +1,31 @@
 //! # AF_XDP backend
+//!
+//! What it is: AF_XDP sockets with our own ring layer (over `libc`'s XDP definitions) and our
+//! own XDP program (loaded with libbpf-rs), behind the batched [`crate::Port`] trait.
+//! DESIGN.md §5 records why not the `afxdp` or `xsk-rs` crates.
+//!
+//! - [`XdpProgram`]: the steering program attached to one interface; says what the appliance
+//!   owns (a whole interface, or addresses and ports) and counts its verdicts.
+//! - [`XskPort`]: one socket bound to one queue, with its own UMEM and rings, owned by one
+//!   worker.
+//! - [`cleanup`]: removes what a crashed instance left attached.
+//!
+//! Modules: `sys` (system calls), `ring` (the four rings), `umem` (frame memory and the free
+//! list), `socket` (the port), `xdp_prog` (the program).
+
+mod ring;
+mod socket;
+mod sys;
+mod umem;
+mod xdp_prog;
+
+pub use socket::{BindMode, XdpStatistics, XskConfig, XskPort, TX_HEADROOM};
+pub use xdp_prog::{
+    cleanup, Attach, AttachedMode, CleanupAction, Counter, L4Proto, Verdicts, XdpMode, XdpProgram,
+    MAX_QUEUES, PROG_NAME,
+};
+
+/// Number of RX queues of `ifname` in the calling thread's namespace, if the driver says.
+pub fn rx_queues(ifname: &str) -> Option<u32> {
+    sys::rx_queues(ifname)
+}

@@ -1,0 +1,553 @@
+//! # An AF_XDP socket as a [`Port`]
+//!
+//! What it is: one socket bound to one queue of one interface, with its own UMEM and its four
+//! rings, implementing the batched [`Port`] trait. It is `Send` and meant to be owned by exactly
+//! one worker thread.
+//!
+//! What it owns: the socket, the UMEM ([`Umem`]), the rings. Its slot in the XDP program's
+//! XSKMAP is filled by [`XskPort::open`] and emptied by the kernel when the socket closes.
+//!
+//! Frame life cycle (every frame in exactly one place, see [`FrameCounts`]):
+//! free list → fill ring → (kernel copies a packet in) → RX ring → held by the user →
+//! TX ring → (kernel sends) → completion ring → free list; or held → free list.
+//!
+//! Batching: `rx_burst` tops up the fill ring from the free list (one submit), then takes up to
+//! `burst` descriptors from the RX ring (one release). `tx_burst` reclaims completions, writes
+//! the whole burst to the TX ring (one submit) and kicks once, only if the kernel asked for it
+//! (`XDP_USE_NEED_WAKEUP`; in copy mode it always asks, and the kick transmits synchronously).
+//!
+//! References: `Documentation/networking/af_xdp.rst`; `include/uapi/linux/if_xdp.h`.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use libbpf_rs::{MapCore, MapFlags};
+
+use super::ring::{ConsRing, ProdRing};
+use super::sys;
+use super::umem::Umem;
+use super::xdp_prog::XdpProgram;
+use crate::virtq::{Burst, Desc};
+use crate::{Caps, FrameCounts, NicError, Port, PortStats, DEFAULT_BURST, MAX_BURST};
+use libos::wire::NetHdr;
+
+/// Space left in front of the data of a frame taken with `alloc_burst`, like the kernel's
+/// `XDP_PACKET_HEADROOM` in front of received data: room to prepend headers in place.
+pub const TX_HEADROOM: u32 = 256;
+
+/// How to bind: zero-copy when the driver supports it, or copy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BindMode {
+    /// Zero-copy if the driver supports it, otherwise copy (the kernel's own fallback).
+    #[default]
+    Auto,
+    /// Copy mode (`XDP_COPY`).
+    Copy,
+    /// Zero-copy or fail (`XDP_ZEROCOPY`).
+    ZeroCopy,
+}
+
+/// Settings of one AF_XDP socket.
+#[derive(Debug, Clone)]
+pub struct XskConfig {
+    /// Interface name (in the calling thread's network namespace).
+    pub ifname: String,
+    /// Queue index.
+    pub queue: u32,
+    /// Bytes per UMEM frame: 2048 or 4096.
+    pub frame_size: u32,
+    /// Frames in the UMEM (at least `ring_size + burst`).
+    pub frames: u32,
+    /// Entries of each of the four rings (a power of two).
+    pub ring_size: u32,
+    /// Descriptors per `rx_burst`.
+    pub burst: usize,
+    /// Zero-copy or copy.
+    pub bind: BindMode,
+    /// Bind with `XDP_USE_NEED_WAKEUP` (kick only when the kernel asks).
+    pub need_wakeup: bool,
+}
+
+impl Default for XskConfig {
+    fn default() -> Self {
+        XskConfig {
+            ifname: String::new(),
+            queue: 0,
+            frame_size: 4096,
+            frames: 4096,
+            ring_size: 2048,
+            burst: DEFAULT_BURST,
+            bind: BindMode::Auto,
+            need_wakeup: true,
+        }
+    }
+}
+
+impl XskConfig {
+    /// Default settings for `ifname` queue `queue`.
+    pub fn new(ifname: &str, queue: u32) -> Self {
+        XskConfig { ifname: ifname.to_string(), queue, ..Default::default() }
+    }
+
+    fn validate(&self) -> Result<(), NicError> {
+        let bad = |what, value: u64, why| Err(NicError::Invalid { what, value, why });
+        if self.frame_size != 2048 && self.frame_size != 4096 {
+            return bad("frame_size", self.frame_size.into(), "must be 2048 or 4096");
+        }
+        if !self.ring_size.is_power_of_two() || !(64..=32768).contains(&self.ring_size) {
+            return bad("ring_size", self.ring_size.into(), "must be a power of two in 64..=32768");
+        }
+        if self.burst == 0 || self.burst > MAX_BURST {
+            return bad("burst", self.burst as u64, "must be in 1..=256");
+        }
+        let min = self.ring_size as u64 + self.burst as u64;
+        if (self.frames as u64) < min || self.frames > 1 << 20 {
+            return bad(
+                "frames",
+                self.frames.into(),
+                "must be at least ring_size + burst and at most 2^20",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The kernel's per-socket counters (`XDP_STATISTICS`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct XdpStatistics {
+    /// Dropped for reasons other than invalid descriptors (e.g. no frame on the fill ring).
+    pub rx_dropped: u64,
+    /// Invalid descriptors on the RX side.
+    pub rx_invalid_descs: u64,
+    /// Invalid descriptors on the TX ring.
+    pub tx_invalid_descs: u64,
+    /// Packets dropped because the RX ring was full.
+    pub rx_ring_full: u64,
+    /// Times the fill ring was empty when a packet arrived.
+    pub rx_fill_ring_empty_descs: u64,
+    /// Times the TX ring was empty when the kernel looked.
+    pub tx_ring_empty_descs: u64,
+}
+
+/// One AF_XDP socket bound to one queue (see the module documentation).
+#[derive(Debug)]
+pub struct XskPort {
+    // Rings before the socket and the UMEM: unmapped first.
+    fill: ProdRing<u64>,
+    comp: ConsRing<u64>,
+    rx: ConsRing<libc::xdp_desc>,
+    tx: ProdRing<libc::xdp_desc>,
+    fd: OwnedFd,
+    umem: Umem,
+    burst: u32,
+    need_wakeup: bool,
+    zero_copy: bool,
+    ifname: String,
+    queue: u32,
+    stats: PortStats,
+}
+
+impl XskPort {
+    /// Creates the socket and its UMEM, binds it to `cfg.ifname` queue `cfg.queue`, puts it in
+    /// `prog`'s XSKMAP slot for that queue and fills the fill ring.
+    pub fn open(cfg: &XskConfig, prog: &XdpProgram) -> Result<XskPort, NicError> {
+        let port = Self::bind(cfg)?;
+        prog.register(port.queue, port.fd.as_fd())?;
+        Ok(port)
+    }
+
+    /// Like [`XskPort::open`] without registering in an XDP program (the socket receives
+    /// nothing until someone puts it in an XSKMAP; transmit works).
+    pub fn bind(cfg: &XskConfig) -> Result<XskPort, NicError> {
+        cfg.validate()?;
+        let what = format!("{} queue {}", cfg.ifname, cfg.queue);
+        let ifindex = sys::ifindex(&cfg.ifname)
+            .ok_or_else(|| NicError::NoSuchInterface(cfg.ifname.clone()))?;
+        if let Some(queues) = sys::rx_queues(&cfg.ifname) {
+            if cfg.queue >= queues {
+                return Err(NicError::NoSuchQueue {
+                    ifname: cfg.ifname.clone(),
+                    queue: cfg.queue,
+                    queues,
+                });
+            }
+        }
+        let err = |call| {
+            let what = what.clone();
+            move |e| NicError::sys(call, what, e)
+        };
+
+        let fd = sys::xsk_socket().map_err(err("socket(AF_XDP)"))?;
+        let umem = Umem::new(cfg.frames, cfg.frame_size).map_err(err("mmap(umem)"))?;
+        let reg = umem.registration();
+        sys::set_xdp_opt(fd.as_fd(), libc::XDP_UMEM_REG, &reg, "setsockopt(XDP_UMEM_REG)")
+            .map_err(err("setsockopt(XDP_UMEM_REG)"))?;
+        for (opt, call) in [
+            (libc::XDP_UMEM_FILL_RING, "setsockopt(XDP_UMEM_FILL_RING)"),
+            (libc::XDP_UMEM_COMPLETION_RING, "setsockopt(XDP_UMEM_COMPLETION_RING)"),
+            (libc::XDP_RX_RING, "setsockopt(XDP_RX_RING)"),
+            (libc::XDP_TX_RING, "setsockopt(XDP_TX_RING)"),
+        ] {
+            sys::set_xdp_opt(fd.as_fd(), opt, &cfg.ring_size, call).map_err(err(call))?;
+        }
+        let (off, len): (libc::xdp_mmap_offsets, usize) =
+            sys::get_xdp_opt(fd.as_fd(), libc::XDP_MMAP_OFFSETS, "getsockopt(XDP_MMAP_OFFSETS)")
+                .map_err(err("getsockopt(XDP_MMAP_OFFSETS)"))?;
+        if len < core::mem::size_of::<libc::xdp_mmap_offsets>() {
+            return Err(NicError::sys(
+                "getsockopt(XDP_MMAP_OFFSETS)",
+                what,
+                std::io::Error::other("kernel too old: no ring flags (need Linux 5.4+)"),
+            ));
+        }
+        let n = cfg.ring_size;
+        let fill = ProdRing::new(fd.as_fd(), &off.fr, n, libc::XDP_UMEM_PGOFF_FILL_RING)
+            .map_err(err("mmap(fill ring)"))?;
+        let comp = ConsRing::new(fd.as_fd(), &off.cr, n, libc::XDP_UMEM_PGOFF_COMPLETION_RING)
+            .map_err(err("mmap(completion ring)"))?;
+        let rx = ConsRing::new(fd.as_fd(), &off.rx, n, libc::XDP_PGOFF_RX_RING as u64)
+            .map_err(err("mmap(rx ring)"))?;
+        let tx = ProdRing::new(fd.as_fd(), &off.tx, n, libc::XDP_PGOFF_TX_RING as u64)
+            .map_err(err("mmap(tx ring)"))?;
+
+        let mut flags = match cfg.bind {
+            BindMode::Auto => 0,
+            BindMode::Copy => libc::XDP_COPY,
+            BindMode::ZeroCopy => libc::XDP_ZEROCOPY,
+        };
+        if cfg.need_wakeup {
+            flags |= libc::XDP_USE_NEED_WAKEUP;
+        }
+        let addr = libc::sockaddr_xdp {
+            sxdp_family: libc::AF_XDP as u16,
+            sxdp_flags: flags,
+            sxdp_ifindex: ifindex,
+            sxdp_queue_id: cfg.queue,
+            sxdp_shared_umem_fd: 0,
+        };
+        sys::bind(fd.as_fd(), &addr).map_err(err("bind"))?;
+        let (opts, _): (libc::xdp_options, usize) =
+            sys::get_xdp_opt(fd.as_fd(), libc::XDP_OPTIONS, "getsockopt(XDP_OPTIONS)")
+                .map_err(err("getsockopt(XDP_OPTIONS)"))?;
+        let zero_copy = opts.flags & libc::XDP_OPTIONS_ZEROCOPY != 0;
+        if !zero_copy {
+            // Copy mode transmits at most 32 descriptors per kick unless told otherwise
+            // (Linux 6.17+); let one kick take a whole burst. Older kernels refuse: fine.
+            let budget = (cfg.burst as u32).clamp(32, n);
+            let _ = sys::set_xdp_opt(fd.as_fd(), sys::XDP_MAX_TX_SKB_BUDGET, &budget, "");
+        }
+        tracing::debug!(
+            ifname = %cfg.ifname, queue = cfg.queue, zero_copy,
+            frames = cfg.frames, frame_size = cfg.frame_size, ring = n, "af_xdp socket bound"
+        );
+        let mut port = XskPort {
+            fill,
+            comp,
+            rx,
+            tx,
+            fd,
+            umem,
+            burst: cfg.burst as u32,
+            need_wakeup: cfg.need_wakeup,
+            zero_copy,
+            ifname: cfg.ifname.clone(),
+            queue: cfg.queue,
+            stats: PortStats::default(),
+        };
+        port.refill();
+        Ok(port)
+    }
+
+    /// Whether the socket is bound in zero-copy mode.
+    pub fn zero_copy(&self) -> bool {
+        self.zero_copy
+    }
+
+    /// Interface name.
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+
+    /// Queue index.
+    pub fn queue(&self) -> u32 {
+        self.queue
+    }
+
+    /// The socket (for `poll`/`mio` registration).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Waits up to `timeout_ms` for received frames (sleeping in the kernel instead of
+    /// spinning). Returns whether the RX ring has frames.
+    pub fn wait_rx(&mut self, timeout_ms: i32) -> Result<bool, NicError> {
+        if self.rx.peek(1) > 0 {
+            return Ok(true);
+        }
+        sys::poll_readable(self.fd.as_fd(), timeout_ms)
+            .map_err(|e| NicError::sys("poll", format!("{} queue {}", self.ifname, self.queue), e))
+    }
+
+    /// The kernel's counters for this socket (`XDP_STATISTICS`).
+    pub fn xdp_statistics(&self) -> Result<XdpStatistics, NicError> {
+        let (s, _): (libc::xdp_statistics, usize) =
+            sys::get_xdp_opt(self.fd.as_fd(), libc::XDP_STATISTICS, "getsockopt(XDP_STATISTICS)")
+                .map_err(|e| {
+                NicError::sys(
+                    "getsockopt(XDP_STATISTICS)",
+                    format!("{} queue {}", self.ifname, self.queue),
+                    e,
+                )
+            })?;
+        Ok(XdpStatistics {
+            rx_dropped: s.rx_dropped,
+            rx_invalid_descs: s.rx_invalid_descs,
+            tx_invalid_descs: s.tx_invalid_descs,
+            rx_ring_full: s.rx_ring_full,
+            rx_fill_ring_empty_descs: s.rx_fill_ring_empty_descs,
+            tx_ring_empty_descs: s.tx_ring_empty_descs,
+        })
+    }
+
+    /// A deeper frame-accounting check than [`FrameCounts::check`]: besides the sum, no frame
+    /// may appear twice among the free list and the four rings, nor be there while held.
+    pub fn audit(&self) -> Result<FrameCounts, NicError> {
+        let counts = self.frame_counts();
+        counts.check()?;
+        let frames = self.umem.frames() as usize;
+        let mut seen = vec![false; frames];
+        let mut dup = false;
+        let mut mark = |addr: u64| {
+            let c = (self.umem.chunk_base(addr) / u64::from(self.umem.frame_size())) as usize;
+            if c >= frames || seen[c] || self.umem.is_held(addr) {
+                dup = true;
+            } else {
+                seen[c] = true;
+            }
+        };
+        self.umem.free_list().iter().for_each(|&a| mark(a));
+        self.fill.for_each_pending(&mut mark);
+        self.comp.for_each_pending(&mut mark);
+        self.rx.for_each_pending(|d| mark(d.addr));
+        self.tx.for_each_pending(|d| mark(d.addr));
+        if dup {
+            return Err(NicError::Accounting(counts));
+        }
+        Ok(counts)
+    }
+
+    /// Moves free frames onto the fill ring (one submit), waking the kernel if it asks.
+    fn refill(&mut self) {
+        let free = self.umem.free_count();
+        if free == 0 {
+            // Starved only if the fill ring has room it cannot use.
+            if self.fill.free(self.burst) >= self.burst {
+                self.stats.fill_starved += 1;
+            }
+            return;
+        }
+        let n = self.fill.free(free).min(free);
+        for i in 0..n {
+            // `n <= free_count`, so the pop succeeds.
+            if let Some(addr) = self.umem.pop_free() {
+                self.fill.write(i, addr);
+            }
+        }
+        self.fill.submit(n);
+        if n > 0 && self.need_wakeup && self.fill.needs_wakeup() {
+            sys::kick_rx(self.fd.as_fd());
+            self.stats.kicks += 1;
+        }
+    }
+
+    /// Kicks the kernel to transmit if it asked for it (or always without need_wakeup).
+    fn kick_tx(&mut self) {
+        if !self.need_wakeup || self.tx.needs_wakeup() {
+            self.stats.kicks += 1;
+            if sys::kick_tx(self.fd.as_fd()).is_err() {
+                self.stats.kick_errors += 1;
+            }
+        }
+    }
+}
+
+impl Port for XskPort {
+    fn caps(&self) -> Caps {
+        Caps {
+            rx_csum: false,
+            tx_csum: false,
+            tso: false,
+            rx_gro: false,
+            zero_copy: self.zero_copy,
+            max_frame: (self.umem.frame_size() - TX_HEADROOM) as usize,
+        }
+    }
+
+    #[inline]
+    fn rx_burst(&mut self, out: &mut Burst) -> usize {
+        self.refill();
+        let want = self.burst.min(out.spare() as u32);
+        let n = self.rx.peek(want);
+        if n == 0 {
+            return 0;
+        }
+        let mut bytes = 0u64;
+        for i in 0..n {
+            let d = self.rx.read(i);
+            self.umem.hold(d.addr);
+            bytes += u64::from(d.len);
+            out.push(Desc { addr: d.addr, len: d.len, hdr: NetHdr::NONE });
+        }
+        self.rx.release(n);
+        self.stats.rx_packets += u64::from(n);
+        self.stats.rx_bytes += bytes;
+        self.stats.rx_bursts += 1;
+        n as usize
+    }
+
+    #[inline]
+    fn tx_burst(&mut self, batch: &mut Burst) -> usize {
+        if batch.is_empty() {
+            return 0;
+        }
+        self.reclaim();
+        let want = batch.len() as u32;
+        let room = self.tx.free(want).min(want);
+        let mut written = 0u32;
+        let mut bytes = 0u64;
+        let mut taken = 0usize;
+        for d in batch.iter().take(room as usize) {
+            taken += 1;
+            if !self.umem.release(d.addr) {
+                self.stats.invalid_descs += 1;
+                continue;
+            }
+            self.tx.write(written, libc::xdp_desc { addr: d.addr, len: d.len, options: 0 });
+            written += 1;
+            bytes += u64::from(d.len);
+        }
+        if written > 0 {
+            self.tx.submit(written);
+            self.stats.tx_packets += u64::from(written);
+            self.stats.tx_bytes += bytes;
+            self.stats.tx_bursts += 1;
+        }
+        if room < want {
+            self.stats.tx_ring_full += 1;
+        }
+        batch.consume_front(taken);
+        // Kick also when nothing new fit: the ring is full of frames waiting for a kick.
+        self.kick_tx();
+        written as usize
+    }
+
+    fn alloc_burst(&mut self, out: &mut Burst, n: usize) -> usize {
+        let n = n.min(out.spare());
+        let mut got = 0;
+        while got < n {
+            let Some(base) = self.umem.pop_free() else { break };
+            let addr = base + u64::from(TX_HEADROOM);
+            self.umem.hold(addr);
+            out.push(Desc { addr, len: 0, hdr: NetHdr::NONE });
+            got += 1;
+        }
+        got
+    }
+
+    fn free_burst(&mut self, batch: &mut Burst) {
+        for i in 0..batch.len() {
+            let d = batch.as_slice()[i];
+            self.free(&d);
+        }
+        batch.clear();
+    }
+
+    #[inline]
+    fn free(&mut self, desc: &Desc) {
+        if self.umem.release(desc.addr) {
+            self.umem.push_free(desc.addr);
+        } else {
+            self.stats.invalid_descs += 1;
+        }
+    }
+
+    #[inline]
+    fn reclaim(&mut self) -> usize {
+        let n = self.comp.peek(self.comp_batch());
+        for i in 0..n {
+            let addr = self.comp.read(i);
+            self.umem.push_free(addr);
+        }
+        if n > 0 {
+            self.comp.release(n);
+            self.stats.completions += u64::from(n);
+        }
+        n as usize
+    }
+
+    #[inline]
+    fn frame(&self, desc: &Desc) -> &[u8] {
+        self.umem.bytes(desc.addr, desc.len as usize)
+    }
+
+    #[inline]
+    fn frame_mut(&mut self, desc: &Desc) -> &mut [u8] {
+        self.umem.bytes_mut(desc.addr, desc.len as usize)
+    }
+
+    #[inline]
+    fn room_mut(&mut self, desc: &Desc) -> &mut [u8] {
+        let room = self.umem.room(desc.addr);
+        self.umem.bytes_mut(desc.addr, room)
+    }
+
+    fn headroom(&self) -> usize {
+        TX_HEADROOM as usize
+    }
+
+    fn frame_counts(&self) -> FrameCounts {
+        // Read the kernel's indices once each; under traffic the snapshot may be torn, after
+        // traffic it is exact.
+        let fill_cons = self.fill.kernel_consumed();
+        let rx_prod = self.rx.kernel_produced();
+        let tx_cons = self.tx.kernel_consumed();
+        let comp_prod = self.comp.kernel_produced();
+        FrameCounts {
+            total: self.umem.frames(),
+            free: self.umem.free_count(),
+            fill: self.fill.produced().wrapping_sub(fill_cons),
+            rx: rx_prod.wrapping_sub(self.rx.consumed()),
+            held: self.umem.held_count(),
+            tx: self.tx.produced().wrapping_sub(tx_cons),
+            completion: comp_prod.wrapping_sub(self.comp.consumed()),
+            kernel: fill_cons.wrapping_sub(rx_prod).wrapping_add(tx_cons.wrapping_sub(comp_prod)),
+        }
+    }
+
+    fn stats(&self) -> PortStats {
+        self.stats
+    }
+}
+
+impl XskPort {
+    /// Completions reclaimed per call: enough to keep up with a full TX ring.
+    #[inline]
+    fn comp_batch(&self) -> u32 {
+        self.burst * 4
+    }
+}
+
+impl AsRawFd for XskPort {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// Puts socket `fd` in slot `queue` of an XSKMAP.
+pub(crate) fn xskmap_insert(
+    map: &libbpf_rs::MapHandle,
+    queue: u32,
+    fd: BorrowedFd<'_>,
+) -> Result<(), libbpf_rs::Error> {
+    let v = fd.as_raw_fd() as u32;
+    map.update(&queue.to_ne_bytes(), &v.to_ne_bytes(), MapFlags::ANY)
+}
