@@ -1,2 +1,93 @@
-//! Shared helpers of the integration tests.
+//! Shared helpers of the integration tests: a run-to-completion loop over AF_XDP ports with a
+//! deadline, kernel-side UDP helpers, and the checks every test ends with (no XDP program left,
+//! frame accounting).
+//!
+//! The rig itself (namespaces, veth pairs, cleanup) is `xdpos::rig`, shared with the benchmark
+//! harness and the demo.
 #![forbid(unsafe_code)]
+
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::time::{Duration, Instant};
+
+use nic::afxdp::XskPort;
+use nic::{FrameCounts, Port};
+use xdpos::rig::{Netns, Pair};
+
+/// Every test waits at most this long for anything.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Removes namespaces left by earlier runs that were killed; call at the start of each test.
+pub fn sweep() {
+    xdpos::rig::sweep_stale();
+}
+
+/// Asserts that no XDP program is attached to any interface of `ns`.
+pub fn assert_no_xdp(ns: &Netns) {
+    let links = ns.sh("ip -d link show").expect("ip link");
+    assert!(
+        !links.contains("prog/xdp"),
+        "an XDP program is still attached in {}:\n{links}",
+        ns.name()
+    );
+}
+
+/// Waits (bounded) until the port's frames are all accounted for with none inside the kernel,
+/// then checks the invariant and that no frame appears twice. Panics with the counts if not.
+pub fn assert_frames_accounted(port: &mut XskPort) -> FrameCounts {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        port.reclaim();
+        let c = port.frame_counts();
+        if (c.kernel == 0 && c.tx == 0 && c.completion == 0) || Instant::now() > deadline {
+            return port.audit().unwrap_or_else(|e| panic!("{e}"));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A kernel UDP socket in the calling thread's namespace, bound to `addr:port` (0: any port),
+/// with a receive timeout.
+pub fn kernel_udp(addr: Ipv4Addr, port: u16) -> UdpSocket {
+    let s = UdpSocket::bind(SocketAddrV4::new(addr, port)).expect("bind kernel udp socket");
+    s.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+    s
+}
+
+/// A payload of `len` bytes that encodes `seq` and a pattern derived from it, so a receiver
+/// can check every byte.
+pub fn payload(seq: u32, len: usize) -> Vec<u8> {
+    let mut p: Vec<u8> = (0..len).map(|i| (i as u32).wrapping_mul(31).wrapping_add(seq) as u8).collect();
+    if len >= 4 {
+        p[..4].copy_from_slice(&seq.to_be_bytes());
+    }
+    p
+}
+
+/// Decodes a [`payload`]; `None` if any byte is wrong.
+pub fn check_payload(p: &[u8]) -> Option<u32> {
+    if p.len() < 4 {
+        return None;
+    }
+    let seq = u32::from_be_bytes([p[0], p[1], p[2], p[3]]);
+    (payload(seq, p.len()) == p).then_some(seq)
+}
+
+/// Runs `step` over the ports until it returns true or the deadline passes; returns whether
+/// it finished. `step` gets all ports, to poll in turn.
+pub fn poll_until(ports: &mut [XskPort], limit: Duration, mut step: impl FnMut(&mut [XskPort]) -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if step(ports) {
+            return true;
+        }
+        for p in ports.iter_mut() {
+            p.reclaim();
+        }
+    }
+    false
+}
+
+/// Dumps the rig's interface counters; call from a failing test for context.
+pub fn dump(pair: &Pair) -> String {
+    pair.dump()
+}

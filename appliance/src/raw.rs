@@ -1,0 +1,223 @@
+//! # Raw UDP frames for the datapath checks
+//!
+//! What it is: the little frame handling the Foundation's demo, tests and benchmarks need
+//! before the library-OS stack takes over: build an Ethernet/IPv4/UDP frame into a buffer,
+//! parse one, and answer one **in place** (swap the addresses and ports of a received datagram
+//! so it can be sent back from the same frame, with no copy; the checksums stay valid because
+//! the ones'-complement sum does not depend on the order of its words).
+//!
+//! What it never does: ARP, fragments, options handling beyond skipping them; anything a real
+//! stack does. Malformed frames are reported as `None`, never a panic.
+
+use std::net::Ipv4Addr;
+
+use libos::wire::checksum;
+use libos::wire::{
+    EtherType, EthernetAddress, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr,
+};
+
+/// UDP header length.
+const UDP_LEN: usize = 8;
+/// IP protocol number of UDP.
+const PROTO_UDP: u8 = 17;
+
+/// Addresses of one UDP flow, as seen by the sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpFlow {
+    /// Source MAC.
+    pub src_mac: [u8; 6],
+    /// Destination MAC.
+    pub dst_mac: [u8; 6],
+    /// Source address.
+    pub src_ip: Ipv4Addr,
+    /// Destination address.
+    pub dst_ip: Ipv4Addr,
+    /// Source port.
+    pub src_port: u16,
+    /// Destination port.
+    pub dst_port: u16,
+}
+
+/// Length of the frame [`build_udp`] writes for a payload of `payload_len` bytes.
+pub fn udp_frame_len(payload_len: usize) -> usize {
+    14 + 20 + UDP_LEN + payload_len
+}
+
+/// Writes an Ethernet/IPv4/UDP frame with complete checksums into `buf`; returns its length,
+/// or `None` if `buf` is too short or the datagram too long for IPv4.
+pub fn build_udp(buf: &mut [u8], flow: &UdpFlow, payload: &[u8]) -> Option<usize> {
+    let len = udp_frame_len(payload.len());
+    if buf.len() < len || 20 + UDP_LEN + payload.len() > usize::from(u16::MAX) {
+        return None;
+    }
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress(flow.src_mac),
+        dst_addr: EthernetAddress(flow.dst_mac),
+        ethertype: EtherType::Ipv4,
+        vlan: [None, None],
+    };
+    let l2 = eth.emit(buf).ok()?;
+    let ip = Ipv4Repr {
+        src_addr: flow.src_ip,
+        dst_addr: flow.dst_ip,
+        protocol: IpProtocol::Udp,
+        payload_len: UDP_LEN + payload.len(),
+        ttl: 64,
+        ident: 0,
+        dont_frag: true,
+        dscp: 0,
+        ecn: 0,
+    };
+    let l3 = ip.emit(&mut buf[l2..]).ok()?;
+    let udp = &mut buf[l2 + l3..len];
+    let ulen = (UDP_LEN + payload.len()) as u16;
+    udp[0..2].copy_from_slice(&flow.src_port.to_be_bytes());
+    udp[2..4].copy_from_slice(&flow.dst_port.to_be_bytes());
+    udp[4..6].copy_from_slice(&ulen.to_be_bytes());
+    udp[6..8].copy_from_slice(&[0, 0]);
+    udp[8..].copy_from_slice(payload);
+    let pseudo = checksum::pseudo_header_v4(flow.src_ip.octets(), flow.dst_ip.octets(), PROTO_UDP, ulen);
+    let mut c = !checksum::add(pseudo, checksum::sum(udp));
+    if c == 0 {
+        c = 0xffff; // RFC 768: a computed zero is sent as all ones.
+    }
+    udp[6..8].copy_from_slice(&c.to_be_bytes());
+    Some(len)
+}
+
+/// A received UDP datagram.
+#[derive(Debug, Clone, Copy)]
+pub struct UdpDatagram<'a> {
+    /// Addresses as sent (source = the peer).
+    pub flow: UdpFlow,
+    /// The payload.
+    pub payload: &'a [u8],
+    /// Whether the UDP checksum is right (or absent, which RFC 768 allows).
+    pub checksum_ok: bool,
+    /// Whether the IPv4 header checksum is right.
+    pub ip_checksum_ok: bool,
+}
+
+/// Parses an Ethernet(/VLAN)/IPv4/UDP frame; `None` if it is anything else or malformed
+/// (including fragments).
+pub fn parse_udp(frame: &[u8]) -> Option<UdpDatagram<'_>> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.inner_ethertype() != EtherType::Ipv4 {
+        return None;
+    }
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    if ip.protocol() != IpProtocol::Udp || ip.is_fragment() {
+        return None;
+    }
+    let udp = ip.payload();
+    if udp.len() < UDP_LEN {
+        return None;
+    }
+    let ulen = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
+    if ulen < UDP_LEN || ulen > udp.len() {
+        return None;
+    }
+    let udp = &udp[..ulen];
+    let stored = u16::from_be_bytes([udp[6], udp[7]]);
+    let pseudo = checksum::pseudo_header_v4(
+        ip.src_addr().octets(),
+        ip.dst_addr().octets(),
+        PROTO_UDP,
+        ulen as u16,
+    );
+    let checksum_ok = stored == 0 || checksum::add(pseudo, checksum::sum(udp)) == 0xffff;
+    Some(UdpDatagram {
+        flow: UdpFlow {
+            src_mac: eth.src_addr().0,
+            dst_mac: eth.dst_addr().0,
+            src_ip: ip.src_addr(),
+            dst_ip: ip.dst_addr(),
+            src_port: u16::from_be_bytes([udp[0], udp[1]]),
+            dst_port: u16::from_be_bytes([udp[2], udp[3]]),
+        },
+        payload: &udp[UDP_LEN..],
+        checksum_ok,
+        ip_checksum_ok: ip.verify_checksum(),
+    })
+}
+
+/// Turns a received UDP datagram to `port` into its echo, in place: swaps MACs, IPv4
+/// addresses and UDP ports. Checksums stay valid (a sum does not depend on word order).
+/// Returns false, changing nothing, if the frame is not a well-formed UDP datagram to `port`
+/// with valid checksums.
+pub fn echo_in_place(frame: &mut [u8], port: u16) -> bool {
+    let Some(d) = parse_udp(frame) else { return false };
+    if d.flow.dst_port != port || !d.checksum_ok || !d.ip_checksum_ok {
+        return false;
+    }
+    let Ok(mut eth) = EthernetFrame::new_checked(&mut *frame) else { return false };
+    eth.set_dst_addr(EthernetAddress(d.flow.src_mac));
+    eth.set_src_addr(EthernetAddress(d.flow.dst_mac));
+    let l2 = eth.header_len();
+    let Ok(mut ip) = Ipv4Packet::new_checked(&mut frame[l2..]) else { return false };
+    ip.set_src_addr(d.flow.dst_ip);
+    ip.set_dst_addr(d.flow.src_ip);
+    let l3 = ip.header_len();
+    let udp = &mut frame[l2 + l3..];
+    udp[0..2].copy_from_slice(&d.flow.dst_port.to_be_bytes());
+    udp[2..4].copy_from_slice(&d.flow.src_port.to_be_bytes());
+    true
+}
+
+/// Swaps the destination and source MAC addresses of a frame in place (the `l2fwd` rewrite).
+#[inline]
+pub fn swap_macs(frame: &mut [u8]) {
+    if frame.len() >= 12 {
+        let (dst, rest) = frame.split_at_mut(6);
+        dst.swap_with_slice(&mut rest[..6]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow() -> UdpFlow {
+        UdpFlow {
+            src_mac: [2, 0, 0, 0, 0, 0xa],
+            dst_mac: [2, 0, 0, 0, 0, 0xb],
+            src_ip: Ipv4Addr::new(10, 0, 0, 1),
+            dst_ip: Ipv4Addr::new(10, 0, 0, 2),
+            src_port: 40000,
+            dst_port: 7,
+        }
+    }
+
+    #[test]
+    fn build_parse_round_trip_with_valid_checksums() {
+        let mut buf = [0u8; 256];
+        let n = build_udp(&mut buf, &flow(), b"hello").unwrap();
+        let d = parse_udp(&buf[..n]).unwrap();
+        assert_eq!(d.flow, flow());
+        assert_eq!(d.payload, b"hello");
+        assert!(d.checksum_ok && d.ip_checksum_ok);
+    }
+
+    #[test]
+    fn echo_swaps_and_keeps_checksums_valid() {
+        let mut buf = [0u8; 256];
+        let n = build_udp(&mut buf, &flow(), b"ping").unwrap();
+        assert!(echo_in_place(&mut buf[..n], 7));
+        let d = parse_udp(&buf[..n]).unwrap();
+        assert_eq!(d.flow.src_ip, flow().dst_ip);
+        assert_eq!(d.flow.dst_port, 40000);
+        assert_eq!(d.flow.dst_mac, flow().src_mac);
+        assert!(d.checksum_ok && d.ip_checksum_ok);
+    }
+
+    #[test]
+    fn corrupt_or_foreign_frames_are_not_echoed() {
+        let mut buf = [0u8; 256];
+        let n = build_udp(&mut buf, &flow(), b"ping").unwrap();
+        assert!(!echo_in_place(&mut buf[..n], 8), "wrong port");
+        buf[n - 1] ^= 0xff;
+        assert!(!echo_in_place(&mut buf[..n], 7), "bad checksum");
+        assert!(!echo_in_place(&mut buf[..20], 7), "truncated");
+        assert!(parse_udp(&[]).is_none());
+    }
+}
