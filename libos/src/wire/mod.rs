@@ -11,6 +11,7 @@
 pub mod checksum;
 mod ethernet;
 mod ipv4;
+mod tcp;
 mod vnet;
 
 pub use ethernet::{
@@ -18,6 +19,10 @@ pub use ethernet::{
     MAX_VLAN_TAGS, VLAN_TAG_LEN,
 };
 pub use ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr, IPV4_HEADER_LEN, IPV4_MAX_HEADER_LEN};
+pub use tcp::{
+    SackBlocks, TcpFlags, TcpOption, TcpOptionIter, TcpPacket, TcpRepr, TcpTimestamps,
+    TCP_CHECKSUM_OFFSET, TCP_HEADER_LEN, TCP_MAX_HEADER_LEN, TCP_MAX_SACK_BLOCKS,
+};
 pub use vnet::{Csum, Gso, NetHdr, VNET_HDR_LEN};
 
 /// Why a buffer could not be viewed as a packet of some format.
@@ -39,6 +44,18 @@ impl core::fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// How a `*Repr::emit` fills a transport (TCP, UDP) checksum.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TxChecksum {
+    /// Sum the pseudo-header and the whole segment, and store the complete checksum.
+    #[default]
+    Full,
+    /// Store only the folded pseudo-header sum (over the segment's own length) for the device
+    /// or the software offload to complete: the [`Csum::Partial`] convention, with the field at
+    /// [`TCP_CHECKSUM_OFFSET`] (TCP) or 6 (UDP) from the start of the L4 header.
+    Partial,
+}
 
 /// Result of parsing a wire format.
 pub type Result<T> = core::result::Result<T, Error>;
