@@ -1,0 +1,1 @@
+//! # Receive coalescing (in progress)

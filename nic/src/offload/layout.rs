@@ -1,0 +1,247 @@
+//! # Where the headers of an Ethernet / IPv4 / TCP frame sit (private to the offloads)
+//!
+//! What it is: one validating parse that finds the IPv4 header behind up to two VLAN tags
+//! (through `libos::wire`'s [`EthernetFrame`] and [`Ipv4Packet`] views) and the TCP header
+//! behind the IPv4 options, and the TCP field offsets the offloads patch.
+//!
+//! What it never does: look at the payload, trust a length it has not checked against the
+//! buffer, panic (every index it returns is inside the buffer it parsed).
+//!
+//! Invariant: for a [`Layout`] returned by [`parse`] on `buf`,
+//! `l3 + 20 <= l4 && l4 + 20 <= payload <= buf.len()`, so fixed-offset accesses to the IPv4
+//! header (`l3 + 0..20`) and the TCP header (`l4 + 0..20`) cannot panic.
+//!
+//! The TCP offsets live here until `libos::wire::TcpPacket` lands (RFC 9293 §3.1).
+
+use libos::wire::{EtherType, EthernetFrame, IpProtocol, Ipv4Packet, IPV4_HEADER_LEN};
+
+use super::OffloadError;
+
+/// TCP header fields (RFC 9293 §3.1), as offsets from the start of the TCP header.
+pub(crate) mod tcp {
+    pub const SRC_PORT: usize = 0;
+    pub const SEQ: usize = 4;
+    pub const ACK: usize = 8;
+    /// Data offset (high nibble), reserved bits and NS.
+    pub const DOFF: usize = 12;
+    /// The flags byte (CWR … FIN).
+    pub const FLAGS: usize = 13;
+    pub const WINDOW: usize = 14;
+    pub const CHECKSUM: usize = 16;
+    /// Header without options.
+    pub const HEADER_LEN: usize = 20;
+
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const PSH: u8 = 0x08;
+    pub const ACK_FLAG: u8 = 0x10;
+    pub const URG: u8 = 0x20;
+    pub const CWR: u8 = 0x80;
+}
+
+/// IPv4 header fields patched per segment, as offsets from the start of the IPv4 header.
+pub(crate) mod ip {
+    pub const TOS: usize = 1;
+    pub const TOTAL_LEN: usize = 2;
+    pub const IDENT: usize = 4;
+    pub const FLG_OFF: usize = 6;
+    pub const TTL: usize = 8;
+    pub const CHECKSUM: usize = 10;
+    pub const SRC: usize = 12;
+    pub const DST: usize = 16;
+    pub const DF: u16 = 0x4000;
+}
+
+/// Offsets of the headers of a TCP/IPv4 frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Layout {
+    /// Start of the IPv4 header (14, 18 or 22).
+    pub l3: usize,
+    /// Start of the TCP header (`l3` + IPv4 header length).
+    pub l4: usize,
+    /// Start of the TCP payload (`l4` + TCP header length): the frame's header length.
+    pub payload: usize,
+}
+
+/// Finds the IPv4 header behind up to two VLAN tags; returns its offset. Checks that the
+/// whole IPv4 header (options included) is in `buf`, version 4 and IHL ≥ 5; not the total
+/// length (a super-segment's may not describe it, a received frame's is checked by the caller).
+pub(crate) fn ipv4(buf: &[u8]) -> Result<usize, OffloadError> {
+    let eth = EthernetFrame::new_checked(buf).map_err(|e| match e {
+        libos::wire::Error::Truncated => {
+            OffloadError::Truncated { what: "ethernet header", needed: 14, len: buf.len() }
+        }
+        libos::wire::Error::Malformed => OffloadError::Malformed("ethernet header: 3 vlan tags"),
+    })?;
+    let l3 = eth.header_len();
+    match eth.inner_ethertype() {
+        EtherType::Ipv4 => {}
+        other => return Err(OffloadError::NotIpv4(other.into())),
+    }
+    let need =
+        |n: usize| OffloadError::Truncated { what: "ipv4 header", needed: n, len: buf.len() };
+    let ip = buf.get(l3..).filter(|b| b.len() >= IPV4_HEADER_LEN).ok_or(need(l3 + 20))?;
+    let ip = Ipv4Packet::new_unchecked(ip);
+    if ip.version() != 4 || ip.header_len() < IPV4_HEADER_LEN {
+        return Err(OffloadError::Malformed("ipv4 version or header length"));
+    }
+    if l3 + ip.header_len() > buf.len() {
+        return Err(need(l3 + ip.header_len()));
+    }
+    Ok(l3)
+}
+
+/// Finds the headers of a TCP/IPv4 frame; they must all be in `buf` (which may end there, as
+/// the header part of a super-segment does). Refuses fragments.
+pub(crate) fn tcp_v4(buf: &[u8]) -> Result<Layout, OffloadError> {
+    let l3 = ipv4(buf)?;
+    let ip = Ipv4Packet::new_unchecked(&buf[l3..]);
+    match ip.protocol() {
+        IpProtocol::Tcp => {}
+        other => return Err(OffloadError::NotTcp(other.into())),
+    }
+    if ip.is_fragment() {
+        return Err(OffloadError::Fragment);
+    }
+    let l4 = l3 + ip.header_len();
+    let need = |n: usize| OffloadError::Truncated { what: "tcp header", needed: n, len: buf.len() };
+    if l4 + tcp::HEADER_LEN > buf.len() {
+        return Err(need(l4 + tcp::HEADER_LEN));
+    }
+    let thl = usize::from(buf[l4 + tcp::DOFF] >> 4) * 4;
+    if thl < tcp::HEADER_LEN {
+        return Err(OffloadError::Malformed("tcp data offset"));
+    }
+    if l4 + thl > buf.len() {
+        return Err(need(l4 + thl));
+    }
+    Ok(Layout { l3, l4, payload: l4 + thl })
+}
+
+/// Folded sum of the IPv4 pseudo-header (RFC 9293 §3.1, RFC 768): source, destination, zero,
+/// protocol, transport length.
+///
+/// Not `libos::wire::checksum::pseudo_header_v4`: that one returns its sum byte-swapped on
+/// little-endian hosts (it adds big-endian words, then its `fold` swaps as if they were native).
+#[inline]
+pub(crate) fn pseudo_header(src: [u8; 4], dst: [u8; 4], protocol: u8, len: u16) -> u16 {
+    let w = |a: u8, b: u8| u32::from(u16::from_be_bytes([a, b]));
+    let mut s = w(src[0], src[1]) + w(src[2], src[3]) + w(dst[0], dst[1]) + w(dst[2], dst[3]);
+    s += u32::from(protocol) + u32::from(len);
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    s as u16
+}
+
+/// Big-endian u16 at `at`; the caller guarantees `at + 2 <= b.len()`.
+#[inline]
+pub(crate) fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+/// Big-endian u32 at `at`; the caller guarantees `at + 4 <= b.len()`.
+#[inline]
+pub(crate) fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Stores a big-endian u16 at `at`; the caller guarantees `at + 2 <= b.len()`.
+#[inline]
+pub(crate) fn put16(b: &mut [u8], at: usize, v: u16) {
+    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+/// Stores a big-endian u32 at `at`; the caller guarantees `at + 4 <= b.len()`.
+#[inline]
+pub(crate) fn put32(b: &mut [u8], at: usize, v: u32) {
+    b[at..at + 4].copy_from_slice(&v.to_be_bytes());
+}
+
+/// The four address bytes at `at`; the caller guarantees `at + 4 <= b.len()`.
+#[inline]
+pub(crate) fn addr(b: &[u8], at: usize) -> [u8; 4] {
+    [b[at], b[at + 1], b[at + 2], b[at + 3]]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libos::wire::checksum;
+
+    fn frame(tags: &[u16], ethertype: u16, ihl: u8, proto: u8, doff: u8) -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        for &t in tags {
+            f.extend_from_slice(&t.to_be_bytes());
+            f.extend_from_slice(&[0, 7]);
+        }
+        f.extend_from_slice(&ethertype.to_be_bytes());
+        let l3 = f.len();
+        f.resize(l3 + usize::from(ihl) * 4, 0);
+        f[l3] = 0x40 | ihl;
+        f[l3 + 9] = proto;
+        f[l3 + 2..l3 + 4].copy_from_slice(&100u16.to_be_bytes());
+        let l4 = f.len();
+        f.resize(l4 + usize::from(doff) * 4, 0);
+        f[l4 + 12] = doff << 4;
+        f
+    }
+
+    #[test]
+    fn finds_headers_behind_tags_and_options() {
+        let f = frame(&[], 0x0800, 5, 6, 5);
+        assert_eq!(tcp_v4(&f), Ok(Layout { l3: 14, l4: 34, payload: 54 }));
+        let f = frame(&[0x8100], 0x0800, 6, 6, 8);
+        assert_eq!(tcp_v4(&f), Ok(Layout { l3: 18, l4: 42, payload: 74 }));
+        let f = frame(&[0x88a8, 0x8100], 0x0800, 15, 6, 15);
+        assert_eq!(tcp_v4(&f), Ok(Layout { l3: 22, l4: 82, payload: 142 }));
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_handle() {
+        assert_eq!(
+            tcp_v4(&frame(&[0x8100, 0x8100, 0x8100], 0x0800, 5, 6, 5)),
+            Err(OffloadError::Malformed("ethernet header: 3 vlan tags"))
+        );
+        assert_eq!(tcp_v4(&frame(&[], 0x86dd, 5, 6, 5)), Err(OffloadError::NotIpv4(0x86dd)));
+        assert_eq!(tcp_v4(&frame(&[], 0x0800, 5, 17, 5)), Err(OffloadError::NotTcp(17)));
+        assert!(matches!(tcp_v4(&frame(&[], 0x0800, 4, 6, 5)), Err(OffloadError::Malformed(_))));
+        let mut f = frame(&[], 0x0800, 5, 6, 5);
+        f[34 + 12] = 4 << 4;
+        assert_eq!(tcp_v4(&f), Err(OffloadError::Malformed("tcp data offset")));
+        let f = frame(&[], 0x0800, 5, 6, 8);
+        assert!(matches!(tcp_v4(&f[..60]), Err(OffloadError::Truncated { needed: 66, .. })));
+        let mut f = frame(&[], 0x0800, 5, 6, 5);
+        f[14 + 6] = 0x20; // MF
+        assert_eq!(tcp_v4(&f), Err(OffloadError::Fragment));
+    }
+
+    #[test]
+    fn pseudo_header_matches_the_reference() {
+        for (src, dst, proto, len) in [
+            ([10, 0, 0, 1], [10, 0, 0, 2], 6, 20),
+            ([255, 255, 255, 255], [255, 255, 255, 255], 17, 65535),
+            ([0, 0, 0, 0], [0, 0, 0, 0], 0, 0),
+            ([192, 168, 1, 10], [192, 168, 1, 1], 6, 1480),
+        ] {
+            let l = u16::to_be_bytes(len);
+            let bytes = [
+                src[0], src[1], src[2], src[3], dst[0], dst[1], dst[2], dst[3], 0, proto, l[0],
+                l[1],
+            ];
+            let norm = |x: u16| if x == 0xffff { 0 } else { x };
+            assert_eq!(
+                norm(pseudo_header(src, dst, proto, len)),
+                norm(checksum::reference(&bytes))
+            );
+        }
+    }
+
+    #[test]
+    fn never_panics_on_short_buffers() {
+        let f = frame(&[0x8100], 0x0800, 15, 6, 15);
+        for n in 0..f.len() {
+            assert!(tcp_v4(&f[..n]).is_err());
+        }
+    }
+}

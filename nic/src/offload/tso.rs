@@ -1,0 +1,1 @@
+//! # TCP segmentation offload (in progress)
