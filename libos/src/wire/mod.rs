@@ -12,6 +12,7 @@ pub mod checksum;
 mod ethernet;
 mod ipv4;
 mod tcp;
+mod udp;
 mod vnet;
 
 pub use ethernet::{
@@ -23,6 +24,7 @@ pub use tcp::{
     SackBlocks, TcpFlags, TcpOption, TcpOptionIter, TcpPacket, TcpRepr, TcpTimestamps,
     TCP_CHECKSUM_OFFSET, TCP_HEADER_LEN, TCP_MAX_HEADER_LEN, TCP_MAX_SACK_BLOCKS,
 };
+pub use udp::{UdpPacket, UdpRepr, UDP_CHECKSUM_OFFSET, UDP_HEADER_LEN};
 pub use vnet::{Csum, Gso, NetHdr, VNET_HDR_LEN};
 
 /// Why a buffer could not be viewed as a packet of some format.
@@ -53,7 +55,7 @@ pub enum TxChecksum {
     Full,
     /// Store only the folded pseudo-header sum (over the segment's own length) for the device
     /// or the software offload to complete: the [`Csum::Partial`] convention, with the field at
-    /// [`TCP_CHECKSUM_OFFSET`] (TCP) or 6 (UDP) from the start of the L4 header.
+    /// [`TCP_CHECKSUM_OFFSET`] or [`UDP_CHECKSUM_OFFSET`] from the start of the L4 header.
     Partial,
 }
 
