@@ -1,8 +1,8 @@
 //! # Where the headers of an Ethernet / IPv4 / TCP frame sit (private to the offloads)
 //!
 //! What it is: one validating parse that finds the IPv4 header behind up to two VLAN tags
-//! (through `libos::wire`'s [`EthernetFrame`] and [`Ipv4Packet`] views) and the TCP header
-//! behind the IPv4 options, and the TCP field offsets the offloads patch.
+//! and the TCP header behind the IPv4 options (through `libos::wire`'s [`EthernetFrame`],
+//! [`Ipv4Packet`] and [`TcpPacket`] views), and the pseudo-header sum.
 //!
 //! What it never does: look at the payload, trust a length it has not checked against the
 //! buffer, panic (every index it returns is inside the buffer it parsed).
@@ -10,48 +10,12 @@
 //! Invariant: for a [`Layout`] returned by [`parse`] on `buf`,
 //! `l3 + 20 <= l4 && l4 + 20 <= payload <= buf.len()`, so fixed-offset accesses to the IPv4
 //! header (`l3 + 0..20`) and the TCP header (`l4 + 0..20`) cannot panic.
-//!
-//! The TCP offsets live here until `libos::wire::TcpPacket` lands (RFC 9293 §3.1).
 
-use libos::wire::{EtherType, EthernetFrame, IpProtocol, Ipv4Packet, IPV4_HEADER_LEN};
+use libos::wire::{
+    EtherType, EthernetFrame, IpProtocol, Ipv4Packet, TcpPacket, IPV4_HEADER_LEN, TCP_HEADER_LEN,
+};
 
 use super::OffloadError;
-
-/// TCP header fields (RFC 9293 §3.1), as offsets from the start of the TCP header.
-pub(crate) mod tcp {
-    pub const SRC_PORT: usize = 0;
-    pub const SEQ: usize = 4;
-    pub const ACK: usize = 8;
-    /// Data offset (high nibble), reserved bits and NS.
-    pub const DOFF: usize = 12;
-    /// The flags byte (CWR … FIN).
-    pub const FLAGS: usize = 13;
-    pub const WINDOW: usize = 14;
-    pub const CHECKSUM: usize = 16;
-    /// Header without options.
-    pub const HEADER_LEN: usize = 20;
-
-    pub const FIN: u8 = 0x01;
-    pub const SYN: u8 = 0x02;
-    pub const RST: u8 = 0x04;
-    pub const PSH: u8 = 0x08;
-    pub const ACK_FLAG: u8 = 0x10;
-    pub const URG: u8 = 0x20;
-    pub const CWR: u8 = 0x80;
-}
-
-/// IPv4 header fields patched per segment, as offsets from the start of the IPv4 header.
-pub(crate) mod ip {
-    pub const TOS: usize = 1;
-    pub const TOTAL_LEN: usize = 2;
-    pub const IDENT: usize = 4;
-    pub const FLG_OFF: usize = 6;
-    pub const TTL: usize = 8;
-    pub const CHECKSUM: usize = 10;
-    pub const SRC: usize = 12;
-    pub const DST: usize = 16;
-    pub const DF: u16 = 0x4000;
-}
 
 /// Offsets of the headers of a TCP/IPv4 frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,11 +70,12 @@ pub(crate) fn tcp_v4(buf: &[u8]) -> Result<Layout, OffloadError> {
     }
     let l4 = l3 + ip.header_len();
     let need = |n: usize| OffloadError::Truncated { what: "tcp header", needed: n, len: buf.len() };
-    if l4 + tcp::HEADER_LEN > buf.len() {
-        return Err(need(l4 + tcp::HEADER_LEN));
+    if l4 + TCP_HEADER_LEN > buf.len() {
+        return Err(need(l4 + TCP_HEADER_LEN));
     }
-    let thl = usize::from(buf[l4 + tcp::DOFF] >> 4) * 4;
-    if thl < tcp::HEADER_LEN {
+    // Not `TcpPacket::new_checked`: a super-segment's TCP "segment" may exceed 65535 bytes.
+    let thl = TcpPacket::new_unchecked(&buf[l4..]).header_len();
+    if thl < TCP_HEADER_LEN {
         return Err(OffloadError::Malformed("tcp data offset"));
     }
     if l4 + thl > buf.len() {
@@ -132,36 +97,6 @@ pub(crate) fn pseudo_header(src: [u8; 4], dst: [u8; 4], protocol: u8, len: u16) 
     s = (s & 0xffff) + (s >> 16);
     s = (s & 0xffff) + (s >> 16);
     s as u16
-}
-
-/// Big-endian u16 at `at`; the caller guarantees `at + 2 <= b.len()`.
-#[inline]
-pub(crate) fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
-/// Big-endian u32 at `at`; the caller guarantees `at + 4 <= b.len()`.
-#[inline]
-pub(crate) fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-/// Stores a big-endian u16 at `at`; the caller guarantees `at + 2 <= b.len()`.
-#[inline]
-pub(crate) fn put16(b: &mut [u8], at: usize, v: u16) {
-    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
-}
-
-/// Stores a big-endian u32 at `at`; the caller guarantees `at + 4 <= b.len()`.
-#[inline]
-pub(crate) fn put32(b: &mut [u8], at: usize, v: u32) {
-    b[at..at + 4].copy_from_slice(&v.to_be_bytes());
-}
-
-/// The four address bytes at `at`; the caller guarantees `at + 4 <= b.len()`.
-#[inline]
-pub(crate) fn addr(b: &[u8], at: usize) -> [u8; 4] {
-    [b[at], b[at + 1], b[at + 2], b[at + 3]]
 }
 
 #[cfg(test)]

@@ -28,13 +28,15 @@
 //! Linux `net/ipv4/tcp_offload.c`, `net/ipv4/af_inet.c` (`inet_gso_segment`,
 //! `inet_gro_receive`), `net/core/gro.c`, `Documentation/networking/segmentation-offloads.rst`.
 //!
-//! Headers are located with `libos::wire`'s [`EthernetFrame`](libos::wire::EthernetFrame) and
-//! [`Ipv4Packet`](libos::wire::Ipv4Packet) views; the TCP fields go through the small private
-//! `layout::tcp` offsets until `libos::wire::TcpPacket` lands.
+//! Headers are read and patched through `libos::wire`'s views
+//! ([`EthernetFrame`](libos::wire::EthernetFrame), [`Ipv4Packet`](libos::wire::Ipv4Packet),
+//! [`TcpPacket`](libos::wire::TcpPacket)), located once per frame by the private `layout`.
 
 pub mod csum;
 pub mod gro;
 mod layout;
+#[cfg(test)]
+mod testutil;
 pub mod tso;
 
 use libos::wire::Gso;
