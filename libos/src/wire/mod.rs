@@ -10,6 +10,7 @@
 
 pub mod checksum;
 mod ethernet;
+mod icmp;
 mod ipv4;
 mod tcp;
 mod udp;
@@ -18,6 +19,10 @@ mod vnet;
 pub use ethernet::{
     EtherType, EthernetAddress, EthernetFrame, EthernetRepr, VlanTag, ETHERNET_HEADER_LEN,
     MAX_VLAN_TAGS, VLAN_TAG_LEN,
+};
+pub use icmp::{
+    Icmpv4DstUnreachable, Icmpv4Message, Icmpv4Packet, Icmpv4Repr, Icmpv4TimeExceeded,
+    ICMPV4_HEADER_LEN,
 };
 pub use ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr, IPV4_HEADER_LEN, IPV4_MAX_HEADER_LEN};
 pub use tcp::{
