@@ -53,7 +53,10 @@ pub fn pseudo_header_v4(src: [u8; 4], dst: [u8; 4], protocol: u8, length: u16) -
     s += u32::from(u16::from_be_bytes([dst[2], dst[3]]));
     s += u32::from(protocol);
     s += u32::from(length);
-    fold(u64::from(s))
+    // `s` already holds big-endian word values: fold the carries, no byte swap.
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    s as u16
 }
 
 /// RFC 1624 eqn. 3: the checksum after one 16-bit field of the covered data changed from `old`
@@ -163,6 +166,23 @@ mod tests {
         zeroed[10] = 0;
         zeroed[11] = 0;
         assert_eq!(checksum(&zeroed), 0xb861);
+    }
+
+    #[test]
+    fn udp_checksum_of_a_real_kernel_datagram() {
+        // 10.0.0.1:51277 -> 10.0.0.2:9000, 64-byte payload, as sent by Linux (checksum 0xf133).
+        let udp: Vec<u8> = [0xc8, 0x4d, 0x23, 0x28, 0x00, 0x48, 0xf1, 0x33]
+            .into_iter()
+            .chain([0, 0, 0, 1])
+            .chain((4..64u32).map(|i| (i * 31 + 1) as u8))
+            .collect();
+        let pseudo = pseudo_header_v4([10, 0, 0, 1], [10, 0, 0, 2], 17, 72);
+        assert_eq!(pseudo, 0x0a00 + 0x0001 + 0x0a00 + 0x0002 + 0x0011 + 0x0048);
+        assert_eq!(add(pseudo, sum(&udp)), 0xffff);
+        let mut zeroed = udp.clone();
+        zeroed[6] = 0;
+        zeroed[7] = 0;
+        assert_eq!(!add(pseudo, sum(&zeroed)), 0xf133);
     }
 
     #[test]
