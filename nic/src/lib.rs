@@ -19,6 +19,7 @@ mod error;
 pub mod mem;
 pub mod offload;
 mod port;
+pub mod trafgen;
 pub mod virtq;
 
 pub use error::NicError;
