@@ -1,12 +1,159 @@
 //! # `xdpos bench`: the side-by-side benchmark harness
 //!
-//! (Being written: see BENCHMARKS.md.)
+//! What it is: the shared machinery behind every `xdpos bench <name>` (see BENCHMARKS.md) and
+//! the benchmarks themselves. A benchmark implements [`harness::Benchmark`]: it names its
+//! variants (each with the baseline its ratio is taken against) and measures one
+//! (variant, size) point when asked. The harness does the rest, the same way for every
+//! benchmark:
+//! - alternation: for each repetition, for each size, every variant in turn, so drift on these
+//!   shared machines hits all variants alike;
+//! - medians with min and max per (size, variant), a progress bar on stderr, a table on stdout
+//!   with the ratio to the baseline, the JSON of BENCHMARKS.md (`--json`), a PNG (`--plot`);
+//! - a stop flag set by SIGINT/SIGTERM ([`Stop`]): every load loop checks it and has its own
+//!   deadline, the rig's namespaces are removed by their `Drop`, XDP programs by their links'.
+//!   A second Ctrl-C exits at once (the next run sweeps what was left, see
+//!   [`crate::rig::sweep_stale`]).
+//!
+//! What it owns: the threads and child processes of a measurement, for its duration only.
+//!
+//! Benchmarks: [`raw`] (the AF_XDP ceiling: rxdrop, txonly, l2fwd, and DPDK testpmd). Adding
+//! one (`udp`, `tcp`, `rr`, `fwd`, `ready`) is a new module implementing
+//! [`harness::Benchmark`] and a [`BenchCmd`] arm; metric names are those of BENCHMARKS.md
+//! (`pps`, `goodput_bps`, `loss`, `tps`, `p50_us`, …).
+
+pub mod harness;
+pub mod loops;
+pub mod place;
+pub mod plot;
+pub mod raw;
+pub mod report;
+pub mod testpmd;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
 
 /// The benchmarks.
 #[derive(Debug, clap::Subcommand)]
-pub enum BenchCmd {}
+pub enum BenchCmd {
+    /// AF_XDP ceiling with the nic layer and no stack: rxdrop, txonly, l2fwd (and DPDK testpmd
+    /// rxonly/txonly/io when installed), on the `pair` rig.
+    Raw(raw::RawArgs),
+}
+
+/// Flags every benchmark takes (BENCHMARKS.md, "Common flags").
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonArgs {
+    /// Sizes to measure, comma-separated (bytes; what a size means is the benchmark's).
+    #[arg(long, value_delimiter = ',')]
+    pub sizes: Option<Vec<usize>>,
+    /// Seconds of measurement per point (after a warm-up).
+    #[arg(long, default_value_t = 3.0)]
+    pub seconds: f64,
+    /// Repetitions of every point; the table shows medians with min and max.
+    #[arg(long, default_value_t = 3)]
+    pub repeat: u32,
+    /// Smoke run: 1 second per point, 1 repetition.
+    #[arg(long)]
+    pub quick: bool,
+    /// Only these variants (comma-separated; default: all that are available).
+    #[arg(long, value_delimiter = ',')]
+    pub variants: Option<Vec<String>>,
+    /// Write the results as JSON (schema in BENCHMARKS.md).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<std::path::PathBuf>,
+    /// Draw the main metric against size, one line per variant, as a PNG.
+    #[arg(long, value_name = "FILE.png")]
+    pub plot: Option<std::path::PathBuf>,
+}
+
+impl CommonArgs {
+    /// Measurement window per point.
+    pub fn window(&self) -> Duration {
+        if self.quick {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs_f64(self.seconds.clamp(0.1, 3600.0))
+        }
+    }
+
+    /// Repetitions per point.
+    pub fn repeats(&self) -> u32 {
+        if self.quick {
+            1
+        } else {
+            self.repeat.max(1)
+        }
+    }
+}
+
+/// A stop request (Ctrl-C, SIGTERM), shared by every thread of a run. Cheap to clone and to
+/// poll from a load loop (one relaxed load).
+#[derive(Debug, Clone, Default)]
+pub struct Stop(Arc<AtomicBool>);
+
+impl Stop {
+    /// A flag nobody has raised.
+    pub fn new() -> Stop {
+        Stop::default()
+    }
+
+    /// Raises the flag on SIGINT and SIGTERM; a second signal while it is raised exits the
+    /// process at once (status 130).
+    pub fn on_signals() -> anyhow::Result<Stop> {
+        let stop = Stop::new();
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            // Order matters: the conditional exit is checked before the flag is set.
+            signal_hook::flag::register_conditional_shutdown(sig, 130, stop.0.clone())
+                .context("install the second-signal exit")?;
+            signal_hook::flag::register(sig, stop.0.clone()).context("install the stop flag")?;
+        }
+        Ok(stop)
+    }
+
+    /// Whether a stop was requested.
+    #[inline]
+    pub fn requested(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Requests a stop.
+    pub fn request(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// The flag itself, for loops that take an `&AtomicBool`.
+    pub fn flag(&self) -> &AtomicBool {
+        &self.0
+    }
+
+    /// Sleeps for `d` or until a stop is requested, whichever comes first; returns whether the
+    /// whole duration passed.
+    pub fn sleep(&self, d: Duration) -> bool {
+        let end = Instant::now() + d;
+        loop {
+            if self.requested() {
+                return false;
+            }
+            let now = Instant::now();
+            if now >= end {
+                return true;
+            }
+            std::thread::sleep((end - now).min(Duration::from_millis(20)));
+        }
+    }
+}
 
 /// Runs one benchmark.
 pub fn run(cmd: &BenchCmd) -> anyhow::Result<()> {
-    match *cmd {}
+    let stop = Stop::on_signals()?;
+    let removed = crate::rig::sweep_stale();
+    if removed > 0 {
+        tracing::info!(removed, "removed namespaces left by an earlier run");
+    }
+    match cmd {
+        BenchCmd::Raw(args) => raw::run(args, &stop),
+    }
 }

@@ -1,0 +1,194 @@
+//! # Placement: which CPU runs what during a measurement
+//!
+//! What it is: pinning of the harness's threads (load generator on [`GEN_CPU`], system under
+//! test on [`DUT_CPU`], BENCHMARKS.md), placement of a veth's receive NAPI work ([`Napi`]), and
+//! a per-CPU time sampler ([`CpuTimes`]) that records where the work landed.
+//!
+//! Why NAPI placement matters on veth: a frame sent into a veth is queued on the peer's ring and
+//! the peer's NAPI poll (its XDP program, the copy into an AF_XDP socket, the stack) is raised as
+//! a softirq **on the sender's CPU**. With threaded NAPI (`/sys/class/net/<dev>/threaded`) the
+//! poll runs in a kthread `napi/<dev>-<id>` instead, which can be pinned to either CPU. Which is
+//! best differs per path; `docs/benchmarks.md` has the measurements.
+//!
+//! Caveats: NAPI kthreads are found by name (`napi/<dev>-*`) among the threads that appeared
+//! when threading was switched on, because the names are not unique across namespaces. veth
+//! recreates its NAPI (and the kthread) whenever XDP is attached or detached, so placement is
+//! applied after the XDP programs of a measurement are in place, and again after any change.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use anyhow::Context;
+
+use crate::rig::Netns;
+
+/// CPU of the load generator, client or sink side.
+pub const GEN_CPU: usize = 0;
+/// CPU of the system under test.
+pub const DUT_CPU: usize = 1;
+
+/// Pins the calling thread to `cpu`.
+pub fn pin(cpu: usize) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        core_affinity::set_for_current(core_affinity::CoreId { id: cpu }),
+        "cannot pin thread to CPU {cpu} (this machine has {} CPUs)",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
+    Ok(())
+}
+
+/// Where a device's receive NAPI poll runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Napi {
+    /// Not threaded: a softirq on the CPU that raised it (for veth, the sender's).
+    Softirq,
+    /// Threaded NAPI, the kthread pinned to this CPU.
+    Thread(usize),
+}
+
+impl fmt::Display for Napi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Napi::Softirq => f.write_str("softirq"),
+            Napi::Thread(c) => write!(f, "napi-cpu{c}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Napi {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Napi> {
+        match s {
+            "softirq" => Ok(Napi::Softirq),
+            _ => s
+                .strip_prefix("napi-cpu")
+                .and_then(|c| c.parse().ok())
+                .map(Napi::Thread)
+                .ok_or_else(|| anyhow::anyhow!("unknown placement {s:?} (softirq, napi-cpuN)")),
+        }
+    }
+}
+
+/// Threads whose name starts with `napi/<dev>-`.
+fn napi_threads(dev: &str) -> BTreeSet<i32> {
+    let prefix = format!("napi/{dev}-");
+    let Ok(dir) = std::fs::read_dir("/proc") else { return BTreeSet::new() };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim_end().starts_with(&prefix))
+        })
+        .collect()
+}
+
+/// Places the receive NAPI work of `dev` (in namespace `ns`) as `napi` says; returns the PIDs
+/// of the kthreads it pinned (none for [`Napi::Softirq`]). Call it after the device's XDP
+/// program is attached.
+pub fn place_napi(ns: &Netns, dev: &str, napi: Napi) -> anyhow::Result<Vec<i32>> {
+    let path = format!("/sys/class/net/{dev}/threaded");
+    match napi {
+        Napi::Softirq => {
+            ns.sh(&format!("echo 0 > {path}")).with_context(|| format!("unthread {dev}"))?;
+            Ok(Vec::new())
+        }
+        Napi::Thread(cpu) => {
+            // Toggle so the kthreads are (re)created now, and tell ours from namesakes in
+            // other namespaces by comparing before and after.
+            ns.sh(&format!("echo 0 > {path}")).with_context(|| format!("unthread {dev}"))?;
+            let before = napi_threads(dev);
+            ns.sh(&format!("echo 1 > {path}"))
+                .with_context(|| format!("enable threaded NAPI on {dev}"))?;
+            let ours: Vec<i32> = napi_threads(dev).difference(&before).copied().collect();
+            anyhow::ensure!(
+                !ours.is_empty(),
+                "threaded NAPI on {dev}: no napi/{dev}-* kthread appeared (is XDP attached?)"
+            );
+            let mut set = rustix::thread::CpuSet::new();
+            set.set(cpu);
+            for &pid in &ours {
+                let p = rustix::process::Pid::from_raw(pid)
+                    .ok_or_else(|| anyhow::anyhow!("bad pid {pid}"))?;
+                rustix::thread::sched_setaffinity(Some(p), &set)
+                    .with_context(|| format!("pin napi kthread {pid} of {dev} to CPU {cpu}"))?;
+            }
+            Ok(ours)
+        }
+    }
+}
+
+/// Cumulative per-CPU times from `/proc/stat` (clock ticks).
+#[derive(Debug, Clone, Default)]
+pub struct CpuTimes(Vec<[u64; 8]>);
+
+/// Shares of one CPU's time over an interval, in percent.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CpuShare {
+    /// Not idle (user + system + irq + softirq + steal).
+    pub busy: f64,
+    /// Hard and soft interrupt context (where softirq-mode NAPI runs).
+    pub softirq: f64,
+    /// User space.
+    pub user: f64,
+}
+
+impl CpuTimes {
+    /// Reads `/proc/stat` now.
+    pub fn now() -> CpuTimes {
+        let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let mut cpus = Vec::new();
+        for line in text.lines() {
+            let mut f = line.split_whitespace();
+            let Some(name) = f.next() else { continue };
+            if name.len() <= 3 || !name.starts_with("cpu") {
+                continue;
+            }
+            let mut v = [0u64; 8];
+            for (slot, x) in v.iter_mut().zip(f) {
+                *slot = x.parse().unwrap_or(0);
+            }
+            cpus.push(v);
+        }
+        CpuTimes(cpus)
+    }
+
+    /// Shares per CPU between `self` (earlier) and `later`.
+    pub fn shares(&self, later: &CpuTimes) -> Vec<CpuShare> {
+        self.0
+            .iter()
+            .zip(&later.0)
+            .map(|(a, b)| {
+                // user nice system idle iowait irq softirq steal
+                let d: Vec<f64> = (0..8).map(|i| b[i].saturating_sub(a[i]) as f64).collect();
+                let total: f64 = d.iter().sum::<f64>().max(1.0);
+                let pct = |x: f64| 100.0 * x / total;
+                CpuShare {
+                    busy: pct(total - d[3] - d[4]),
+                    softirq: pct(d[5] + d[6]),
+                    user: pct(d[0] + d[1]),
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn napi_placement_parses_and_prints() {
+        for s in ["softirq", "napi-cpu0", "napi-cpu1"] {
+            assert_eq!(s.parse::<Napi>().unwrap().to_string(), s);
+        }
+        assert!("napi".parse::<Napi>().is_err());
+    }
+
+    #[test]
+    fn cpu_shares_add_up() {
+        let a = CpuTimes(vec![[0; 8]]);
+        let b = CpuTimes(vec![[10, 0, 20, 50, 0, 0, 20, 0]]);
+        let s = a.shares(&b)[0];
+        assert_eq!((s.busy, s.softirq, s.user), (50.0, 20.0, 10.0));
+        assert!(!CpuTimes::now().0.is_empty());
+    }
+}
