@@ -4,10 +4,27 @@
 //! `B: AsMut<[u8]>`) and small `*Repr` values for building packets, in the style of smoltcp's
 //! `wire` module. A view is validated once by `new_checked`; after that no accessor can panic.
 //!
+//! Formats: Ethernet II with up to two VLAN tags ([`EthernetFrame`], RFC 894, IEEE 802.1Q),
+//! ARP for IPv4 over Ethernet ([`ArpPacket`], RFC 826), IPv4 ([`Ipv4Packet`], RFC 791),
+//! ICMPv4 ([`Icmpv4Packet`], RFC 792), UDP ([`UdpPacket`], RFC 768) and TCP ([`TcpPacket`],
+//! RFC 9293). Conventions they share:
+//! - a view covers exactly its layer and what follows; the caller hands each layer the
+//!   payload of the one below (`Ipv4Packet::payload` already stops at the total length);
+//! - payload getters on `*Packet<&'a [u8]>` return `&'a [u8]`; regions derived from length
+//!   fields are clamped to the buffer, so no accessor of a checked view panics even after a
+//!   setter wrote a nonsensical length;
+//! - `*Repr::parse` re-checks lengths but never verifies checksums: whether to verify depends
+//!   on what the device reported ([`Csum`]), so the caller calls `verify_checksum`;
+//! - `*Repr::emit` writes into the front of a `&mut [u8]`, returns how many bytes it wrote
+//!   (the header length, or the whole message for ARP and ICMP), and returns
+//!   [`Error::Truncated`] or [`Error::Malformed`] instead of panicking; TCP and UDP fill their
+//!   checksum as [`TxChecksum`] says.
+//!
 //! Also here: the Internet checksum ([`checksum`], RFC 1071 and RFC 1624) and the
 //! virtio-net-style offload header ([`NetHdr`], virtio 1.2 §5.1.6) which is itself a wire format
 //! (a TAP device with `IFF_VNET_HDR` prepends it to every frame).
 
+mod arp;
 pub mod checksum;
 mod ethernet;
 mod icmp;
@@ -16,6 +33,7 @@ mod tcp;
 mod udp;
 mod vnet;
 
+pub use arp::{ArpOperation, ArpPacket, ArpRepr, ARP_PACKET_LEN};
 pub use ethernet::{
     EtherType, EthernetAddress, EthernetFrame, EthernetRepr, VlanTag, ETHERNET_HEADER_LEN,
     MAX_VLAN_TAGS, VLAN_TAG_LEN,
