@@ -180,7 +180,7 @@ impl VlanTag {
         ((self.pcp as u16 & 0x7) << 13) | ((self.dei as u16) << 12) | (self.vid & 0x0fff)
     }
 
-    fn is_valid(&self) -> bool {
+    fn is_valid(self) -> bool {
         self.tpid.is_vlan_tpid() && self.pcp <= 7 && self.vid <= 0x0fff
     }
 }

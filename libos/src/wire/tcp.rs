@@ -159,9 +159,9 @@ impl TcpFlags {
     /// Sets or clears the bits of `other`.
     pub fn set(&mut self, other: TcpFlags, value: bool) {
         if value {
-            self.insert(other)
+            self.insert(other);
         } else {
-            self.remove(other)
+            self.remove(other);
         }
     }
 }
