@@ -104,14 +104,10 @@ impl fmt::Display for IpProtocol {
     }
 }
 
-/// Folded sum of the IPv4 pseudo-header (RFC 9293 §3.1, RFC 768) for TCP and UDP checksums.
-///
-/// Sums the 12 pseudo-header bytes with [`checksum::sum`] rather than calling
-/// [`checksum::pseudo_header_v4`], which currently returns its sum byte-swapped on
-/// little-endian hosts (it adds big-endian values, then `fold` swaps as if they were native).
+/// Folded sum of the IPv4 pseudo-header (RFC 9293 §3.1, RFC 768) for TCP and UDP checksums,
+/// with addresses as [`Ipv4Addr`].
 pub(super) fn pseudo_header_sum(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, len: u16) -> u16 {
-    let (s, d, l) = (src.octets(), dst.octets(), len.to_be_bytes());
-    checksum::sum(&[s[0], s[1], s[2], s[3], d[0], d[1], d[2], d[3], 0, protocol, l[0], l[1]])
+    checksum::pseudo_header_v4(src.octets(), dst.octets(), protocol, len)
 }
 
 /// A read/write view of an IPv4 datagram (see the module documentation).
