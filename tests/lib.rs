@@ -87,6 +87,18 @@ pub fn poll_until(ports: &mut [XskPort], limit: Duration, mut step: impl FnMut(&
     false
 }
 
+/// An error and all its causes, `: `-separated (what a user sees from `anyhow`'s `{:#}`).
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut s = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        s.push_str(": ");
+        s.push_str(&e.to_string());
+        cur = e.source();
+    }
+    s
+}
+
 /// Dumps the rig's interface counters; call from a failing test for context.
 pub fn dump(pair: &Pair) -> String {
     pair.dump()

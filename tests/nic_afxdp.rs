@@ -134,13 +134,13 @@ fn xdpos_originated(size: usize) {
     let pair = Pair::new("tx", &PairOpts { queues: 2, ..Default::default() }).unwrap();
     let per_queue = 200u32;
     let (port_tx, port_rx) = mpsc::channel();
-    let (sent_tx, sent_rx) = mpsc::channel();
+    let pair_ref = &pair;
     std::thread::scope(|s| {
-        let a = s.spawn(|| {
+        let a = s.spawn(move || {
+            let pair = pair_ref;
             pair.ns_a.enter().unwrap();
             let sock = kernel_udp(pair.a.ip, 0);
             port_tx.send(sock.local_addr().unwrap().port()).unwrap();
-            sent_rx.recv_timeout(DEADLINE).unwrap();
             let mut got = HashSet::new();
             let mut buf = vec![0u8; 2048];
             let deadline = Instant::now() + DEADLINE;
@@ -152,7 +152,8 @@ fn xdpos_originated(size: usize) {
             got.len()
         });
         let kernel_port = port_rx.recv_timeout(DEADLINE).unwrap();
-        s.spawn(|| {
+        s.spawn(move || {
+            let pair = pair_ref;
             pair.ns_b.enter().unwrap();
             let mut burst = Burst::new();
             for q in 0..2u32 {
@@ -187,7 +188,6 @@ fn xdpos_originated(size: usize) {
                 assert_eq!((c.held, c.tx, c.kernel), (0, 0, 0), "{c:?}");
                 assert_eq!(port.stats().tx_packets, u64::from(per_queue));
             }
-            sent_tx.send(()).unwrap();
         });
         let got = a.join().unwrap();
         assert_eq!(got, 2 * per_queue as usize, "{}", dump(&pair));
@@ -220,9 +220,11 @@ fn pass_through_keeps_kernel_traffic_while_xdpos_owns_a_port() {
     const TCP: u16 = 5001;
     const TCP_BYTES: usize = 4 << 20;
 
+    let pair_ref = &pair;
     std::thread::scope(|s| {
         // B: xdpos owns UDP 9000 on B's address; B's kernel serves TCP 5001 and UDP 9001.
-        let xdpos = s.spawn(|| {
+        let xdpos = s.spawn(move || {
+            let pair = pair_ref;
             pair.ns_b.enter().unwrap();
             let prog = XdpProgram::attach(&pair.b.ifname, XdpMode::Auto).unwrap();
             prog.own_port(Some(pair.b.ip), L4Proto::Udp, OWNED).unwrap();
@@ -341,7 +343,7 @@ fn attach_refuses_an_occupied_interface_and_detaches_on_drop() {
             let prog = XdpProgram::attach(&pair.b.ifname, XdpMode::Native).unwrap();
             assert_eq!(prog.mode(), nic::afxdp::AttachedMode::Native);
             let err = XdpProgram::attach(&pair.b.ifname, XdpMode::Auto).unwrap_err();
-            assert!(err.to_string().contains("already has an XDP program"), "{err}");
+            assert!(chain(&err).contains("already has an XDP program"), "{}", chain(&err));
             drop(prog);
         })
         .unwrap();
