@@ -146,21 +146,21 @@ pub fn parse_udp(frame: &[u8]) -> Option<UdpDatagram<'_>> {
 /// Returns false, changing nothing, if the frame is not a well-formed UDP datagram to `port`
 /// with valid checksums.
 pub fn echo_in_place(frame: &mut [u8], port: u16) -> bool {
-    let Some(d) = parse_udp(frame) else { return false };
-    if d.flow.dst_port != port || !d.checksum_ok || !d.ip_checksum_ok {
-        return false;
-    }
+    let flow = match parse_udp(frame) {
+        Some(d) if d.flow.dst_port == port && d.checksum_ok && d.ip_checksum_ok => d.flow,
+        _ => return false,
+    };
     let Ok(mut eth) = EthernetFrame::new_checked(&mut *frame) else { return false };
-    eth.set_dst_addr(EthernetAddress(d.flow.src_mac));
-    eth.set_src_addr(EthernetAddress(d.flow.dst_mac));
+    eth.set_dst_addr(EthernetAddress(flow.src_mac));
+    eth.set_src_addr(EthernetAddress(flow.dst_mac));
     let l2 = eth.header_len();
     let Ok(mut ip) = Ipv4Packet::new_checked(&mut frame[l2..]) else { return false };
-    ip.set_src_addr(d.flow.dst_ip);
-    ip.set_dst_addr(d.flow.src_ip);
+    ip.set_src_addr(flow.dst_ip);
+    ip.set_dst_addr(flow.src_ip);
     let l3 = ip.header_len();
     let udp = &mut frame[l2 + l3..];
-    udp[0..2].copy_from_slice(&d.flow.dst_port.to_be_bytes());
-    udp[2..4].copy_from_slice(&d.flow.src_port.to_be_bytes());
+    udp[0..2].copy_from_slice(&flow.dst_port.to_be_bytes());
+    udp[2..4].copy_from_slice(&flow.src_port.to_be_bytes());
     true
 }
 
