@@ -11,15 +11,10 @@
 
 use std::net::Ipv4Addr;
 
-use libos::wire::checksum;
 use libos::wire::{
     EtherType, EthernetAddress, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr,
+    TxChecksum, UdpPacket, UdpRepr, ETHERNET_HEADER_LEN, IPV4_HEADER_LEN, UDP_HEADER_LEN,
 };
-
-/// UDP header length.
-const UDP_LEN: usize = 8;
-/// IP protocol number of UDP.
-const PROTO_UDP: u8 = 17;
 
 /// Addresses of one UDP flow, as seen by the sender.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,16 +35,14 @@ pub struct UdpFlow {
 
 /// Length of the frame [`build_udp`] writes for a payload of `payload_len` bytes.
 pub fn udp_frame_len(payload_len: usize) -> usize {
-    14 + 20 + UDP_LEN + payload_len
+    ETHERNET_HEADER_LEN + IPV4_HEADER_LEN + UDP_HEADER_LEN + payload_len
 }
 
 /// Writes an Ethernet/IPv4/UDP frame with complete checksums into `buf`; returns its length,
 /// or `None` if `buf` is too short or the datagram too long for IPv4.
 pub fn build_udp(buf: &mut [u8], flow: &UdpFlow, payload: &[u8]) -> Option<usize> {
     let len = udp_frame_len(payload.len());
-    if buf.len() < len || 20 + UDP_LEN + payload.len() > usize::from(u16::MAX) {
-        return None;
-    }
+    let buf = buf.get_mut(..len)?;
     let eth = EthernetRepr {
         src_addr: EthernetAddress(flow.src_mac),
         dst_addr: EthernetAddress(flow.dst_mac),
@@ -61,7 +54,7 @@ pub fn build_udp(buf: &mut [u8], flow: &UdpFlow, payload: &[u8]) -> Option<usize
         src_addr: flow.src_ip,
         dst_addr: flow.dst_ip,
         protocol: IpProtocol::Udp,
-        payload_len: UDP_LEN + payload.len(),
+        payload_len: UDP_HEADER_LEN + payload.len(),
         ttl: 64,
         ident: 0,
         dont_frag: true,
@@ -69,19 +62,10 @@ pub fn build_udp(buf: &mut [u8], flow: &UdpFlow, payload: &[u8]) -> Option<usize
         ecn: 0,
     };
     let l3 = ip.emit(&mut buf[l2..]).ok()?;
-    let udp = &mut buf[l2 + l3..len];
-    let ulen = (UDP_LEN + payload.len()) as u16;
-    udp[0..2].copy_from_slice(&flow.src_port.to_be_bytes());
-    udp[2..4].copy_from_slice(&flow.dst_port.to_be_bytes());
-    udp[4..6].copy_from_slice(&ulen.to_be_bytes());
-    udp[6..8].copy_from_slice(&[0, 0]);
-    udp[8..].copy_from_slice(payload);
-    let pseudo = checksum::pseudo_header_v4(flow.src_ip.octets(), flow.dst_ip.octets(), PROTO_UDP, ulen);
-    let mut c = !checksum::add(pseudo, checksum::sum(udp));
-    if c == 0 {
-        c = 0xffff; // RFC 768: a computed zero is sent as all ones.
-    }
-    udp[6..8].copy_from_slice(&c.to_be_bytes());
+    let datagram = &mut buf[l2 + l3..];
+    datagram[UDP_HEADER_LEN..].copy_from_slice(payload);
+    let udp = UdpRepr { src_port: flow.src_port, dst_port: flow.dst_port };
+    udp.emit(datagram, flow.src_ip, flow.dst_ip, TxChecksum::Full).ok()?;
     Some(len)
 }
 
@@ -109,34 +93,18 @@ pub fn parse_udp(frame: &[u8]) -> Option<UdpDatagram<'_>> {
     if ip.protocol() != IpProtocol::Udp || ip.is_fragment() {
         return None;
     }
-    let udp = ip.payload();
-    if udp.len() < UDP_LEN {
-        return None;
-    }
-    let ulen = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
-    if ulen < UDP_LEN || ulen > udp.len() {
-        return None;
-    }
-    let udp = &udp[..ulen];
-    let stored = u16::from_be_bytes([udp[6], udp[7]]);
-    let pseudo = checksum::pseudo_header_v4(
-        ip.src_addr().octets(),
-        ip.dst_addr().octets(),
-        PROTO_UDP,
-        ulen as u16,
-    );
-    let checksum_ok = stored == 0 || checksum::add(pseudo, checksum::sum(udp)) == 0xffff;
+    let udp = UdpPacket::new_checked(ip.payload()).ok()?;
     Some(UdpDatagram {
         flow: UdpFlow {
             src_mac: eth.src_addr().0,
             dst_mac: eth.dst_addr().0,
             src_ip: ip.src_addr(),
             dst_ip: ip.dst_addr(),
-            src_port: u16::from_be_bytes([udp[0], udp[1]]),
-            dst_port: u16::from_be_bytes([udp[2], udp[3]]),
+            src_port: udp.src_port(),
+            dst_port: udp.dst_port(),
         },
-        payload: &udp[UDP_LEN..],
-        checksum_ok,
+        payload: udp.payload(),
+        checksum_ok: udp.verify_checksum(ip.src_addr(), ip.dst_addr()),
         ip_checksum_ok: ip.verify_checksum(),
     })
 }
@@ -158,9 +126,9 @@ pub fn echo_in_place(frame: &mut [u8], port: u16) -> bool {
     ip.set_src_addr(flow.dst_ip);
     ip.set_dst_addr(flow.src_ip);
     let l3 = ip.header_len();
-    let udp = &mut frame[l2 + l3..];
-    udp[0..2].copy_from_slice(&flow.dst_port.to_be_bytes());
-    udp[2..4].copy_from_slice(&flow.src_port.to_be_bytes());
+    let Ok(mut udp) = UdpPacket::new_checked(&mut frame[l2 + l3..]) else { return false };
+    udp.set_src_port(flow.dst_port);
+    udp.set_dst_port(flow.src_port);
     true
 }
 
