@@ -2,8 +2,8 @@
 //!
 //! What it is: what a NIC with offloads does to frames, done in software just before the TX
 //! ring or just after the RX ring when the device cannot:
-//! - [`csum`]: checksum completion ([`Csum::Partial`], virtio 1.2 §5.1.6.2, Linux's
-//!   `skb_checksum_help`) and a receive-side verification helper (RFC 1071);
+//! - [`csum`]: checksum completion ([`Csum::Partial`](libos::wire::Csum::Partial), virtio 1.2
+//!   §5.1.6.2, Linux's `skb_checksum_help`) and a receive-side verification helper (RFC 1071);
 //! - [`tso`]: TCP segmentation of a super-segment ([`Gso::TcpV4`]) into MTU-sized frames with
 //!   templated headers and incremental checksums (RFC 1624; Linux's `tcp_gso_segment`);
 //! - [`gro`]: receive coalescing of in-order TCP segments of one flow into one frame (Linux's
@@ -66,7 +66,8 @@ pub enum OffloadError {
     /// The datagram is an IPv4 fragment.
     #[error("offload: IPv4 fragment")]
     Fragment,
-    /// [`Csum::Partial`](libos::wire::Csum::Partial) names a checksum field outside the frame.
+    /// [`Csum::Partial`](libos::wire::Csum::Partial) names a checksum field outside the
+    /// frame.
     #[error("offload: checksum field at {start}+{offset} is outside the {len}-byte frame")]
     CsumOutOfBounds {
         /// `start` of the partial checksum.
