@@ -7,7 +7,7 @@
 //!
 //! What it owns: per port, one preallocated frame memory of `frames * frame_size` bytes (the
 //! "UMEM"), a bitmap of the frames its user holds, the list of frames it sent and has not yet
-//! reclaimed; per direction, a [`Link`] behind a mutex that holds the receiving port's free list,
+//! reclaimed; per direction, a `Link` behind a mutex that holds the receiving port's free list,
 //! a bounded queue of frames in flight toward it and a preallocated staging area for their bytes.
 //!
 //! How a frame moves (AF_XDP copy mode, virtio-net with a backend):
