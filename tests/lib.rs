@@ -56,7 +56,8 @@ pub fn kernel_udp(addr: Ipv4Addr, port: u16) -> UdpSocket {
 /// A payload of `len` bytes that encodes `seq` and a pattern derived from it, so a receiver
 /// can check every byte.
 pub fn payload(seq: u32, len: usize) -> Vec<u8> {
-    let mut p: Vec<u8> = (0..len).map(|i| (i as u32).wrapping_mul(31).wrapping_add(seq) as u8).collect();
+    let mut p: Vec<u8> =
+        (0..len).map(|i| (i as u32).wrapping_mul(31).wrapping_add(seq) as u8).collect();
     if len >= 4 {
         p[..4].copy_from_slice(&seq.to_be_bytes());
     }
@@ -74,7 +75,11 @@ pub fn check_payload(p: &[u8]) -> Option<u32> {
 
 /// Runs `step` over the ports until it returns true or the deadline passes; returns whether
 /// it finished. `step` gets all ports, to poll in turn.
-pub fn poll_until(ports: &mut [XskPort], limit: Duration, mut step: impl FnMut(&mut [XskPort]) -> bool) -> bool {
+pub fn poll_until(
+    ports: &mut [XskPort],
+    limit: Duration,
+    mut step: impl FnMut(&mut [XskPort]) -> bool,
+) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if step(ports) {
@@ -102,4 +107,99 @@ pub fn chain(err: &dyn std::error::Error) -> String {
 /// Dumps the rig's interface counters; call from a failing test for context.
 pub fn dump(pair: &Pair) -> String {
     pair.dump()
+}
+
+/// The `xdpos` binary built beside the tests (`cargo build -p xdpos`; the README's test command
+/// builds it first). `XDPOS_BIN` overrides the path.
+pub fn xdpos_bin() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("XDPOS_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/xdpos
+    let bin = exe.parent().and_then(|d| d.parent()).map(|d| d.join("xdpos")).expect("target dir");
+    assert!(bin.exists(), "{} is missing: run `cargo build -p xdpos` first", bin.display());
+    bin
+}
+
+/// A child process with its stdout read line by line on a thread, killed on drop if still
+/// running.
+#[derive(Debug)]
+pub struct Child {
+    /// The process.
+    pub child: std::process::Child,
+    lines: mpsc::Receiver<String>,
+    /// Every stdout line read so far.
+    pub seen: Vec<String>,
+}
+
+use std::sync::mpsc;
+
+impl Child {
+    /// Starts `cmd` with stdout piped.
+    pub fn spawn(mut cmd: std::process::Command) -> Child {
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn child");
+        let out = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Child { child, lines, seen: Vec::new() }
+    }
+
+    /// Waits (bounded) for a stdout line containing `needle`.
+    pub fn wait_line(&mut self, needle: &str, limit: Duration) -> Option<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    self.seen.push(l.clone());
+                    if l.contains(needle) {
+                        return Some(l);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Sends `signal` to the child (by its PID).
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid");
+        rustix::process::kill_process(pid, signal).expect("kill");
+    }
+
+    /// Waits (bounded) for the child to exit; collects the rest of its stdout.
+    pub fn wait(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                    self.seen.push(l);
+                }
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }

@@ -89,7 +89,11 @@ fn udp_round_trip(size: usize) {
             while echoed.len() < total && Instant::now() < deadline {
                 for s in &socks {
                     while let Ok((n, from)) = s.recv_from(&mut buf) {
-                        assert_eq!(from, std::net::SocketAddr::V4(dst), "echo comes from the service");
+                        assert_eq!(
+                            from,
+                            std::net::SocketAddr::V4(dst),
+                            "echo comes from the service"
+                        );
                         let seq = check_payload(&buf[..n]).expect("echo payload intact");
                         echoed.insert(seq);
                         s.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
@@ -105,10 +109,7 @@ fn udp_round_trip(size: usize) {
     assert!(done, "xdpos received {received}/{total} datagrams\n{}", dump(&pair));
     assert_eq!(bad, 0, "malformed or corrupted datagrams at xdpos");
     assert_eq!(a_result, total, "echoes received by the kernel socket\n{}", dump(&pair));
-    assert!(
-        per_queue[0] > 0 && per_queue[1] > 0,
-        "both queues carry flows: {per_queue:?}"
-    );
+    assert!(per_queue[0] > 0 && per_queue[1] > 0, "both queues carry flows: {per_queue:?}");
     assert_eq!(verdicts.redirect.packets as usize, per_queue[0] + per_queue[1]);
     for c in &counts {
         assert_eq!(c.held, 0);
@@ -386,4 +387,3 @@ fn double_free_and_forged_descriptors_are_counted_not_corrupting() {
         })
         .unwrap();
 }
-

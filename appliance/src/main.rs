@@ -1,8 +1,14 @@
-//! The `xdpos` command: `demo`, `bench`, `cleanup` (and, as the appliance grows, `run` and
-//! `check-config`).
+//! The `xdpos` command: `demo`, `echo`, `cleanup`, `bench` (and, as the appliance grows,
+//! `run` and `check-config`).
 #![forbid(unsafe_code)]
 
-use clap::{Parser, Subcommand};
+use std::net::Ipv4Addr;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use nic::afxdp::{Attach, BindMode, XdpMode, XskConfig};
+use xdpos::bench::Stop;
+use xdpos::echo::{EchoConfig, EchoService};
 
 /// xdpos: a userspace packet-processing appliance on AF_XDP with a library-OS stack per core.
 #[derive(Debug, Parser)]
@@ -14,9 +20,75 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// Build a namespace rig, serve an AF_XDP UDP echo on it, drive it with kernel clients,
+    /// print what happens, and remove everything.
+    Demo(xdpos::demo::DemoArgs),
+    /// Serve a UDP echo on AF_XDP sockets of an interface (one pinned worker per queue) until
+    /// SIGTERM/SIGINT or --seconds.
+    Echo(EchoArgs),
+    /// Remove what a crashed instance left behind: steering programs attached through netlink
+    /// that no process owns, and the namespaces of dead rigs.
+    Cleanup(CleanupArgs),
     /// Side-by-side benchmarks against the kernel (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(xdpos::bench::BenchCmd),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ModeArg {
+    Auto,
+    Native,
+    Skb,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum AttachArg {
+    Link,
+    Netlink,
+}
+
+#[derive(Debug, clap::Args)]
+struct EchoArgs {
+    /// Interface to serve on.
+    #[arg(long)]
+    interface: String,
+    /// Address the datagrams are sent to (default: any address of the interface).
+    #[arg(long)]
+    addr: Option<Ipv4Addr>,
+    /// UDP port to answer.
+    #[arg(long, default_value_t = 7)]
+    port: u16,
+    /// Take every packet to --addr, not only the UDP port.
+    #[arg(long, requires = "addr")]
+    own_addr: bool,
+    /// Queues to serve (default: all of the interface's queues).
+    #[arg(long, value_delimiter = ',')]
+    queues: Option<Vec<u32>>,
+    /// CPUs to pin the workers to, in turn (default: no pinning).
+    #[arg(long, value_delimiter = ',')]
+    cpus: Vec<usize>,
+    /// XDP mode: native with SKB fallback, native only, or SKB.
+    #[arg(long, value_enum, default_value = "auto")]
+    mode: ModeArg,
+    /// How to attach the steering program.
+    #[arg(long, value_enum, default_value = "link")]
+    attach: AttachArg,
+    /// Force copy mode (default: zero-copy where the driver supports it).
+    #[arg(long)]
+    copy: bool,
+    /// Descriptors per burst.
+    #[arg(long, default_value_t = nic::DEFAULT_BURST)]
+    burst: usize,
+    /// Stop after this many seconds (default: run until SIGTERM/SIGINT).
+    #[arg(long)]
+    seconds: Option<f64>,
+}
+
+#[derive(Debug, clap::Args)]
+struct CleanupArgs {
+    /// Also clean every network namespace (`ip netns list`), not only the current one.
+    #[arg(long)]
+    all_namespaces: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -29,6 +101,110 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match &cli.cmd {
+        Cmd::Demo(a) => xdpos::demo::run(a),
+        Cmd::Echo(a) => echo(a),
+        Cmd::Cleanup(a) => cleanup(a),
         Cmd::Bench(b) => xdpos::bench::run(b),
     }
+}
+
+fn echo(a: &EchoArgs) -> anyhow::Result<()> {
+    let stop = Stop::on_signals()?;
+    let queues = match &a.queues {
+        Some(q) => q.clone(),
+        None => {
+            let n = nic::afxdp::rx_queues(&a.interface).unwrap_or(1);
+            (0..n).collect()
+        }
+    };
+    let cfg = EchoConfig {
+        ifname: a.interface.clone(),
+        addr: a.addr,
+        port: a.port,
+        own_addr: a.own_addr,
+        queues,
+        cpus: a.cpus.clone(),
+        mode: match a.mode {
+            ModeArg::Auto => XdpMode::Auto,
+            ModeArg::Native => XdpMode::Native,
+            ModeArg::Skb => XdpMode::Skb,
+        },
+        attach: match a.attach {
+            AttachArg::Link => Attach::Link,
+            AttachArg::Netlink => Attach::Netlink,
+        },
+        socket: XskConfig {
+            burst: a.burst,
+            bind: if a.copy { BindMode::Copy } else { BindMode::Auto },
+            ..XskConfig::default()
+        },
+    };
+    let service = EchoService::start(&cfg, stop.clone())?;
+    // A line on stdout that scripts and tests wait for.
+    println!("ready: echo on {} port {} ({} XDP)", cfg.ifname, cfg.port, service.xdp_mode());
+    match a.seconds {
+        Some(s) => {
+            stop.sleep(std::time::Duration::from_secs_f64(s.max(0.0)));
+        }
+        None => {
+            while !stop.requested() {
+                stop.sleep(std::time::Duration::from_secs(3600));
+            }
+        }
+    }
+    let (reports, verdicts) = service.join()?;
+    let mut broken = false;
+    for r in &reports {
+        println!(
+            "queue {}: rx {} echoed {} dropped {} frames {}",
+            r.queue,
+            r.stats.rx_packets,
+            r.echoed,
+            r.dropped,
+            match &r.frames {
+                Ok(c) => format!("ok ({} total)", c.total),
+                Err(e) => {
+                    broken = true;
+                    e.clone()
+                }
+            }
+        );
+    }
+    println!(
+        "steering: redirected {} passed {}",
+        verdicts.redirect.packets, verdicts.pass_not_owned.packets
+    );
+    anyhow::ensure!(!broken, "frame accounting broken");
+    Ok(())
+}
+
+fn cleanup(a: &CleanupArgs) -> anyhow::Result<()> {
+    let removed = xdpos::rig::sweep_stale();
+    if removed > 0 {
+        println!("removed {removed} namespaces of dead rigs");
+    }
+    let report = |ns: &str, actions: Vec<nic::afxdp::CleanupAction>| {
+        for act in actions {
+            match act {
+                nic::afxdp::CleanupAction::Detached { ifname, prog_id } => {
+                    println!("{ns}{ifname}: detached leftover steering program (id {prog_id})")
+                }
+                nic::afxdp::CleanupAction::InUse { ifname, prog_id } => {
+                    println!("{ns}{ifname}: steering program id {prog_id} belongs to a running xdpos; left alone")
+                }
+            }
+        }
+    };
+    report("", nic::afxdp::cleanup()?);
+    if a.all_namespaces {
+        let list = xdpos::rig::run(std::process::Command::new("ip").args(["netns", "list"]))?;
+        for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
+            let ns = xdpos::rig::Netns::existing(name);
+            let actions = ns
+                .run_in(nic::afxdp::cleanup)
+                .with_context(|| format!("enter namespace {name}"))??;
+            report(&format!("{name}: "), actions);
+        }
+    }
+    Ok(())
 }

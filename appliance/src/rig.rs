@@ -92,6 +92,7 @@ pub fn sh(script: &str) -> Result<String> {
 #[derive(Debug)]
 pub struct Netns {
     name: String,
+    owned: bool,
 }
 
 impl Netns {
@@ -101,10 +102,16 @@ impl Netns {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let name = format!("{NS_PREFIX}{tag}-{}-{n}", std::process::id());
         run(Command::new("ip").args(["netns", "add", &name]))?;
-        let ns = Netns { name };
+        let ns = Netns { name, owned: true };
         ns.sh("ip link set lo up; \
              sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1")?;
         Ok(ns)
+    }
+
+    /// A handle on an existing namespace that is **not** deleted on drop (for entering
+    /// namespaces this process did not create).
+    pub fn existing(name: &str) -> Netns {
+        Netns { name: name.to_string(), owned: false }
     }
 
     /// The namespace's name (for `ip netns exec`).
@@ -164,7 +171,9 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         // Deleting a namespace deletes its veths (and the XDP programs on them).
-        let _ = run(Command::new("ip").args(["netns", "del", &self.name]));
+        if self.owned {
+            let _ = run(Command::new("ip").args(["netns", "del", &self.name]));
+        }
     }
 }
 

@@ -457,7 +457,7 @@ pub enum CleanupAction {
         /// The program's id.
         prog_id: u32,
     },
-    /// A steering program is attached through a link that a live process holds: left alone.
+    /// A steering program that a live process holds (a running xdpos): left alone.
     InUse {
         /// Interface.
         ifname: String,
@@ -466,9 +466,9 @@ pub enum CleanupAction {
     },
 }
 
-/// Detaches xdpos steering programs that no live process owns from every interface of the
+/// Detaches xdpos steering programs that no live process holds from every interface of the
 /// calling thread's network namespace (`xdpos cleanup`). Programs of other tools are never
-/// touched; programs held through a live BPF link (a running xdpos) are reported, not removed.
+/// touched; programs a live process holds (a running xdpos) are reported, not removed.
 pub fn cleanup() -> Result<Vec<CleanupAction>, NicError> {
     let mut done = Vec::new();
     for (ifindex, ifname) in interfaces() {
@@ -486,7 +486,7 @@ pub fn cleanup() -> Result<Vec<CleanupAction>, NicError> {
             if prog_id == 0 || prog_name(prog_id).as_deref() != Some(PROG_NAME) {
                 continue;
             }
-            if xdp_link_for(ifindex).is_some() {
+            if held_by_a_process(prog_id) {
                 done.push(CleanupAction::InUse { ifname: ifname.clone(), prog_id });
                 continue;
             }
@@ -505,11 +505,16 @@ fn prog_name(id: u32) -> Option<String> {
         .map(|p| p.name.to_string_lossy().into_owned())
 }
 
-/// The id of an XDP link attached to `ifindex`, if any.
-fn xdp_link_for(ifindex: u32) -> Option<u32> {
-    libbpf_rs::query::LinkInfoIter::default().find_map(|l| match l.info {
-        libbpf_rs::query::LinkTypeInfo::Xdp(x) if x.ifindex == ifindex => Some(l.id),
-        _ => None,
+/// Whether a live process holds the program with id `id` (through the program itself or a BPF
+/// link to it): a running xdpos, whose attachment must not be touched. Reads every
+/// `/proc/<pid>/fdinfo/<fd>` for a `prog_id:` line.
+fn held_by_a_process(id: u32) -> bool {
+    let needle = format!("prog_id:\t{id}\n");
+    let Ok(procs) = std::fs::read_dir("/proc") else { return false };
+    procs.filter_map(Result::ok).any(|p| {
+        let Ok(fds) = std::fs::read_dir(p.path().join("fdinfo")) else { return false };
+        fds.filter_map(Result::ok)
+            .any(|f| std::fs::read_to_string(f.path()).is_ok_and(|info| info.contains(&needle)))
     })
 }
 
