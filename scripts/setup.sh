@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Installs what xdpos needs to build, test and benchmark on Debian 12, as root. Idempotent: it
+# installs only what is missing, so a second run does nothing but check.
+set -euo pipefail
+
+PACKAGES=(
+  # build: the XDP programs (clang, BPF headers), the vendored libbpf (libelf, zlib, make)
+  build-essential clang llvm libbpf-dev libelf-dev zlib1g-dev pkg-config make linux-libc-dev
+  # the namespace rig and kernel peers
+  iproute2 ethtool iputils-ping procps
+  # benchmarks: DPDK testpmd (af_xdp driver) for side-by-side runs, a font for the plots
+  dpdk dpdk-dev fonts-dejavu-core
+  # inspection
+  bpftool
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup: run as root (it installs packages, and xdpos needs CAP_NET_ADMIN/CAP_BPF)" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The Rust toolchain pinned in rust-toolchain.toml (rustup installs it on first use).
+if ! command -v cargo >/dev/null 2>&1; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  else
+    echo "setup: installing rustup"
+    apt-get install -y -qq curl ca-certificates >/dev/null
+    curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain none
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+fi
+cd "$(dirname "$0")/.."
+rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+# Fetch every crate now, so later steps need no network.
+cargo fetch --locked -q
