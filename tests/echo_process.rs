@@ -5,7 +5,6 @@
 
 use std::net::SocketAddrV4;
 use std::process::Command;
-use std::time::Duration;
 
 use rustix::process::Signal;
 use xdpos::rig::{Pair, PairOpts};
