@@ -29,7 +29,9 @@
 //!   once, right after it was copied (still in cache).
 //!
 //! Cost per segment: one copy of the headers and the payload, one pass over the payload for the
-//! sum, a dozen 16-bit ones'-complement additions.
+//! sum, a dozen 16-bit ones'-complement additions (`benches/offload.rs` on the development
+//! machine: a 64 KiB super-segment into 46 segments of 1448 bytes in about 5 µs, 110 ns a
+//! segment, most of it the payload sum).
 //!
 //! An empty payload gives one segment (the headers, with their fields fixed). The last
 //! segment may be shorter than `mss`.
