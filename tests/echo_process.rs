@@ -129,3 +129,15 @@ fn cleanup_removes_a_killed_netlink_attachment_and_spares_a_live_one() {
     assert_no_xdp(&pair.ns_b);
     assert_eq!(cleanup().trim(), "", "nothing left to clean");
 }
+
+#[test]
+fn skb_mode_serves_kernel_clients() {
+    sweep();
+    let pair = Pair::new("sm", &PairOpts::default()).unwrap();
+    let mut echo = start_echo(&pair, &["--mode", "skb"]);
+    assert!(echo.seen.iter().any(|l| l.contains("(skb XDP)")), "{:?}", echo.seen);
+    assert_eq!(echoes(&pair, 20), 20, "{}", dump(&pair));
+    echo.signal(Signal::TERM);
+    assert!(echo.wait(DEADLINE).expect("exits").success());
+    assert_no_xdp(&pair.ns_b);
+}

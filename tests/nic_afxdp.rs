@@ -387,3 +387,20 @@ fn double_free_and_forged_descriptors_are_counted_not_corrupting() {
         })
         .unwrap();
 }
+
+/// Where the driver has no native XDP (an IFB device), `Auto` falls back to SKB mode (with a
+/// warning in the log) and `Native` refuses.
+#[test]
+fn auto_mode_falls_back_to_skb_where_native_xdp_is_missing() {
+    sweep();
+    let ns = xdpos::rig::Netns::create("fb").unwrap();
+    ns.sh("ip link add dum0 type ifb && ip link set dum0 up").unwrap();
+    ns.run_in(|| {
+        let err = XdpProgram::attach("dum0", XdpMode::Native).unwrap_err();
+        assert!(matches!(err, NicError::Sys { .. }), "{err:?}");
+        let prog = XdpProgram::attach("dum0", XdpMode::Auto).unwrap();
+        assert_eq!(prog.mode(), nic::afxdp::AttachedMode::Skb);
+    })
+    .unwrap();
+    assert_no_xdp(&ns);
+}
