@@ -74,35 +74,23 @@ pub fn update32(check: u16, old: u32, new: u32) -> u16 {
     update16(c, old as u16, new as u16)
 }
 
-/// Adds the native-order 64-bit words of `data` to `acc` with end-around carry.
+/// Adds the native-order 32-bit words of `data` to `acc` as plain integers, deferring the
+/// end-around carries to [`fold`]: a u64 holds 2^32 of them, i.e. 16 GiB of data, far above any
+/// frame. Without a carry chain the loop vectorizes (two to three times faster than adding
+/// 64-bit words with carry on x86-64, measured with `cargo bench -p xdpos-benches checksum`).
 #[inline]
 fn accumulate(mut acc: u64, data: &[u8]) -> u64 {
-    let mut chunks = data.chunks_exact(32);
-    for c in &mut chunks {
-        // Four independent accumulators would buy a little ILP; the carry chain of one add/adc
-        // pair per word is already well under a cycle per byte on the machines we run on.
-        for w in c.chunks_exact(8) {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(w);
-            let (s, carry) = acc.overflowing_add(u64::from_ne_bytes(b));
-            acc = s + u64::from(carry);
-        }
-    }
-    let mut words = chunks.remainder().chunks_exact(8);
+    let mut words = data.chunks_exact(4);
     for w in &mut words {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(w);
-        let (s, carry) = acc.overflowing_add(u64::from_ne_bytes(b));
-        acc = s + u64::from(carry);
+        acc += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
     }
     let rest = words.remainder();
     if !rest.is_empty() {
-        // Zero-pad the tail to 8 bytes: a trailing odd byte becomes the high byte of its
+        // Zero-pad the tail to 4 bytes: a trailing odd byte becomes the high byte of its
         // big-endian word, exactly as RFC 1071 pads.
-        let mut b = [0u8; 8];
+        let mut b = [0u8; 4];
         b[..rest.len()].copy_from_slice(rest);
-        let (s, carry) = acc.overflowing_add(u64::from_ne_bytes(b));
-        acc = s + u64::from(carry);
+        acc += u64::from(u32::from_ne_bytes(b));
     }
     acc
 }
@@ -183,6 +171,32 @@ mod tests {
         zeroed[6] = 0;
         zeroed[7] = 0;
         assert_eq!(!add(pseudo, sum(&zeroed)), 0xf133);
+    }
+
+    #[test]
+    fn pseudo_header_matches_the_reference() {
+        for (src, dst, proto, len) in [
+            ([10, 0, 0, 1], [10, 0, 0, 2], 6, 20),
+            ([255, 255, 255, 255], [255, 255, 255, 255], 17, 65535),
+            ([0, 0, 0, 0], [0, 0, 0, 0], 0, 0),
+            ([192, 168, 1, 10], [192, 168, 1, 1], 6, 1480),
+        ] {
+            let l = u16::to_be_bytes(len);
+            let bytes = [
+                src[0], src[1], src[2], src[3], dst[0], dst[1], dst[2], dst[3], 0, proto, l[0],
+                l[1],
+            ];
+            let norm = |x: u16| if x == 0xffff { 0 } else { x };
+            assert_eq!(norm(pseudo_header_v4(src, dst, proto, len)), norm(reference(&bytes)));
+        }
+    }
+
+    #[test]
+    fn large_buffers_match_the_reference() {
+        let data: Vec<u8> =
+            (0..65535u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        assert_eq!(sum(&data), reference(&data));
+        assert_eq!(sum(&[0xff; 65536]), reference(&[0xff; 65536]));
     }
 
     #[test]

@@ -87,7 +87,7 @@ pub(crate) fn l4_sum_ok(src: [u8; 4], dst: [u8; 4], proto: u8, segment: &[u8]) -
     let Ok(len) = u16::try_from(segment.len()) else {
         return false;
     };
-    let pseudo = layout::pseudo_header(src, dst, proto, len);
+    let pseudo = checksum::pseudo_header_v4(src, dst, proto, len);
     checksum::add(pseudo, checksum::sum(segment)) == 0xffff
 }
 
@@ -142,7 +142,7 @@ mod tests {
         }
         f.extend_from_slice(payload);
         let len = (l4hdr + payload.len()) as u16;
-        let pseudo = layout::pseudo_header([10, 0, 0, 1], [10, 0, 0, 2], proto, len);
+        let pseudo = checksum::pseudo_header_v4([10, 0, 0, 1], [10, 0, 0, 2], proto, len);
         f[l4 + off..l4 + off + 2].copy_from_slice(&pseudo.to_be_bytes());
         (f, l4, off)
     }

@@ -601,7 +601,7 @@ impl Gro {
         ip.set_checksum(check);
         let (src, dst) = (ip.src_addr().octets(), ip.dst_addr().octets());
         TcpPacket::new_unchecked(&mut frame[l4..])
-            .set_checksum(layout::pseudo_header(src, dst, 6, 0));
+            .set_checksum(checksum::pseudo_header_v4(src, dst, 6, 0));
         let hdr = NetHdr {
             csum: Csum::Valid,
             gso: Gso::TcpV4 { size: run.mss, hdr_len: run.hdr_len },

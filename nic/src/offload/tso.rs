@@ -164,11 +164,10 @@ pub fn split<S: SegmentSink + ?Sized>(
         // multiple of 4, so the payload's sum needs no byte swap.
         let payload_sum = checksum::sum(&buf[hl..]);
         let tcp_len = (thl + seg_len) as u16;
-        let sum = [(seq >> 16) as u16, seq as u16, flags_word(flags), payload_sum]
-            .iter()
-            .fold(checksum::add(tcp_base, layout::pseudo_header(src, dst, 6, tcp_len)), |s, &w| {
-                checksum::add(s, w)
-            });
+        let sum = [(seq >> 16) as u16, seq as u16, flags_word(flags), payload_sum].iter().fold(
+            checksum::add(tcp_base, checksum::pseudo_header_v4(src, dst, 6, tcp_len)),
+            |s, &w| checksum::add(s, w),
+        );
         let mut tcp = TcpPacket::new_unchecked(&mut buf[lay.l4..]);
         tcp.set_seq_number(seq);
         tcp.set_flags(flags);
