@@ -10,9 +10,10 @@ use std::net::{SocketAddrV4, TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use libos::wire::TxChecksum;
 use nic::afxdp::{L4Proto, XdpMode, XdpProgram, XskConfig, XskPort};
 use nic::{Burst, NicError, Port};
-use xdpos::raw::{build_udp, echo_in_place, parse_udp, UdpFlow};
+use xdpos::raw::{build_udp_with, echo_in_place, parse_udp, UdpFlow};
 use xdpos::rig::{Pair, PairOpts};
 use xdpos_tests::*;
 
@@ -173,8 +174,14 @@ fn xdpos_originated(size: usize) {
                     let want = ((q + 1) * per_queue - seq).min(64) as usize;
                     assert_eq!(port.alloc_burst(&mut burst, want), want);
                     for d in burst.as_mut_slice() {
+                        // Every other frame leaves its UDP checksum to the port (Csum::Partial):
+                        // the kernel drops a datagram whose checksum is wrong.
+                        let csum =
+                            if seq % 2 == 0 { TxChecksum::Full } else { TxChecksum::Partial };
                         let room = port.room_mut(d);
-                        d.len = build_udp(room, &flow, &payload(seq, size)).unwrap() as u32;
+                        let (len, hdr) =
+                            build_udp_with(room, &flow, &payload(seq, size), csum).unwrap();
+                        (d.len, d.hdr) = (len as u32, hdr);
                         seq += 1;
                     }
                     while !burst.is_empty() {
@@ -188,6 +195,7 @@ fn xdpos_originated(size: usize) {
                 let c = assert_frames_accounted(&mut port);
                 assert_eq!((c.held, c.tx, c.kernel), (0, 0, 0), "{c:?}");
                 assert_eq!(port.stats().tx_packets, u64::from(per_queue));
+                assert_eq!(port.stats().tx_csum_sw, u64::from(per_queue / 2));
             }
         });
         let got = a.join().unwrap();

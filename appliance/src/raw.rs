@@ -12,8 +12,9 @@
 use std::net::Ipv4Addr;
 
 use libos::wire::{
-    EtherType, EthernetAddress, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr,
-    TxChecksum, UdpPacket, UdpRepr, ETHERNET_HEADER_LEN, IPV4_HEADER_LEN, UDP_HEADER_LEN,
+    Csum, EtherType, EthernetAddress, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Packet,
+    Ipv4Repr, NetHdr, TxChecksum, UdpPacket, UdpRepr, ETHERNET_HEADER_LEN, IPV4_HEADER_LEN,
+    UDP_CHECKSUM_OFFSET, UDP_HEADER_LEN,
 };
 
 /// Addresses of one UDP flow, as seen by the sender.
@@ -41,6 +42,17 @@ pub fn udp_frame_len(payload_len: usize) -> usize {
 /// Writes an Ethernet/IPv4/UDP frame with complete checksums into `buf`; returns its length,
 /// or `None` if `buf` is too short or the datagram too long for IPv4.
 pub fn build_udp(buf: &mut [u8], flow: &UdpFlow, payload: &[u8]) -> Option<usize> {
+    build_udp_with(buf, flow, payload, TxChecksum::Full).map(|(len, _)| len)
+}
+
+/// [`build_udp`] choosing how the UDP checksum is written: with [`TxChecksum::Partial`] only the
+/// pseudo-header sum is stored and the returned header says where the port must complete it.
+pub fn build_udp_with(
+    buf: &mut [u8],
+    flow: &UdpFlow,
+    payload: &[u8],
+    csum: TxChecksum,
+) -> Option<(usize, NetHdr)> {
     let len = udp_frame_len(payload.len());
     let buf = buf.get_mut(..len)?;
     let eth = EthernetRepr {
@@ -65,8 +77,15 @@ pub fn build_udp(buf: &mut [u8], flow: &UdpFlow, payload: &[u8]) -> Option<usize
     let datagram = &mut buf[l2 + l3..];
     datagram[UDP_HEADER_LEN..].copy_from_slice(payload);
     let udp = UdpRepr { src_port: flow.src_port, dst_port: flow.dst_port };
-    udp.emit(datagram, flow.src_ip, flow.dst_ip, TxChecksum::Full).ok()?;
-    Some(len)
+    udp.emit(datagram, flow.src_ip, flow.dst_ip, csum).ok()?;
+    let hdr = match csum {
+        TxChecksum::Full => NetHdr::NONE,
+        TxChecksum::Partial => NetHdr {
+            csum: Csum::Partial { start: (l2 + l3) as u16, offset: UDP_CHECKSUM_OFFSET as u16 },
+            ..NetHdr::NONE
+        },
+    };
+    Some((len, hdr))
 }
 
 /// A received UDP datagram.

@@ -367,6 +367,9 @@ impl Port for MemPort {
         let mut link = lock(&tx);
         let fs = link.frame_size;
         let mut sent = 0;
+        let mut taken = 0;
+        let mut dropped = [0u32; crate::MAX_BURST];
+        let mut ndropped = 0;
         let mut bytes = 0u64;
         let mut twice = None;
         for d in batch.iter() {
@@ -381,18 +384,39 @@ impl Port for MemPort {
                 break;
             }
             let (frame, start, len) = (frame as u32, d.addr as usize, d.len as usize);
+            let mut hdr = d.hdr;
+            if matches!(hdr.csum, Csum::Partial { .. }) && !self.cfg.caps.tx_csum {
+                // The emulated device cannot: complete it in software, like XskPort.
+                if crate::offload::csum::complete(&mut self.mem[start..start + len], &mut hdr)
+                    .is_err()
+                {
+                    // Dropped; its frame goes back to our own free list once the peer's lock is
+                    // released (never hold both locks).
+                    self.set_held(frame, false);
+                    dropped[ndropped] = frame;
+                    ndropped += 1;
+                    taken += 1;
+                    continue;
+                }
+                self.stats.tx_csum_sw += 1;
+            }
             let Some(peer_frame) = link.free.pop() else { break };
             let slot = (link.head + link.len) % link.queue.len();
             link.staging[slot * fs..slot * fs + len].copy_from_slice(&self.mem[start..start + len]);
             link.queue[slot] =
-                InFlight { frame: peer_frame, len: d.len, hdr: self.on_the_wire(d.hdr) };
+                InFlight { frame: peer_frame, len: d.len, hdr: self.on_the_wire(hdr) };
             link.len += 1;
             self.set_held(frame, false);
             self.completion.push(frame);
             sent += 1;
+            taken += 1;
             bytes += u64::from(d.len);
         }
         drop(link);
+        if ndropped > 0 {
+            lock(&self.rx).free.extend_from_slice(&dropped[..ndropped]);
+            self.stats.invalid_descs += ndropped as u64;
+        }
         if let Some(addr) = twice {
             panic!("mem port: tx_burst: frame at addr {addr:#x} is in the burst twice");
         }
@@ -402,10 +426,10 @@ impl Port for MemPort {
             self.stats.tx_bursts += 1;
             self.stats.kicks += 1;
         }
-        if sent < batch.len() {
+        if taken < batch.len() {
             self.stats.tx_ring_full += 1;
         }
-        batch.consume_front(sent);
+        batch.consume_front(taken);
         sent
     }
 
@@ -746,7 +770,6 @@ mod tests {
             segments: 0,
         };
         for (cfg, want) in [
-            (MemConfig::default(), NetHdr::NONE),
             (MemConfig::default().with_offloads(), partial),
             (
                 MemConfig {
@@ -766,6 +789,66 @@ mod tests {
         }
         let (a, _) = pair(MemConfig::default().with_offloads());
         assert!(a.caps().tso && a.caps().tx_csum && !a.caps().zero_copy);
+    }
+
+    /// A device without checksum offload still accepts `Csum::Partial`: the port completes it
+    /// in software; a super-segment it cannot send is dropped and counted, never sent half-done.
+    #[test]
+    fn partial_checksums_are_completed_in_software_without_tx_csum() {
+        use libos::wire::{
+            EtherType, EthernetAddress, EthernetRepr, IpProtocol, Ipv4Repr, TxChecksum, UdpRepr,
+        };
+        use std::net::Ipv4Addr;
+        let (src, dst) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+        let frame = |payload: usize| {
+            let mut f = vec![0u8; 14 + 20 + 8 + payload];
+            let eth = EthernetRepr {
+                src_addr: EthernetAddress([2, 0, 0, 0, 0, 1]),
+                dst_addr: EthernetAddress([2, 0, 0, 0, 0, 2]),
+                ethertype: EtherType::Ipv4,
+                vlan: [None, None],
+            };
+            eth.emit(&mut f).unwrap();
+            let ip = Ipv4Repr {
+                src_addr: src,
+                dst_addr: dst,
+                protocol: IpProtocol::Udp,
+                payload_len: 8 + payload,
+                ttl: 64,
+                ident: 1,
+                dont_frag: true,
+                dscp: 0,
+                ecn: 0,
+            };
+            ip.emit(&mut f[14..]).unwrap();
+            for (i, b) in f[42..].iter_mut().enumerate() {
+                *b = i as u8;
+            }
+            let udp = UdpRepr { src_port: 1000, dst_port: 2000 };
+            udp.emit(&mut f[34..], src, dst, TxChecksum::Partial).unwrap();
+            f
+        };
+        let (mut a, mut b) = pair(MemConfig::default());
+        let mut out = build(&mut a, 2, |i| frame(100 + i));
+        for d in out.as_mut_slice() {
+            d.hdr.csum = Csum::Partial { start: 34, offset: 6 };
+        }
+        assert_eq!(crate::offload::csum::verify_ipv4_l4(a.frame(&out.as_slice()[0])), Some(false));
+        // A super-segment with a partial checksum cannot go out of a device without TSO.
+        out.as_mut_slice()[1].hdr.gso = Gso::TcpV4 { size: 500, hdr_len: 42 };
+        assert_eq!(a.tx_burst(&mut out), 1);
+        assert!(out.is_empty());
+        assert_eq!(a.stats().tx_csum_sw, 1);
+        assert_eq!(a.stats().invalid_descs, 1);
+        let mut rx = Burst::new();
+        assert_eq!(b.rx_burst(&mut rx), 1);
+        let d = rx.as_slice()[0];
+        assert_eq!(d.hdr, NetHdr::NONE);
+        assert_eq!(crate::offload::csum::verify_ipv4_l4(b.frame(&d)), Some(true));
+        b.free_burst(&mut rx);
+        a.reclaim();
+        assert_counts(&a);
+        assert_counts(&b);
     }
 
     #[test]

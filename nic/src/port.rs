@@ -24,7 +24,8 @@ use crate::virtq::{Burst, Desc};
 pub struct Caps {
     /// Received frames carry [`libos::wire::Csum::Valid`] when the device verified them.
     pub rx_csum: bool,
-    /// The device completes [`libos::wire::Csum::Partial`] checksums on transmit.
+    /// The device completes [`libos::wire::Csum::Partial`] checksums on transmit at no cost to
+    /// the worker (when false, the port completes them in software: see [`Port::tx_burst`]).
     pub tx_csum: bool,
     /// The device splits TCP super-segments ([`libos::wire::Gso::TcpV4`]) on transmit.
     pub tso: bool,
@@ -107,6 +108,8 @@ pub struct PortStats {
     pub invalid_descs: u64,
     /// Transmit kicks the kernel refused with a real error (not a full ring).
     pub kick_errors: u64,
+    /// `Csum::Partial` checksums completed in software before the ring (the device could not).
+    pub tx_csum_sw: u64,
 }
 
 /// One queue of one network device, moving frames in bursts.
@@ -125,6 +128,12 @@ pub trait Port {
     /// Queues the frames of `batch` for transmit, from the front, and kicks the device once.
     /// Sent descriptors are removed from `batch`; those that did not fit stay, still held.
     /// Returns how many were queued.
+    ///
+    /// Every port accepts `Csum::Partial` frames: where the device cannot complete the
+    /// checksum ([`Caps::tx_csum`] false) the port completes it in software just before the
+    /// ring (`nic::offload::csum::complete`, counted in [`PortStats::tx_csum_sw`]). A frame
+    /// whose partial checksum points outside it is dropped and counted in
+    /// [`PortStats::invalid_descs`].
     fn tx_burst(&mut self, batch: &mut Burst) -> usize;
 
     /// Takes up to `n` free frames for transmit, appending descriptors of length 0 whose

@@ -26,9 +26,10 @@ use super::ring::{ConsRing, ProdRing};
 use super::sys;
 use super::umem::Umem;
 use super::xdp_prog::XdpProgram;
+use crate::offload;
 use crate::virtq::{Burst, Desc};
 use crate::{Caps, FrameCounts, NicError, Port, PortStats, DEFAULT_BURST, MAX_BURST};
-use libos::wire::NetHdr;
+use libos::wire::{Csum, NetHdr};
 
 /// Space left in front of the data of a frame taken with `alloc_burst`, like the kernel's
 /// `XDP_PACKET_HEADROOM` in front of received data: room to prepend headers in place.
@@ -417,10 +418,21 @@ impl Port for XskPort {
         let mut taken = 0usize;
         for d in batch.iter().take(room as usize) {
             taken += 1;
-            if !self.umem.release(d.addr) {
+            if !self.umem.is_held(d.addr) {
                 self.stats.invalid_descs += 1;
                 continue;
             }
+            if let Csum::Partial { .. } = d.hdr.csum {
+                let mut hdr = d.hdr;
+                let frame = self.umem.bytes_mut(d.addr, d.len as usize);
+                if offload::csum::complete(frame, &mut hdr).is_err() {
+                    self.stats.invalid_descs += 1;
+                    self.free(d);
+                    continue;
+                }
+                self.stats.tx_csum_sw += 1;
+            }
+            self.umem.release(d.addr);
             self.tx.write(written, libc::xdp_desc { addr: d.addr, len: d.len, options: 0 });
             written += 1;
             bytes += u64::from(d.len);
