@@ -3,6 +3,7 @@
 //! The RFC 1071 sum (`libos::wire::checksum::sum`, eight bytes at a time) against the textbook
 //! byte-pair loop (`checksum::reference`) over 64, 1500 and 65535 bytes, and the RFC 1624
 //! incremental update. `Throughput::Bytes`, so criterion reports GB/s as well as ns per call.
+#![forbid(unsafe_code)]
 
 use std::hint::black_box;
 

@@ -8,6 +8,7 @@
 //!   already verified by the device (`Csum::Valid`).
 //!
 //! Throughput is in segments (`Elements`) for TSO and GRO, bytes for checksum completion.
+#![forbid(unsafe_code)]
 
 use std::hint::black_box;
 

@@ -2,6 +2,7 @@
 //! on SIGTERM, leaves nothing attached when killed (BPF link), and `xdpos cleanup` removes
 //! what a killed instance with a netlink attachment left behind. A fresh start after `kill -9`
 //! works.
+#![forbid(unsafe_code)]
 
 use std::net::SocketAddrV4;
 use std::process::Command;

@@ -3,6 +3,7 @@
 //!
 //! Each test builds its own `pair` rig (unique names, removed on drop, also on failure), and
 //! ends by checking the frame-accounting invariant and that no XDP program is left attached.
+#![forbid(unsafe_code)]
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
