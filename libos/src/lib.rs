@@ -1,7 +1,15 @@
 //! # libos: the library-OS network stack of one xdpos worker core
 //!
 //! What it is: the protocol code each worker runs over its own NIC queue(s): wire formats
-//! ([`wire`]) and, as it grows, the sans-IO stack (Ethernet, ARP, IPv4, ICMP, UDP, TCP).
+//! ([`wire`]) and the sans-IO [`Stack`] (Ethernet, ARP, IPv4 with fragmentation and
+//! reassembly, ICMP, UDP sockets; TCP to come), with a deterministic simulator ([`sim`]) that
+//! drives several stacks over a lossy virtual link.
+//!
+//! Layout: [`stack`] ties the layers together; [`batch`] is the interface to the worker loop
+//! (received batches, transmit slots, verdicts); [`iface`] holds addresses, routes and the
+//! ARP cache; [`ipv4`] fragmentation and reassembly; [`icmp`] the error policy and rate
+//! limit; [`udp`] the sockets; [`stats`] drop reasons and counters; [`time`] the `Instant`
+//! every call takes.
 //!
 //! What it owns: protocol knowledge. Parsing and emitting frames, checksums, and the
 //! virtio-net-style offload header ([`wire::NetHdr`]) that travels with every frame between the
@@ -15,4 +23,19 @@
 //! is dropped and counted, never an error that unwinds the worker.
 #![forbid(unsafe_code)]
 
+pub mod batch;
+pub mod icmp;
+pub mod iface;
+pub mod ipv4;
+mod ring;
+pub mod sim;
+pub mod stack;
+pub mod stats;
+pub mod time;
+pub mod udp;
 pub mod wire;
+
+pub use batch::{Delivery, Frame, FrameSlots, RxBatch, TxSlots, Verdict};
+pub use stack::{ConfigError, Stack, StackConfig};
+pub use stats::{DropReason, Stats};
+pub use time::Instant;

@@ -10,8 +10,8 @@
 //!
 //! What it never does: interpret options (they are skipped: [`Ipv4Packet::options`] exposes
 //! the raw bytes), reassemble fragments (a fragment is visible through the view, but
-//! [`Ipv4Repr::parse`] refuses it: xdpos does not reassemble, DESIGN §4), verify checksums
-//! implicitly (the caller does, unless the device reported them good), or allocate.
+//! [`Ipv4Repr::parse`] refuses it; the stack reassembles in [`crate::ipv4::frag`]), verify
+//! checksums implicitly (the caller does, unless the device reported them good), or allocate.
 //!
 //! Invariants:
 //! - after [`Ipv4Packet::new_checked`] succeeds: version 4, `20 <= header_len <= total_len <=

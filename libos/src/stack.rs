@@ -1,0 +1,1564 @@
+//! # The sans-IO stack of one worker: Ethernet, ARP, IPv4, ICMP, UDP
+//!
+//! What it is: [`Stack`], the protocol state of one interface (one MAC, several IPv4
+//! addresses) driven by a worker loop or by the simulator: `handle_*` feed it input, `poll_*`
+//! take its output, and `now` is always an argument (quinn-proto's model, STYLE.md).
+//!
+//! What it owns: the interface's addresses and routing table ([`crate::iface::route`]), the ARP
+//! cache and the datagrams waiting for it ([`crate::iface::neighbor`]), fragment reassembly
+//! ([`crate::ipv4::frag`]), the ICMP error queue and rate limit ([`crate::icmp`]), the UDP
+//! sockets ([`crate::udp`]) and the counters ([`Stats`]).
+//!
+//! What it never does: read a clock, sleep, spawn threads, make syscalls, take locks, or
+//! allocate after [`Stack::new`] except when a socket is bound (its rings are sized then).
+//! Received frames are never held past `handle_rx`: each leaves with a [`Verdict`].
+//!
+//! Invariants:
+//! - a malformed or unwanted frame is never an error: it is dropped and counted under one
+//!   [`DropReason`]; no input makes the stack panic (property-tested);
+//! - replies to received frames (ARP reply, ICMP echo reply, UDP echo) are written in place
+//!   into the received frame, never longer than it, and go back to its link-layer source
+//!   without an ARP lookup;
+//! - every table and queue has a fixed capacity chosen at construction; when one is full the
+//!   newcomer is dropped and counted.
+//!
+//! References: RFC 826, RFC 5227 (ARP), RFC 791, RFC 815, RFC 1122 (host requirements), RFC
+//! 792 (ICMP), RFC 768 (UDP), RFC 862 (echo); DESIGN.md §1, §4, §9.
+
+use core::fmt;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use crate::batch::{Delivery, RxBatch, TxSlots, Verdict};
+use crate::icmp::{self, ErrorKind, ErrorQueue, IcmpConfig, Offender};
+use crate::iface::neighbor::{ArpConfig, Learn, Lookup, NeighborCache};
+use crate::iface::route::{Ipv4Cidr, Route, RouteTable};
+use crate::ipv4::frag::{FragConfig, FragKey, Outcome, Reassembler};
+use crate::ipv4::{fragment_plan, write_packet, OutHeader};
+use crate::ring::FixedRing;
+use crate::stats::{DropReason, Stats};
+use crate::time::{earliest, Instant};
+use crate::udp::{
+    GeneratorConfig, RecvMeta, UdpError, UdpHandle, UdpMode, UdpSocketConfig, UdpSocketStats,
+    UdpTable,
+};
+use crate::wire::{
+    checksum, ArpOperation, ArpPacket, ArpRepr, Csum, EtherType, EthernetAddress, EthernetFrame,
+    Icmpv4DstUnreachable, Icmpv4Message, Icmpv4Packet, Icmpv4Repr, Icmpv4TimeExceeded, IpProtocol,
+    Ipv4Packet, NetHdr, UdpPacket, ARP_PACKET_LEN, ETHERNET_HEADER_LEN, IPV4_HEADER_LEN,
+    UDP_CHECKSUM_OFFSET, UDP_HEADER_LEN, VLAN_TAG_LEN,
+};
+
+/// Most IPv4 addresses one interface carries.
+pub const MAX_ADDRS: usize = 8;
+
+/// Configuration of a stack (one interface).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackConfig {
+    /// The interface's MAC address (unicast).
+    pub mac: EthernetAddress,
+    /// A VLAN ID: frames must carry exactly this 802.1Q tag and originated frames carry it.
+    /// `None`: untagged only.
+    pub vlan: Option<u16>,
+    /// The interface's addresses with their prefixes (1 to [`MAX_ADDRS`]); each prefix
+    /// becomes a connected route.
+    pub addrs: Vec<Ipv4Cidr>,
+    /// Further routes (a default gateway is `Route::default_via(gw)`); gateways must be
+    /// on-link.
+    pub routes: Vec<Route>,
+    /// Capacity of the routing table, connected routes included.
+    pub max_routes: usize,
+    /// IP MTU in bytes (68 to 9000).
+    pub mtu: usize,
+    /// The device completes `Csum::Partial` checksums on transmit (else the stack completes
+    /// every checksum itself).
+    pub tx_csum_offload: bool,
+    /// TTL of originated datagrams and in-place replies.
+    pub ttl: u8,
+    /// ARP tunables.
+    pub arp: ArpConfig,
+    /// Static ARP entries.
+    pub static_neighbors: Vec<(Ipv4Addr, EthernetAddress)>,
+    /// Reassembly tunables.
+    pub frag: FragConfig,
+    /// ICMP tunables.
+    pub icmp: IcmpConfig,
+    /// Most UDP sockets.
+    pub max_udp_sockets: usize,
+}
+
+impl StackConfig {
+    /// A configuration with Linux-like defaults for `mac` and `addrs`.
+    pub fn new(mac: EthernetAddress, addrs: &[Ipv4Cidr]) -> StackConfig {
+        StackConfig {
+            mac,
+            vlan: None,
+            addrs: addrs.to_vec(),
+            routes: Vec::new(),
+            max_routes: 64,
+            mtu: 1500,
+            tx_csum_offload: false,
+            ttl: 64,
+            arp: ArpConfig::default(),
+            static_neighbors: Vec::new(),
+            frag: FragConfig::default(),
+            icmp: IcmpConfig::default(),
+            max_udp_sockets: 64,
+        }
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The MAC address is multicast or zero.
+    BadMac(EthernetAddress),
+    /// No address, or more than [`MAX_ADDRS`].
+    AddressCount(usize),
+    /// An address that cannot be a host's (unspecified, broadcast, multicast, loopback, or the
+    /// network/broadcast address of its prefix), or a prefix length above 32.
+    BadAddress(Ipv4Cidr),
+    /// The MTU is outside 68..=9000.
+    Mtu(usize),
+    /// A VLAN ID outside 1..=4094.
+    Vlan(u16),
+    /// A route's gateway is not inside any of the interface's prefixes.
+    GatewayNotOnLink(Ipv4Addr),
+    /// More routes than `max_routes`.
+    TooManyRoutes(usize),
+    /// A static neighbour did not fit in the ARP cache.
+    NeighborTableFull(Ipv4Addr),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::BadMac(m) => write!(f, "stack: mac {m} is not a unicast address"),
+            ConfigError::AddressCount(n) => {
+                write!(f, "stack: {n} addresses configured (1 to {MAX_ADDRS} allowed)")
+            }
+            ConfigError::BadAddress(a) => write!(f, "stack: address {a} cannot be a host's"),
+            ConfigError::Mtu(m) => write!(f, "stack: mtu {m} outside 68..=9000"),
+            ConfigError::Vlan(v) => write!(f, "stack: vlan {v} outside 1..=4094"),
+            ConfigError::GatewayNotOnLink(g) => {
+                write!(f, "stack: gateway {g} is in none of the interface's prefixes")
+            }
+            ConfigError::TooManyRoutes(n) => write!(f, "stack: {n} routes exceed max_routes"),
+            ConfigError::NeighborTableFull(ip) => {
+                write!(f, "stack: no room for the static neighbour {ip}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// How the link layer frames originated packets.
+#[derive(Debug, Clone, Copy)]
+struct Link {
+    mac: EthernetAddress,
+    vlan: Option<u16>,
+    mtu: usize,
+    tx_csum: bool,
+}
+
+impl Link {
+    /// Bytes of Ethernet header (with the VLAN tag, if any).
+    fn l2_len(&self) -> usize {
+        ETHERNET_HEADER_LEN + if self.vlan.is_some() { VLAN_TAG_LEN } else { 0 }
+    }
+
+    /// Writes the Ethernet header; `None` if `out` is too short.
+    fn write_eth(&self, out: &mut [u8], dst: EthernetAddress, ty: EtherType) -> Option<usize> {
+        let n = self.l2_len();
+        let h = out.get_mut(..n)?;
+        h[..6].copy_from_slice(&dst.0);
+        h[6..12].copy_from_slice(&self.mac.0);
+        let mut at = 12;
+        if let Some(vid) = self.vlan {
+            h[12..14].copy_from_slice(&0x8100u16.to_be_bytes());
+            h[14..16].copy_from_slice(&(vid & 0x0fff).to_be_bytes());
+            at = 16;
+        }
+        h[at..at + 2].copy_from_slice(&u16::from(ty).to_be_bytes());
+        Some(n)
+    }
+
+    /// Writes as many fragments of a datagram as `slots` has room for, starting at byte
+    /// `*progress` of the message. `partial_udp`: the message is a UDP datagram whose checksum
+    /// field holds the pseudo-header sum, to be completed by the device (single frame only).
+    /// Returns (frames, bytes, done).
+    fn emit<S: TxSlots + ?Sized>(
+        &self,
+        slots: &mut S,
+        dst: EthernetAddress,
+        hdr: &OutHeader,
+        pieces: &[&[u8]],
+        progress: &mut usize,
+        partial_udp: bool,
+    ) -> Result<(u64, u64, bool), DropReason> {
+        let len: usize = pieces.iter().map(|p| p.len()).sum();
+        let (per, n) = fragment_plan(len, self.mtu).ok_or(DropReason::TxTooBig)?;
+        let l2 = self.l2_len();
+        let (mut frames, mut bytes) = (0, 0);
+        while *progress < len {
+            if slots.remaining() == 0 {
+                return Ok((frames, bytes, false));
+            }
+            let Some(room) = slots.room() else { return Ok((frames, bytes, false)) };
+            let off = *progress;
+            let chunk = per.min(len - off);
+            let more = off + chunk < len;
+            let Some(e) = self.write_eth(room, dst, EtherType::Ipv4) else {
+                return Err(DropReason::TxTooBig);
+            };
+            let Some(ip_len) = write_packet(&mut room[e..], hdr, pieces, off, chunk, more) else {
+                return Err(DropReason::TxTooBig);
+            };
+            let csum = if partial_udp && n == 1 {
+                Csum::Partial {
+                    start: (l2 + IPV4_HEADER_LEN) as u16,
+                    offset: UDP_CHECKSUM_OFFSET as u16,
+                }
+            } else {
+                Csum::None
+            };
+            slots.commit(e + ip_len, NetHdr { csum, ..NetHdr::NONE });
+            frames += 1;
+            bytes += (e + ip_len) as u64;
+            *progress = off + chunk;
+        }
+        Ok((frames, bytes, true))
+    }
+}
+
+/// A reply to send from a reassembly slot (echo of a fragmented datagram).
+#[derive(Debug, Clone, Copy)]
+struct ReplyJob {
+    slot: u16,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    protocol: u8,
+    peer: EthernetAddress,
+    socket: u16,
+}
+
+impl Default for ReplyJob {
+    fn default() -> ReplyJob {
+        ReplyJob {
+            slot: 0,
+            src: Ipv4Addr::UNSPECIFIED,
+            dst: Ipv4Addr::UNSPECIFIED,
+            protocol: 0,
+            peer: EthernetAddress::default(),
+            socket: 0,
+        }
+    }
+}
+
+/// Where a received IPv4 datagram was addressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dest {
+    Unicast,
+    Broadcast,
+}
+
+/// The sans-IO network stack of one interface.
+///
+/// # Call order
+///
+/// A `Stack` is a state machine without I/O. The worker loop (or the simulator) drives it:
+///
+/// 1. Build it with [`Stack::new`] at `now`; it queues its gratuitous ARP announcements.
+/// 2. Bind sockets ([`udp_bind`](Self::udp_bind)) and attach generators as needed.
+/// 3. Loop:
+///    - when frames arrive, [`handle_rx`](Self::handle_rx) with the whole batch; then apply
+///      each frame's [`Verdict`] (transmit in place, deliver, or free);
+///    - when [`poll_timeout`](Self::poll_timeout) has passed,
+///      [`handle_timeout`](Self::handle_timeout) (ARP retransmissions, reassembly expiry,
+///      announcements);
+///    - let socket owners [`udp_recv`](Self::udp_recv) and [`udp_send`](Self::udp_send);
+///    - then [`poll_tx`](Self::poll_tx) with free transmit buffers, as long as it fills all of
+///      them ([`wants_tx`](Self::wants_tx) says whether anything is waiting);
+///    - sleep (or spin) until the next frame or [`poll_timeout`](Self::poll_timeout).
+///
+/// `now` must not go backwards between calls (a smaller `now` is treated as "no time
+/// passed"). Every method returns promptly and none allocates, except `udp_bind`.
+#[derive(Debug)]
+pub struct Stack {
+    link: Link,
+    ttl: u8,
+    addrs: [Ipv4Cidr; MAX_ADDRS],
+    naddrs: usize,
+    routes: RouteTable,
+    neighbors: NeighborCache,
+    reasm: Reassembler,
+    icmp: ErrorQueue,
+    udp: UdpTable,
+    replies: FixedRing<ReplyJob>,
+    reply_progress: usize,
+    udp_progress: usize,
+    stats: Stats,
+    ident: u16,
+    announce_left: u8,
+    announce_at: Instant,
+    gen_template: Box<[u8]>,
+}
+
+impl Stack {
+    /// Validates `cfg` and builds the stack at `now`, allocating every table and queue.
+    pub fn new(cfg: StackConfig, now: Instant) -> Result<Stack, ConfigError> {
+        if cfg.mac.is_multicast() || cfg.mac == EthernetAddress::default() {
+            return Err(ConfigError::BadMac(cfg.mac));
+        }
+        if cfg.addrs.is_empty() || cfg.addrs.len() > MAX_ADDRS {
+            return Err(ConfigError::AddressCount(cfg.addrs.len()));
+        }
+        if !(68..=9000).contains(&cfg.mtu) {
+            return Err(ConfigError::Mtu(cfg.mtu));
+        }
+        if let Some(v) = cfg.vlan {
+            if !(1..=4094).contains(&v) {
+                return Err(ConfigError::Vlan(v));
+            }
+        }
+        let mut addrs = [Ipv4Cidr::new(Ipv4Addr::UNSPECIFIED, 0); MAX_ADDRS];
+        for (slot, a) in addrs.iter_mut().zip(&cfg.addrs) {
+            let host_part_ok =
+                a.prefix_len >= 31 || (a.addr != a.network() && a.addr != a.broadcast());
+            if a.prefix_len > 32 || !icmp::is_unicast_host(a.addr) || !host_part_ok {
+                return Err(ConfigError::BadAddress(*a));
+            }
+            *slot = *a;
+        }
+        let mut routes = RouteTable::with_capacity(cfg.max_routes);
+        let wanted = cfg.addrs.len() + cfg.routes.len();
+        for a in &cfg.addrs {
+            routes
+                .add(Route { dst: *a, gateway: None })
+                .map_err(|_| ConfigError::TooManyRoutes(wanted))?;
+        }
+        for r in &cfg.routes {
+            if let Some(gw) = r.gateway {
+                if !cfg.addrs.iter().any(|a| a.contains(gw)) {
+                    return Err(ConfigError::GatewayNotOnLink(gw));
+                }
+            }
+            routes.add(*r).map_err(|_| ConfigError::TooManyRoutes(wanted))?;
+        }
+        let mut neighbors = NeighborCache::new(cfg.arp, cfg.mtu);
+        for &(ip, mac) in &cfg.static_neighbors {
+            if !neighbors.add_static(ip, mac) {
+                return Err(ConfigError::NeighborTableFull(ip));
+            }
+        }
+        let link =
+            Link { mac: cfg.mac, vlan: cfg.vlan, mtu: cfg.mtu, tx_csum: cfg.tx_csum_offload };
+        Ok(Stack {
+            link,
+            ttl: cfg.ttl.max(1),
+            addrs,
+            naddrs: cfg.addrs.len(),
+            routes,
+            neighbors,
+            reasm: Reassembler::new(cfg.frag),
+            icmp: ErrorQueue::new(&cfg.icmp),
+            udp: UdpTable::new(cfg.max_udp_sockets),
+            replies: FixedRing::new(cfg.frag.slots),
+            reply_progress: 0,
+            udp_progress: 0,
+            stats: Stats::default(),
+            ident: (now.as_nanos() as u16) ^ 0x5a5a,
+            announce_left: cfg.arp.announce_count,
+            announce_at: now,
+            gen_template: vec![0u8; cfg.mtu + ETHERNET_HEADER_LEN + VLAN_TAG_LEN]
+                .into_boxed_slice(),
+        })
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Accessors.
+
+    /// The interface's MAC address.
+    pub fn mac(&self) -> EthernetAddress {
+        self.link.mac
+    }
+
+    /// The interface's addresses.
+    pub fn addrs(&self) -> &[Ipv4Cidr] {
+        &self.addrs[..self.naddrs]
+    }
+
+    /// The IP MTU.
+    pub fn mtu(&self) -> usize {
+        self.link.mtu
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The ARP cache.
+    pub fn neighbors(&self) -> &NeighborCache {
+        &self.neighbors
+    }
+
+    /// The routing table.
+    pub fn routes(&self) -> &RouteTable {
+        &self.routes
+    }
+
+    /// The routing table, for the control thread to change between batches (connected
+    /// routes included: removing one makes its prefix unreachable for originated traffic).
+    pub fn routes_mut(&mut self) -> &mut RouteTable {
+        &mut self.routes
+    }
+
+    /// Adds a static ARP entry; `false` if the cache has no room for it.
+    pub fn add_static_neighbor(&mut self, ip: Ipv4Addr, mac: EthernetAddress) -> bool {
+        self.neighbors.add_static(ip, mac)
+    }
+
+    /// Whether `ip` is one of the interface's addresses.
+    #[inline]
+    pub fn is_local(&self, ip: Ipv4Addr) -> bool {
+        self.addrs[..self.naddrs].iter().any(|a| a.addr == ip)
+    }
+
+    fn classify_dst(&self, ip: Ipv4Addr) -> Option<Dest> {
+        if self.is_local(ip) {
+            Some(Dest::Unicast)
+        } else if ip.is_broadcast()
+            || self.addrs[..self.naddrs].iter().any(|a| a.prefix_len < 31 && a.broadcast() == ip)
+        {
+            Some(Dest::Broadcast)
+        } else {
+            None
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Timers.
+
+    /// The earliest instant at which [`handle_timeout`](Self::handle_timeout) has work (ARP
+    /// retransmission or probe, reassembly expiry, announcement); `None` if no timer runs.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let announce = (self.announce_left > 0).then_some(self.announce_at);
+        earliest(earliest(self.neighbors.next_timeout(), self.reasm.next_timeout()), announce)
+    }
+
+    /// Runs every timer due at `now`. What they produce goes out with the next `poll_tx`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.neighbors.on_timeout(now, &mut self.stats);
+        let (icmp, stats) = (&mut self.icmp, &mut self.stats);
+        self.reasm.expire(now, |e| {
+            stats.drop(DropReason::ReassemblyTimeout);
+            if e.quote_len == 0 {
+                return;
+            }
+            let offender = Offender {
+                src: e.key.src,
+                ip_broadcast: false,
+                link_broadcast: e.peer.is_multicast(),
+                later_fragment: false,
+                icmp_type: None,
+            };
+            if icmp::may_send_error(&offender) {
+                let kind = ErrorKind::TimeExceeded(Icmpv4TimeExceeded::FragReassembly);
+                if !icmp.push(now, e.peer, e.key.dst, e.key.src, kind, &e.quote[..e.quote_len]) {
+                    stats.icmp_rate_limited += 1;
+                }
+            }
+        });
+    }
+
+    /// Whether `poll_tx` has something to send now.
+    pub fn wants_tx(&self) -> bool {
+        self.neighbors.peek_request().is_some()
+            || self.neighbors.ready_front().is_some()
+            || !self.icmp.is_empty()
+            || !self.replies.is_empty()
+            || self.udp.has_tx()
+            || !self.udp.generators().is_empty()
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Receive.
+
+    /// Processes one received batch: every frame gets its [`Verdict`] (see
+    /// [`crate::batch`]). Never blocks, never allocates.
+    pub fn handle_rx<B: RxBatch + ?Sized>(&mut self, now: Instant, batch: &mut B) {
+        let n = batch.len();
+        for i in 0..n {
+            let (frame, hdr) = batch.frame(i);
+            self.stats.rx_frames += 1;
+            self.stats.rx_bytes += frame.len() as u64;
+            let v = self.rx_frame(now, frame, hdr);
+            match v {
+                Verdict::Drop(r) => self.stats.drop(r),
+                Verdict::Transmit { .. } => self.stats.tx_in_place += 1,
+                Verdict::Consumed | Verdict::Deliver(_) => {}
+            }
+            batch.set_verdict(i, v);
+        }
+    }
+
+    #[inline]
+    fn rx_frame(&mut self, now: Instant, frame: &mut [u8], hdr: NetHdr) -> Verdict {
+        let eth = match EthernetFrame::new_checked(&*frame) {
+            Ok(e) => e,
+            Err(e) => return Verdict::Drop(wire_reason(e)),
+        };
+        let dst = eth.dst_addr();
+        if dst != self.link.mac && !dst.is_broadcast() {
+            return Verdict::Drop(DropReason::NotForUs);
+        }
+        let vlan_ok = match (self.link.vlan, eth.vlan_count()) {
+            (None, 0) => true,
+            (Some(v), 1) => eth.vlan_tags()[0].is_some_and(|t| t.vid == v),
+            _ => false,
+        };
+        if !vlan_ok {
+            return Verdict::Drop(DropReason::WrongVlan);
+        }
+        let l2 = eth.header_len();
+        let link_bcast = dst.is_broadcast();
+        match eth.inner_ethertype() {
+            EtherType::Ipv4 => self.rx_ipv4(now, frame, l2, hdr, link_bcast),
+            EtherType::Arp => self.rx_arp(now, frame, l2),
+            _ => Verdict::Drop(DropReason::UnknownEthertype),
+        }
+    }
+
+    fn rx_arp(&mut self, now: Instant, frame: &mut [u8], l2: usize) -> Verdict {
+        let repr = match ArpPacket::new_checked(&frame[l2..]).and_then(|p| ArpRepr::parse(&p)) {
+            Ok(r) => r,
+            Err(e) => return Verdict::Drop(wire_reason(e)),
+        };
+        let (spa, sha, tpa) =
+            (repr.sender_protocol_addr, repr.sender_hardware_addr, repr.target_protocol_addr);
+        if sha == self.link.mac {
+            // Our own frame, looped back.
+            return Verdict::Drop(DropReason::ArpIgnored);
+        }
+        if self.is_local(spa) {
+            // Another host claims one of our addresses (RFC 5227 §2.4).
+            self.stats.arp_conflicts += 1;
+            return Verdict::Drop(DropReason::ArpIgnored);
+        }
+        if sha.is_multicast() {
+            return Verdict::Drop(DropReason::ArpIgnored);
+        }
+        let for_us = self.is_local(tpa);
+        if !spa.is_unspecified() {
+            let how = match (repr.operation, for_us) {
+                (ArpOperation::Reply, true) => Learn::Reply,
+                (ArpOperation::Request, true) => Learn::RequestForUs,
+                _ => Learn::Other,
+            };
+            self.neighbors.learn(now, spa, sha, how);
+        }
+        if !for_us {
+            return Verdict::Drop(DropReason::ArpIgnored);
+        }
+        if repr.operation != ArpOperation::Request {
+            return Verdict::Consumed;
+        }
+        // Turn the request into the reply in place (RFC 826: swap, fill in our address).
+        let len = frame.len();
+        let (head, rest) = frame.split_at_mut(6);
+        head.copy_from_slice(&rest[..6]);
+        rest[..6].copy_from_slice(&self.link.mac.0);
+        let reply = ArpRepr {
+            operation: ArpOperation::Reply,
+            sender_hardware_addr: self.link.mac,
+            sender_protocol_addr: tpa,
+            target_hardware_addr: sha,
+            target_protocol_addr: spa,
+        };
+        if reply.emit(&mut frame[l2..l2 + ARP_PACKET_LEN]).is_err() {
+            return Verdict::Drop(DropReason::Truncated);
+        }
+        self.stats.arp_replies_sent += 1;
+        Verdict::Transmit { len, hdr: NetHdr::NONE }
+    }
+
+    fn rx_ipv4(
+        &mut self,
+        now: Instant,
+        frame: &mut [u8],
+        l2: usize,
+        hdr: NetHdr,
+        link_bcast: bool,
+    ) -> Verdict {
+        let ip = match Ipv4Packet::new_checked(&frame[l2..]) {
+            Ok(p) => p,
+            Err(e) => return Verdict::Drop(wire_reason(e)),
+        };
+        if !ip.verify_checksum() {
+            return Verdict::Drop(DropReason::BadChecksum);
+        }
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        let Some(dest) = self.classify_dst(dst) else {
+            return Verdict::Drop(DropReason::NotForUs);
+        };
+        if !icmp::is_unicast_host(src) || self.is_local(src) {
+            return Verdict::Drop(DropReason::BadSource);
+        }
+        let hl = ip.header_len();
+        let end = l2 + usize::from(ip.total_len());
+        let protocol = ip.protocol();
+        if ip.is_fragment() {
+            let key = FragKey { src, dst, protocol: protocol.into(), ident: ip.ident() };
+            let (offset, more) = (usize::from(ip.frag_offset()), ip.more_frags());
+            let peer = EthernetAddress::from_bytes(&frame[6..12]).unwrap_or_default();
+            let data = &frame[l2 + hl..end];
+            let header = &frame[l2..l2 + hl];
+            return match self.reasm.add(now, key, offset, more, data, header, peer) {
+                Outcome::Stored => Verdict::Consumed,
+                Outcome::Dropped(r) => Verdict::Drop(r),
+                Outcome::Complete(slot) => {
+                    self.stats.reassembled += 1;
+                    self.rx_reassembled(now, slot, dest, link_bcast);
+                    Verdict::Consumed
+                }
+            };
+        }
+        match protocol {
+            IpProtocol::Udp => self.rx_udp(now, frame, l2, hl, end, hdr, dest, link_bcast),
+            IpProtocol::Icmp => self.rx_icmp(frame, l2, hl, end, hdr, dest, link_bcast),
+            _ => {
+                let offender = Offender {
+                    src,
+                    ip_broadcast: dest == Dest::Broadcast,
+                    link_broadcast: link_bcast,
+                    later_fragment: false,
+                    icmp_type: None,
+                };
+                let peer = EthernetAddress::from_bytes(&frame[6..12]).unwrap_or_default();
+                let kind = ErrorKind::Unreachable(Icmpv4DstUnreachable::ProtoUnreachable);
+                self.queue_error(now, &offender, peer, dst, kind, &frame[l2..end]);
+                Verdict::Drop(DropReason::UnknownProtocol)
+            }
+        }
+    }
+
+    fn queue_error(
+        &mut self,
+        now: Instant,
+        offender: &Offender,
+        peer: EthernetAddress,
+        our_addr: Ipv4Addr,
+        kind: ErrorKind,
+        original: &[u8],
+    ) {
+        if !icmp::may_send_error(offender) {
+            return;
+        }
+        if !self.icmp.push(now, peer, our_addr, offender.src, kind, original) {
+            self.stats.icmp_rate_limited += 1;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn rx_udp(
+        &mut self,
+        now: Instant,
+        frame: &mut [u8],
+        l2: usize,
+        hl: usize,
+        end: usize,
+        hdr: NetHdr,
+        dest: Dest,
+        link_bcast: bool,
+    ) -> Verdict {
+        let l4 = l2 + hl;
+        let (src_ip, dst_ip) = ip_addrs(frame, l2);
+        let (sport, dport, payload_len) = {
+            let udp = match UdpPacket::new_checked(&frame[l4..end]) {
+                Ok(u) => u,
+                Err(e) => return Verdict::Drop(wire_reason(e)),
+            };
+            let verified = matches!(hdr.csum, Csum::Valid | Csum::Partial { .. });
+            if !verified && !udp.verify_checksum(src_ip, dst_ip) {
+                return Verdict::Drop(DropReason::BadChecksum);
+            }
+            (udp.src_port(), udp.dst_port(), usize::from(udp.len()) - UDP_HEADER_LEN)
+        };
+        let Some(idx) = self.udp.lookup(dst_ip, dport) else {
+            let offender = Offender {
+                src: src_ip,
+                ip_broadcast: dest == Dest::Broadcast,
+                link_broadcast: link_bcast,
+                later_fragment: false,
+                icmp_type: None,
+            };
+            let peer = EthernetAddress::from_bytes(&frame[6..12]).unwrap_or_default();
+            let kind = ErrorKind::Unreachable(Icmpv4DstUnreachable::PortUnreachable);
+            self.queue_error(now, &offender, peer, dst_ip, kind, &frame[l2..end]);
+            return Verdict::Drop(DropReason::NoSocket);
+        };
+        let handle = self.udp.handle(idx);
+        let Some(sock) = self.udp.socket_mut(idx) else {
+            return Verdict::Drop(DropReason::NoSocket);
+        };
+        self.stats.udp_rx_datagrams += 1;
+        match sock.mode {
+            UdpMode::Echo if dest == Dest::Unicast && sport != 0 => {
+                sock.stats.rx_datagrams += 1;
+                sock.stats.rx_bytes += payload_len as u64;
+                sock.stats.echoed += 1;
+                // Swap the ports; the checksum is unchanged (the sum is symmetric).
+                let ports = &mut frame[l4..l4 + 4];
+                ports.rotate_left(2);
+                let hdr = self.turn_around(frame, l2, end, hdr);
+                Verdict::Transmit { len: frame.len(), hdr }
+            }
+            UdpMode::Echo | UdpMode::Sink => {
+                sock.stats.rx_datagrams += 1;
+                sock.stats.rx_bytes += payload_len as u64;
+                Verdict::Consumed
+            }
+            UdpMode::Deliver => {
+                sock.stats.rx_datagrams += 1;
+                sock.stats.rx_bytes += payload_len as u64;
+                Verdict::Deliver(Delivery {
+                    socket: handle,
+                    src: SocketAddrV4::new(src_ip, sport),
+                    dst: SocketAddrV4::new(dst_ip, dport),
+                    offset: (l4 + UDP_HEADER_LEN) as u32,
+                    len: payload_len as u32,
+                })
+            }
+            UdpMode::Queue => {
+                let payload = &frame[l4 + UDP_HEADER_LEN..l4 + UDP_HEADER_LEN + payload_len];
+                if self.udp.queue_rx(idx, SocketAddrV4::new(src_ip, sport), dst_ip, &[payload]) {
+                    Verdict::Consumed
+                } else {
+                    self.stats.udp_rx_datagrams -= 1;
+                    Verdict::Drop(DropReason::SocketFull)
+                }
+            }
+        }
+    }
+
+    /// Swaps Ethernet and IPv4 addresses of a received frame in place so that it goes back to
+    /// its sender, resets the TTL (incremental header checksum), and settles the transport
+    /// checksum state for transmit. `end` is where the IPv4 datagram ends.
+    #[inline]
+    fn turn_around(&self, frame: &mut [u8], l2: usize, end: usize, hdr: NetHdr) -> NetHdr {
+        let (dst, src) = frame[..12].split_at_mut(6);
+        dst.copy_from_slice(src);
+        src.copy_from_slice(&self.link.mac.0);
+        let (a, b) = frame[l2 + 12..l2 + 20].split_at_mut(4);
+        a.swap_with_slice(b);
+        let mut ip = Ipv4Packet::new_unchecked(&mut frame[l2..end]);
+        if ip.ttl() != self.ttl {
+            ip.set_ttl(self.ttl);
+        }
+        let csum = match hdr.csum {
+            Csum::Partial { start, offset } if !self.link.tx_csum => {
+                complete_checksum(&mut frame[..end], usize::from(start), usize::from(offset));
+                Csum::None
+            }
+            Csum::Partial { start, offset } => Csum::Partial { start, offset },
+            Csum::Valid | Csum::None => Csum::None,
+        };
+        NetHdr { csum, ..hdr }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn rx_icmp(
+        &mut self,
+        frame: &mut [u8],
+        l2: usize,
+        hl: usize,
+        end: usize,
+        hdr: NetHdr,
+        dest: Dest,
+        link_bcast: bool,
+    ) -> Verdict {
+        let l4 = l2 + hl;
+        let (msg, code) = {
+            let p = match Icmpv4Packet::new_checked(&frame[l4..end]) {
+                Ok(p) => p,
+                Err(e) => return Verdict::Drop(wire_reason(e)),
+            };
+            let verified = matches!(hdr.csum, Csum::Valid | Csum::Partial { .. });
+            if !verified && !p.verify_checksum() {
+                return Verdict::Drop(DropReason::BadChecksum);
+            }
+            (p.msg_type(), p.msg_code())
+        };
+        if msg != Icmpv4Message::EchoRequest || dest != Dest::Unicast || link_bcast {
+            // Echo replies to pings we did not send, errors about our traffic (not yet
+            // reported to sockets), broadcast pings (Linux's icmp_echo_ignore_broadcasts).
+            return Verdict::Drop(DropReason::IcmpIgnored);
+        }
+        {
+            let mut p = Icmpv4Packet::new_unchecked(&mut frame[l4..end]);
+            let old = u16::from_be_bytes([8, code]);
+            p.set_msg_type(Icmpv4Message::EchoReply);
+            if !matches!(hdr.csum, Csum::Partial { .. }) {
+                let c = checksum::update16(p.checksum(), old, u16::from_be_bytes([0, code]));
+                p.set_checksum(c);
+            }
+        }
+        self.stats.icmp_echo_replies += 1;
+        let hdr = self.turn_around(frame, l2, end, hdr);
+        Verdict::Transmit { len: frame.len(), hdr }
+    }
+
+    /// A datagram completed in reassembly slot `slot`: deliver or answer it from the slot.
+    fn rx_reassembled(&mut self, now: Instant, slot: usize, dest: Dest, link_bcast: bool) {
+        let Some(key) = self.reasm.key(slot) else { return };
+        let peer = self.reasm.peer(slot);
+        let offender = Offender {
+            src: key.src,
+            ip_broadcast: dest == Dest::Broadcast,
+            link_broadcast: link_bcast,
+            later_fragment: false,
+            icmp_type: None,
+        };
+        let mut job = ReplyJob {
+            slot: slot as u16,
+            src: key.dst,
+            dst: key.src,
+            protocol: key.protocol,
+            peer,
+            socket: 0,
+        };
+        let keep = match IpProtocol::from(key.protocol) {
+            IpProtocol::Udp => self.rx_reassembled_udp(now, slot, key, dest, &offender, &mut job),
+            IpProtocol::Icmp => {
+                let payload = self.reasm.payload_mut(slot);
+                let p = Icmpv4Packet::new_checked(&*payload);
+                match p {
+                    Ok(p) if !p.verify_checksum() => {
+                        self.stats.drop(DropReason::BadChecksum);
+                        false
+                    }
+                    Ok(p)
+                        if p.msg_type() == Icmpv4Message::EchoRequest
+                            && dest == Dest::Unicast
+                            && !link_bcast =>
+                    {
+                        let code = p.msg_code();
+                        let mut p = Icmpv4Packet::new_unchecked(payload);
+                        p.set_msg_type(Icmpv4Message::EchoReply);
+                        let c = checksum::update16(
+                            p.checksum(),
+                            u16::from_be_bytes([8, code]),
+                            u16::from_be_bytes([0, code]),
+                        );
+                        p.set_checksum(c);
+                        true
+                    }
+                    Ok(_) => {
+                        self.stats.drop(DropReason::IcmpIgnored);
+                        false
+                    }
+                    Err(e) => {
+                        self.stats.drop(wire_reason(e));
+                        false
+                    }
+                }
+            }
+            _ => {
+                self.stats.drop(DropReason::UnknownProtocol);
+                self.quote_reassembled(
+                    now,
+                    slot,
+                    &offender,
+                    peer,
+                    key.dst,
+                    Icmpv4DstUnreachable::ProtoUnreachable,
+                );
+                false
+            }
+        };
+        if keep && self.replies.push(job) {
+            return;
+        }
+        self.reasm.release(slot);
+    }
+
+    fn rx_reassembled_udp(
+        &mut self,
+        now: Instant,
+        slot: usize,
+        key: FragKey,
+        dest: Dest,
+        offender: &Offender,
+        job: &mut ReplyJob,
+    ) -> bool {
+        let (sport, dport, ok) = {
+            let payload = self.reasm.payload(slot);
+            match UdpPacket::new_checked(payload) {
+                Ok(u) => (u.src_port(), u.dst_port(), u.verify_checksum(key.src, key.dst)),
+                Err(e) => {
+                    self.stats.drop(wire_reason(e));
+                    return false;
+                }
+            }
+        };
+        if !ok {
+            self.stats.drop(DropReason::BadChecksum);
+            return false;
+        }
+        let Some(idx) = self.udp.lookup(key.dst, dport) else {
+            self.stats.drop(DropReason::NoSocket);
+            let peer = job.peer;
+            self.quote_reassembled(
+                now,
+                slot,
+                offender,
+                peer,
+                key.dst,
+                Icmpv4DstUnreachable::PortUnreachable,
+            );
+            return false;
+        };
+        self.stats.udp_rx_datagrams += 1;
+        let mode = self.udp.socket_mut(idx).map(|s| s.mode).unwrap_or_default();
+        let payload = self.reasm.payload(slot);
+        let body = payload.get(UDP_HEADER_LEN..).unwrap_or(&[]);
+        match mode {
+            UdpMode::Echo if dest == Dest::Unicast && sport != 0 => {
+                if let Some(s) = self.udp.socket_mut(idx) {
+                    s.stats.rx_datagrams += 1;
+                    s.stats.rx_bytes += body.len() as u64;
+                    s.stats.echoed += 1;
+                }
+                let payload = self.reasm.payload_mut(slot);
+                payload[..4].rotate_left(2);
+                job.socket = idx as u16;
+                true
+            }
+            UdpMode::Echo | UdpMode::Sink => {
+                if let Some(s) = self.udp.socket_mut(idx) {
+                    s.stats.rx_datagrams += 1;
+                    s.stats.rx_bytes += body.len() as u64;
+                }
+                false
+            }
+            UdpMode::Queue | UdpMode::Deliver => {
+                let src = SocketAddrV4::new(key.src, sport);
+                let payload = self.reasm.payload(slot);
+                let body = payload.get(UDP_HEADER_LEN..).unwrap_or(&[]);
+                if !self.udp.queue_rx(idx, src, key.dst, &[body]) {
+                    self.stats.udp_rx_datagrams -= 1;
+                    self.stats.drop(DropReason::SocketFull);
+                }
+                false
+            }
+        }
+    }
+
+    /// Queues destination unreachable quoting the first fragment's header and the start of the
+    /// reassembled payload.
+    fn quote_reassembled(
+        &mut self,
+        now: Instant,
+        slot: usize,
+        offender: &Offender,
+        peer: EthernetAddress,
+        our: Ipv4Addr,
+        reason: Icmpv4DstUnreachable,
+    ) {
+        let mut quote = [0u8; icmp::QUOTE_MAX];
+        let h = self.reasm.header(slot);
+        let p = self.reasm.payload(slot);
+        let hn = h.len().min(quote.len());
+        quote[..hn].copy_from_slice(&h[..hn]);
+        let pn = p.len().min(quote.len() - hn);
+        quote[hn..hn + pn].copy_from_slice(&p[..pn]);
+        self.queue_error(
+            now,
+            offender,
+            peer,
+            our,
+            ErrorKind::Unreachable(reason),
+            &quote[..hn + pn],
+        );
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Transmit.
+
+    /// Writes pending frames into the free slots of `slots`, in this order: ARP requests and
+    /// announcements, datagrams whose neighbour just resolved, ICMP errors, echoes of
+    /// reassembled datagrams, socket sends (round robin between sockets), and generator traffic
+    /// into whatever is left. Returns how many slots it filled. A datagram larger than the MTU
+    /// goes out as fragments, possibly across calls.
+    pub fn poll_tx<S: TxSlots + ?Sized>(&mut self, now: Instant, slots: &mut S) -> usize {
+        let start = slots.remaining();
+        self.tx_arp(now, slots);
+        self.tx_resolved(slots);
+        self.tx_icmp_errors(slots);
+        self.tx_replies(slots);
+        self.tx_udp(now, slots);
+        self.tx_generators(now, slots);
+        // Lookups above may have started resolutions.
+        self.tx_arp(now, slots);
+        start - slots.remaining()
+    }
+
+    fn count_tx(&mut self, frames: u64, bytes: u64) {
+        self.stats.tx_frames += frames;
+        self.stats.tx_bytes += bytes;
+    }
+
+    fn next_ident(&mut self) -> u16 {
+        self.ident = self.ident.wrapping_add(1);
+        self.ident
+    }
+
+    /// The source address for traffic towards `next_hop`: the interface address whose prefix
+    /// holds it, else the first address.
+    fn select_src(&self, next_hop: Ipv4Addr) -> Ipv4Addr {
+        self.addrs().iter().find(|a| a.contains(next_hop)).unwrap_or(&self.addrs[0]).addr
+    }
+
+    fn tx_arp<S: TxSlots + ?Sized>(&mut self, now: Instant, slots: &mut S) {
+        while self.announce_left > 0 && now >= self.announce_at {
+            if slots.remaining() < self.naddrs {
+                return;
+            }
+            for k in 0..self.naddrs {
+                let ip = self.addrs[k].addr;
+                // RFC 5227 §2.3: an ARP request with sender and target both our address.
+                if !self.write_arp(slots, ip, ip, None) {
+                    return;
+                }
+            }
+            self.announce_left -= 1;
+            self.announce_at = now + self.neighbors.config().announce_interval;
+        }
+        while let Some(req) = self.neighbors.peek_request() {
+            let src = self.select_src(req.target);
+            if !self.write_arp(slots, src, req.target, req.unicast) {
+                return;
+            }
+            self.neighbors.pop_request();
+        }
+    }
+
+    fn write_arp<S: TxSlots + ?Sized>(
+        &mut self,
+        slots: &mut S,
+        sender: Ipv4Addr,
+        target: Ipv4Addr,
+        unicast: Option<EthernetAddress>,
+    ) -> bool {
+        let Some(room) = slots.room() else { return false };
+        let dst = unicast.unwrap_or(EthernetAddress::BROADCAST);
+        let Some(e) = self.link.write_eth(room, dst, EtherType::Arp) else { return false };
+        let repr = ArpRepr {
+            operation: ArpOperation::Request,
+            sender_hardware_addr: self.link.mac,
+            sender_protocol_addr: sender,
+            target_hardware_addr: EthernetAddress::default(),
+            target_protocol_addr: target,
+        };
+        let Ok(n) = repr.emit(&mut room[e..]) else { return false };
+        slots.commit(e + n, NetHdr::NONE);
+        self.stats.arp_requests_sent += 1;
+        self.count_tx(1, (e + n) as u64);
+        true
+    }
+
+    fn tx_resolved<S: TxSlots + ?Sized>(&mut self, slots: &mut S) {
+        while slots.remaining() > 0 {
+            let Some((mac, packet)) = self.neighbors.ready_front() else { return };
+            if !packet.is_empty() {
+                let Some(room) = slots.room() else { return };
+                let Some(e) = self.link.write_eth(room, mac, EtherType::Ipv4) else { return };
+                let Some(out) = room.get_mut(e..e + packet.len()) else { return };
+                out.copy_from_slice(packet);
+                let fragment = packet.get(6..8).is_some_and(|f| f[0] & 0x3f != 0 || f[1] != 0);
+                let n = e + packet.len();
+                slots.commit(n, NetHdr::NONE);
+                self.count_tx(1, n as u64);
+                if fragment {
+                    self.stats.fragments_sent += 1;
+                }
+            }
+            self.neighbors.ready_pop();
+        }
+    }
+
+    fn tx_icmp_errors<S: TxSlots + ?Sized>(&mut self, slots: &mut S) {
+        while slots.remaining() > 0 {
+            let Some(err) = self.icmp.front() else { return };
+            let err = *err;
+            let ident = self.next_ident();
+            let repr = match err.kind {
+                ErrorKind::Unreachable(reason) => {
+                    Icmpv4Repr::DstUnreachable { reason, original: &err.quote[..err.quote_len] }
+                }
+                ErrorKind::TimeExceeded(reason) => {
+                    Icmpv4Repr::TimeExceeded { reason, original: &err.quote[..err.quote_len] }
+                }
+            };
+            let mut msg = [0u8; 8 + icmp::QUOTE_MAX];
+            let Ok(n) = repr.emit(&mut msg) else {
+                self.icmp.pop();
+                continue;
+            };
+            let hdr = OutHeader {
+                src: err.src,
+                dst: err.dst,
+                protocol: IpProtocol::Icmp,
+                ident,
+                ttl: self.ttl,
+            };
+            let mut progress = 0;
+            match self.link.emit(slots, err.peer, &hdr, &[&msg[..n]], &mut progress, false) {
+                Ok((f, b, true)) => {
+                    self.count_tx(f, b);
+                    self.stats.icmp_errors_sent += 1;
+                    self.icmp.pop();
+                }
+                Ok(_) => return,
+                Err(r) => {
+                    self.stats.drop(r);
+                    self.icmp.pop();
+                }
+            }
+        }
+    }
+
+    fn tx_replies<S: TxSlots + ?Sized>(&mut self, slots: &mut S) {
+        while slots.remaining() > 0 {
+            let Some(&job) = self.replies.front() else { return };
+            let slot = usize::from(job.slot);
+            if self.reply_progress == 0 {
+                // Fresh identification for the reply.
+                self.ident = self.ident.wrapping_add(1);
+            }
+            let hdr = OutHeader {
+                src: job.src,
+                dst: job.dst,
+                protocol: IpProtocol::from(job.protocol),
+                ident: self.ident,
+                ttl: self.ttl,
+            };
+            let payload = self.reasm.payload(slot);
+            let fragmented = payload.len() + IPV4_HEADER_LEN > self.link.mtu;
+            let r =
+                self.link.emit(slots, job.peer, &hdr, &[payload], &mut self.reply_progress, false);
+            match r {
+                Ok((f, b, done)) => {
+                    self.stats.tx_frames += f;
+                    self.stats.tx_bytes += b;
+                    if fragmented {
+                        self.stats.fragments_sent += f;
+                    }
+                    if !done {
+                        return;
+                    }
+                    if job.protocol == 1 {
+                        self.stats.icmp_echo_replies += 1;
+                    } else {
+                        self.stats.udp_tx_datagrams += 1;
+                    }
+                }
+                Err(reason) => self.stats.drop(reason),
+            }
+            self.reply_progress = 0;
+            self.reasm.release(slot);
+            self.replies.pop();
+        }
+    }
+
+    fn tx_udp<S: TxSlots + ?Sized>(&mut self, now: Instant, slots: &mut S) {
+        while slots.remaining() > 0 {
+            let Some((idx, sport, dst, src, plen)) = self.udp.tx_front_meta() else { return };
+            let Some(next_hop) = self.routes.next_hop(*dst.ip()) else {
+                self.tx_udp_dropped(idx, DropReason::NoRoute);
+                continue;
+            };
+            let lookup = self.link_dst(now, *dst.ip(), next_hop);
+            let payload = self.udp.tx_front_payload();
+            let len = UDP_HEADER_LEN + plen;
+            let mut udp_hdr = [0u8; UDP_HEADER_LEN];
+            udp_hdr[..2].copy_from_slice(&sport.to_be_bytes());
+            udp_hdr[2..4].copy_from_slice(&dst.port().to_be_bytes());
+            udp_hdr[4..6].copy_from_slice(&(len as u16).to_be_bytes());
+            let pseudo =
+                checksum::pseudo_header_v4(src.octets(), dst.ip().octets(), 17, len as u16);
+            let single = len + IPV4_HEADER_LEN <= self.link.mtu;
+            let partial = single && self.link.tx_csum;
+            let c = if partial {
+                pseudo
+            } else {
+                let s = checksum::add(
+                    checksum::add(pseudo, checksum::sum(&udp_hdr)),
+                    checksum::sum(payload),
+                );
+                match !s {
+                    0 => 0xffff,
+                    c => c,
+                }
+            };
+            udp_hdr[6..8].copy_from_slice(&c.to_be_bytes());
+            let mac = match lookup {
+                Lookup::Ready(mac) => mac,
+                Lookup::Pending(entry) => {
+                    // Park the datagram (fragmented) on the neighbour's queue.
+                    if self.udp_progress == 0 {
+                        self.ident = self.ident.wrapping_add(1);
+                    }
+                    let hdr = OutHeader {
+                        src,
+                        dst: *dst.ip(),
+                        protocol: IpProtocol::Udp,
+                        ident: self.ident,
+                        ttl: self.ttl,
+                    };
+                    let r =
+                        park(&mut self.neighbors, entry, &hdr, &[&udp_hdr, payload], self.link.mtu);
+                    self.udp_progress = 0;
+                    match r {
+                        Ok(()) => self.udp.tx_pop(),
+                        Err(reason) => self.tx_udp_dropped(idx, reason),
+                    }
+                    continue;
+                }
+                Lookup::Full => {
+                    self.tx_udp_dropped(idx, DropReason::ArpPendingFull);
+                    continue;
+                }
+            };
+            if self.udp_progress == 0 {
+                self.ident = self.ident.wrapping_add(1);
+            }
+            let hdr = OutHeader {
+                src,
+                dst: *dst.ip(),
+                protocol: IpProtocol::Udp,
+                ident: self.ident,
+                ttl: self.ttl,
+            };
+            let plen = plen as u64;
+            match self.link.emit(
+                slots,
+                mac,
+                &hdr,
+                &[&udp_hdr, payload],
+                &mut self.udp_progress,
+                partial,
+            ) {
+                Ok((f, b, done)) => {
+                    self.stats.tx_frames += f;
+                    self.stats.tx_bytes += b;
+                    if !single {
+                        self.stats.fragments_sent += f;
+                    }
+                    if !done {
+                        return;
+                    }
+                    self.udp_progress = 0;
+                    self.stats.udp_tx_datagrams += 1;
+                    if let Some(s) = self.udp.socket_mut(idx) {
+                        s.stats.tx_datagrams += 1;
+                        s.stats.tx_bytes += plen;
+                    }
+                    self.udp.tx_pop();
+                }
+                Err(reason) => {
+                    self.udp_progress = 0;
+                    self.tx_udp_dropped(idx, reason);
+                }
+            }
+        }
+    }
+
+    fn tx_udp_dropped(&mut self, idx: usize, reason: DropReason) {
+        self.stats.drop(reason);
+        if let Some(s) = self.udp.socket_mut(idx) {
+            s.stats.tx_dropped += 1;
+        }
+        self.udp.tx_pop();
+    }
+
+    /// The link-layer destination for `dst` via `next_hop`: broadcast and multicast map
+    /// directly (RFC 1112 §6.4), anything else goes through ARP.
+    fn link_dst(&mut self, now: Instant, dst: Ipv4Addr, next_hop: Ipv4Addr) -> Lookup {
+        if dst.is_broadcast()
+            || self.addrs().iter().any(|a| a.prefix_len < 31 && a.broadcast() == dst)
+        {
+            return Lookup::Ready(EthernetAddress::BROADCAST);
+        }
+        if dst.is_multicast() {
+            let o = dst.octets();
+            return Lookup::Ready(EthernetAddress([0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]]));
+        }
+        self.neighbors.lookup(now, next_hop)
+    }
+
+    fn tx_generators<S: TxSlots + ?Sized>(&mut self, now: Instant, slots: &mut S) {
+        let mut k = 0;
+        while k < self.udp.generators().len() && slots.remaining() > 0 {
+            let idx = usize::from(self.udp.generators()[k]);
+            k += 1;
+            let Some(sock) = self.udp.socket_mut(idx) else { continue };
+            let Some(gen) = sock.generator.as_ref() else { continue };
+            let cfg = gen.cfg;
+            let left = cfg.count.map_or(u64::MAX, |c| c.saturating_sub(gen.sent));
+            if left == 0 {
+                continue;
+            }
+            let local = sock.local;
+            let Some(next_hop) = self.routes.next_hop(*cfg.dst.ip()) else { continue };
+            let src =
+                if local.ip().is_unspecified() { self.select_src(next_hop) } else { *local.ip() };
+            let Lookup::Ready(mac) = self.link_dst(now, *cfg.dst.ip(), next_hop) else { continue };
+            let sent = self.generate(slots, src, local.port(), mac, &cfg, left);
+            if let Some(s) = self.udp.socket_mut(idx) {
+                s.stats.tx_datagrams += sent;
+                s.stats.tx_bytes += sent * cfg.payload_len as u64;
+                if let Some(g) = s.generator.as_mut() {
+                    g.sent += sent;
+                }
+            }
+        }
+    }
+
+    /// Fills slots with generator datagrams from a template built once per call: per datagram
+    /// one copy of the frame, the identification and sequence number patched, and both
+    /// checksums updated incrementally (RFC 1624). Returns how many were written.
+    fn generate<S: TxSlots + ?Sized>(
+        &mut self,
+        slots: &mut S,
+        src: Ipv4Addr,
+        sport: u16,
+        mac: EthernetAddress,
+        cfg: &GeneratorConfig,
+        left: u64,
+    ) -> u64 {
+        let link = self.link;
+        let udp_len = UDP_HEADER_LEN + cfg.payload_len;
+        if udp_len + IPV4_HEADER_LEN > link.mtu {
+            return 0;
+        }
+        let l2 = link.l2_len();
+        let l3 = l2;
+        let l4 = l3 + IPV4_HEADER_LEN;
+        let flen = l4 + udp_len;
+        let t = &mut self.gen_template[..flen];
+        let Some(_) = link.write_eth(t, mac, EtherType::Ipv4) else { return 0 };
+        let hdr = OutHeader {
+            src,
+            dst: *cfg.dst.ip(),
+            protocol: IpProtocol::Udp,
+            ident: 0,
+            ttl: self.ttl,
+        };
+        t[l4 + UDP_HEADER_LEN..].fill(0);
+        {
+            let u = &mut t[l4..l4 + UDP_HEADER_LEN];
+            u[..2].copy_from_slice(&sport.to_be_bytes());
+            u[2..4].copy_from_slice(&cfg.dst.port().to_be_bytes());
+            u[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
+            u[6..8].fill(0);
+        }
+        let pseudo =
+            checksum::pseudo_header_v4(src.octets(), cfg.dst.ip().octets(), 17, udp_len as u16);
+        // Sum of the UDP header (checksum zero) and the all-zero payload, with the pseudo-header.
+        let base = checksum::add(pseudo, checksum::sum(&t[l4..l4 + UDP_HEADER_LEN]));
+        if link.tx_csum {
+            t[l4 + 6..l4 + 8].copy_from_slice(&pseudo.to_be_bytes());
+        }
+        // No pieces: write_packet writes the header and leaves the UDP bytes as they are.
+        if write_packet(&mut t[l3..], &hdr, &[], 0, udp_len, false).is_none() {
+            return 0;
+        }
+        let ip_csum0 = u16::from_be_bytes([t[l3 + 10], t[l3 + 11]]);
+        let seq_len = cfg.payload_len.min(8);
+        let nethdr = if link.tx_csum {
+            NetHdr {
+                csum: Csum::Partial { start: l4 as u16, offset: UDP_CHECKSUM_OFFSET as u16 },
+                ..NetHdr::NONE
+            }
+        } else {
+            NetHdr::NONE
+        };
+        let mut sent = 0u64;
+        let seq0 = self.stats.udp_tx_datagrams;
+        while sent < left {
+            let Some(room) = slots.room() else { break };
+            let Some(out) = room.get_mut(..flen) else { break };
+            out.copy_from_slice(&self.gen_template[..flen]);
+            self.ident = self.ident.wrapping_add(1);
+            let ident = self.ident;
+            out[l3 + 4..l3 + 6].copy_from_slice(&ident.to_be_bytes());
+            out[l3 + 10..l3 + 12]
+                .copy_from_slice(&checksum::update16(ip_csum0, 0, ident).to_be_bytes());
+            let seq = (seq0 + sent).to_be_bytes();
+            let p = l4 + UDP_HEADER_LEN;
+            out[p..p + seq_len].copy_from_slice(&seq[..seq_len]);
+            if !link.tx_csum {
+                let c = !checksum::add(base, checksum::sum(&seq[..seq_len]));
+                let c = if c == 0 { 0xffff } else { c };
+                out[l4 + 6..l4 + 8].copy_from_slice(&c.to_be_bytes());
+            }
+            slots.commit(flen, nethdr);
+            sent += 1;
+        }
+        self.stats.udp_tx_datagrams += sent;
+        self.stats.tx_frames += sent;
+        self.stats.tx_bytes += sent * flen as u64;
+        sent
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // UDP sockets.
+
+    /// Binds a UDP socket to `local` (`0.0.0.0` for every interface address; port 0 for an
+    /// ephemeral port). Allocates the socket's rings.
+    pub fn udp_bind(
+        &mut self,
+        local: SocketAddrV4,
+        cfg: UdpSocketConfig,
+    ) -> Result<UdpHandle, UdpError> {
+        if !local.ip().is_unspecified() && !self.is_local(*local.ip()) {
+            return Err(UdpError::AddrNotAvailable);
+        }
+        self.udp.bind(local, cfg)
+    }
+
+    /// Closes a socket, discarding what it had queued.
+    pub fn udp_close(&mut self, h: UdpHandle) -> Result<(), UdpError> {
+        self.udp.close(h)
+    }
+
+    /// The address and port a socket is bound to.
+    pub fn udp_local_addr(&self, h: UdpHandle) -> Result<SocketAddrV4, UdpError> {
+        Ok(self.udp.get(h)?.local)
+    }
+
+    /// Counters of a socket.
+    pub fn udp_stats(&self, h: UdpHandle) -> Result<UdpSocketStats, UdpError> {
+        Ok(self.udp.get(h)?.stats)
+    }
+
+    /// Queues a datagram to `dst` (copied into the socket's send ring); it leaves with the next
+    /// `poll_tx`. Errors are immediate; later drops (ARP failure, full pending queue) are
+    /// counted in the socket's and the stack's stats.
+    pub fn udp_send(
+        &mut self,
+        h: UdpHandle,
+        dst: SocketAddrV4,
+        payload: &[u8],
+    ) -> Result<(), UdpError> {
+        if dst.port() == 0 || dst.ip().is_unspecified() || self.is_local(*dst.ip()) {
+            return Err(UdpError::BadDestination);
+        }
+        if payload.len() > 65507 {
+            return Err(UdpError::TooBig);
+        }
+        let local = self.udp.get(h)?.local;
+        let Some(next_hop) = self.routes.next_hop(*dst.ip()) else { return Err(UdpError::NoRoute) };
+        let src = if local.ip().is_unspecified() { self.select_src(next_hop) } else { *local.ip() };
+        self.udp.queue_tx(h, dst, src, payload)
+    }
+
+    /// Calls `f` for up to `max` received datagrams of a `Queue`-mode socket (oldest first)
+    /// and removes them; returns how many. Reassembled datagrams of `Deliver`-mode sockets
+    /// arrive here too.
+    pub fn udp_recv(
+        &mut self,
+        h: UdpHandle,
+        max: usize,
+        f: impl FnMut(&RecvMeta, &[u8]),
+    ) -> Result<usize, UdpError> {
+        self.udp.recv(h, max, f)
+    }
+
+    /// Datagrams waiting in a socket's receive ring.
+    pub fn udp_rx_pending(&self, h: UdpHandle) -> Result<usize, UdpError> {
+        self.udp.rx_len(h)
+    }
+
+    /// Attaches a traffic generator to a socket (`None` stops it). Its datagrams go out in
+    /// `poll_tx`, after all other traffic, once the destination is resolved.
+    pub fn udp_generate(
+        &mut self,
+        h: UdpHandle,
+        cfg: Option<GeneratorConfig>,
+    ) -> Result<(), UdpError> {
+        if let Some(c) = &cfg {
+            if c.payload_len + UDP_HEADER_LEN + IPV4_HEADER_LEN > self.link.mtu {
+                return Err(UdpError::TooBig);
+            }
+            if c.dst.port() == 0 || c.dst.ip().is_unspecified() {
+                return Err(UdpError::BadDestination);
+            }
+            if self.routes.next_hop(*c.dst.ip()).is_none() {
+                return Err(UdpError::NoRoute);
+            }
+        }
+        self.udp.set_generator(h, cfg)
+    }
+
+    /// Datagrams a socket's generator has sent.
+    pub fn udp_generated(&self, h: UdpHandle) -> Result<u64, UdpError> {
+        Ok(self.udp.get(h)?.generator.as_ref().map_or(0, |g| g.sent))
+    }
+}
+
+/// Copies a datagram, cut into MTU-sized IPv4 packets, onto neighbour `entry`'s queue: all of
+/// them or none.
+fn park(
+    neighbors: &mut NeighborCache,
+    entry: usize,
+    hdr: &OutHeader,
+    pieces: &[&[u8]],
+    mtu: usize,
+) -> Result<(), DropReason> {
+    let len: usize = pieces.iter().map(|p| p.len()).sum();
+    let (per, n) = fragment_plan(len, mtu).ok_or(DropReason::TxTooBig)?;
+    if neighbors.pending_room(entry) < n {
+        return Err(DropReason::ArpPendingFull);
+    }
+    for k in 0..n {
+        let off = k * per;
+        let chunk = per.min(len - off);
+        let more = off + chunk < len;
+        neighbors.enqueue_with(entry, IPV4_HEADER_LEN + chunk, |out| {
+            write_packet(out, hdr, pieces, off, chunk, more).is_some()
+        })?;
+    }
+    Ok(())
+}
+
+/// The source and destination addresses of the IPv4 header at `l2` (checked by the caller).
+#[inline]
+fn ip_addrs(frame: &[u8], l2: usize) -> (Ipv4Addr, Ipv4Addr) {
+    let a = |at: usize| Ipv4Addr::new(frame[at], frame[at + 1], frame[at + 2], frame[at + 3]);
+    (a(l2 + 12), a(l2 + 16))
+}
+
+/// Completes a `Csum::Partial` checksum in software: sums from `start` to the end of `data`
+/// and stores the complement at `start + offset` (virtio's convention). Out-of-range offsets
+/// leave the frame untouched.
+fn complete_checksum(data: &mut [u8], start: usize, offset: usize) {
+    let at = start + offset;
+    if at + 2 > data.len() || start > data.len() {
+        return;
+    }
+    let c = checksum::checksum(&data[start..]);
+    // RFC 768: a computed zero goes out as all ones (the field is UDP's or TCP's).
+    let c = if c == 0 { 0xffff } else { c };
+    data[at..at + 2].copy_from_slice(&c.to_be_bytes());
+}
+
+fn wire_reason(e: crate::wire::Error) -> DropReason {
+    match e {
+        crate::wire::Error::Truncated => DropReason::Truncated,
+        crate::wire::Error::Malformed => DropReason::Malformed,
+    }
+}
