@@ -1562,3 +1562,319 @@ fn wire_reason(e: crate::wire::Error) -> DropReason {
         crate::wire::Error::Malformed => DropReason::Malformed,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{Frame, FrameSlots};
+    use crate::sim::frames;
+    use crate::wire::UdpRepr;
+    use proptest::prelude::*;
+
+    const US: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 2]);
+    const PEER: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 9]);
+
+    fn ip(n: u8) -> Ipv4Addr {
+        Ipv4Addr::new(10, 0, 0, n)
+    }
+
+    fn sa(n: u8, port: u16) -> SocketAddrV4 {
+        SocketAddrV4::new(ip(n), port)
+    }
+
+    /// A stack at 10.0.0.2/24 with an echo socket on 7, a queue on 9, a sink on 10 and a
+    /// zero-copy socket on 11.
+    fn stack(tx_csum_offload: bool) -> Stack {
+        let mut cfg = StackConfig::new(US, &[Ipv4Cidr::new(ip(2), 24)]);
+        cfg.tx_csum_offload = tx_csum_offload;
+        cfg.arp.announce_count = 0;
+        let mut s = Stack::new(cfg, Instant::ZERO).unwrap();
+        let any = |p| SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, p);
+        s.udp_bind(any(7), UdpSocketConfig::mode(UdpMode::Echo)).unwrap();
+        s.udp_bind(any(9), UdpSocketConfig::mode(UdpMode::Queue)).unwrap();
+        s.udp_bind(any(10), UdpSocketConfig::mode(UdpMode::Sink)).unwrap();
+        s.udp_bind(any(11), UdpSocketConfig::mode(UdpMode::Deliver)).unwrap();
+        s
+    }
+
+    fn rx(s: &mut Stack, frame: &[u8], hdr: NetHdr) -> Frame {
+        let mut f = vec![Frame::new(frame, frame.len())];
+        f[0].hdr = hdr;
+        s.handle_rx(Instant::ZERO, &mut f[..]);
+        f.pop().unwrap()
+    }
+
+    fn udp_to(port: u16, payload: &[u8]) -> Vec<u8> {
+        frames::udp_frame(PEER, US, sa(9, 4000), sa(2, port), payload)
+    }
+
+    #[test]
+    fn config_is_validated() {
+        let ok = StackConfig::new(US, &[Ipv4Cidr::new(ip(2), 24)]);
+        let bad = |f: &dyn Fn(&mut StackConfig)| {
+            let mut c = ok.clone();
+            f(&mut c);
+            Stack::new(c, Instant::ZERO).err()
+        };
+        assert!(Stack::new(ok.clone(), Instant::ZERO).is_ok());
+        assert_eq!(
+            bad(&|c| c.mac = EthernetAddress::BROADCAST),
+            Some(ConfigError::BadMac(EthernetAddress::BROADCAST))
+        );
+        assert_eq!(bad(&|c| c.addrs.clear()), Some(ConfigError::AddressCount(0)));
+        assert_eq!(bad(&|c| c.mtu = 67), Some(ConfigError::Mtu(67)));
+        assert_eq!(bad(&|c| c.vlan = Some(4095)), Some(ConfigError::Vlan(4095)));
+        let net = Ipv4Cidr::new(ip(0), 24);
+        assert_eq!(bad(&|c| c.addrs = vec![net]), Some(ConfigError::BadAddress(net)));
+        let gw = Ipv4Addr::new(192, 168, 0, 1);
+        assert_eq!(
+            bad(&|c| c.routes.push(Route::default_via(gw))),
+            Some(ConfigError::GatewayNotOnLink(gw))
+        );
+        assert_eq!(bad(&|c| c.max_routes = 0), Some(ConfigError::TooManyRoutes(1)));
+        assert!(ConfigError::Mtu(67).to_string().contains("mtu 67"));
+    }
+
+    #[test]
+    fn udp_echo_turns_the_frame_around_with_valid_checksums() {
+        let mut s = stack(false);
+        let f = rx(&mut s, &udp_to(7, b"ping"), NetHdr::NONE);
+        let Verdict::Transmit { len, hdr } = f.verdict else { panic!("{:?}", f.verdict) };
+        assert_eq!((len, hdr), (f.buf.len(), NetHdr::NONE));
+        assert_eq!(
+            frames::classify(f.bytes()),
+            frames::Kind::Udp { src: sa(2, 7), dst: sa(9, 4000), len: 4 }
+        );
+        let e = EthernetFrame::new_checked(f.bytes()).unwrap();
+        assert_eq!((e.dst_addr(), e.src_addr()), (PEER, US));
+        let p = Ipv4Packet::new_checked(e.payload()).unwrap();
+        assert!(p.verify_checksum());
+        let u = UdpPacket::new_checked(p.payload()).unwrap();
+        assert!(u.verify_checksum(ip(2), ip(9)));
+        assert_eq!(s.stats().tx_in_place, 1);
+    }
+
+    #[test]
+    fn partial_checksums_are_kept_for_the_device_or_completed_here() {
+        // A frame from a local sender with CHECKSUM_PARTIAL: the field holds the pseudo sum.
+        let mut frame = udp_to(7, b"partial!");
+        let pseudo = checksum::pseudo_header_v4(ip(9).octets(), ip(2).octets(), 17, 16);
+        frame[40..42].copy_from_slice(&pseudo.to_be_bytes());
+        let partial = NetHdr { csum: Csum::Partial { start: 34, offset: 6 }, ..NetHdr::NONE };
+        let f = rx(&mut stack(true), &frame, partial);
+        assert_eq!(f.verdict, Verdict::Transmit { len: frame.len(), hdr: partial });
+        let f = rx(&mut stack(false), &frame, partial);
+        assert_eq!(f.verdict, Verdict::Transmit { len: frame.len(), hdr: NetHdr::NONE });
+        let u = UdpPacket::new_checked(&f.bytes()[34..]).unwrap();
+        assert!(u.checksum() != 0 && u.verify_checksum(ip(2), ip(9)));
+    }
+
+    #[test]
+    fn checksums_are_verified_unless_the_device_did() {
+        let mut frame = udp_to(9, b"data");
+        frame[41] ^= 0xff;
+        let mut s = stack(false);
+        assert_eq!(
+            rx(&mut s, &frame, NetHdr::NONE).verdict,
+            Verdict::Drop(DropReason::BadChecksum)
+        );
+        let valid = NetHdr { csum: Csum::Valid, ..NetHdr::NONE };
+        assert_eq!(rx(&mut s, &frame, valid).verdict, Verdict::Consumed);
+        let mut frame = udp_to(9, b"data");
+        frame[24] ^= 1; // IPv4 header checksum: always verified.
+        assert_eq!(rx(&mut s, &frame, valid).verdict, Verdict::Drop(DropReason::BadChecksum));
+        assert_eq!(s.stats().drops(DropReason::BadChecksum), 2);
+    }
+
+    #[test]
+    fn unwanted_frames_are_dropped_and_counted() {
+        let mut s = stack(false);
+        let other_mac =
+            frames::udp_frame(PEER, EthernetAddress([2, 0, 0, 0, 0, 3]), sa(9, 1), sa(2, 9), b"");
+        assert_eq!(
+            rx(&mut s, &other_mac, NetHdr::NONE).verdict,
+            Verdict::Drop(DropReason::NotForUs)
+        );
+        let other_ip = frames::udp_frame(PEER, US, sa(9, 1), sa(3, 9), b"");
+        assert_eq!(
+            rx(&mut s, &other_ip, NetHdr::NONE).verdict,
+            Verdict::Drop(DropReason::NotForUs)
+        );
+        let martian = frames::udp_frame(PEER, US, sa(2, 1), sa(2, 9), b"");
+        assert_eq!(
+            rx(&mut s, &martian, NetHdr::NONE).verdict,
+            Verdict::Drop(DropReason::BadSource)
+        );
+        let mut v6 = udp_to(9, b"");
+        v6[12..14].copy_from_slice(&[0x86, 0xdd]);
+        assert_eq!(
+            rx(&mut s, &v6, NetHdr::NONE).verdict,
+            Verdict::Drop(DropReason::UnknownEthertype)
+        );
+        assert_eq!(
+            rx(&mut s, &[0u8; 10], NetHdr::NONE).verdict,
+            Verdict::Drop(DropReason::Truncated)
+        );
+        let closed = udp_to(12, b"x");
+        assert_eq!(rx(&mut s, &closed, NetHdr::NONE).verdict, Verdict::Drop(DropReason::NoSocket));
+        // TCP: protocol unreachable is queued (quoting the datagram).
+        let mut tcp = udp_to(9, b"abcdefgh");
+        tcp[23] = 6;
+        Ipv4Packet::new_unchecked(&mut tcp[14..]).fill_checksum();
+        assert_eq!(
+            rx(&mut s, &tcp, NetHdr::NONE).verdict,
+            Verdict::Drop(DropReason::UnknownProtocol)
+        );
+        let mut slots: Vec<Frame> = (0..4).map(|_| Frame::empty(2048)).collect();
+        let n = s.poll_tx(Instant::ZERO, &mut FrameSlots::new(&mut slots));
+        assert_eq!(n, 2);
+        let kinds: Vec<_> = slots[..2].iter().map(|f| frames::classify(f.bytes())).collect();
+        assert!(matches!(
+            kinds[0],
+            frames::Kind::Icmp { msg: Icmpv4Message::DstUnreachable, code: 3, .. }
+        ));
+        assert!(matches!(
+            kinds[1],
+            frames::Kind::Icmp { msg: Icmpv4Message::DstUnreachable, code: 2, .. }
+        ));
+        assert_eq!(s.stats().total_drops(), 7);
+        assert_eq!(s.stats().rx_frames, 7);
+    }
+
+    #[test]
+    fn arp_request_for_us_is_answered_in_place() {
+        let mut s = stack(false);
+        let req = frames::arp_request(PEER, ip(9), ip(2));
+        let f = rx(&mut s, &req, NetHdr::NONE);
+        assert!(matches!(f.verdict, Verdict::Transmit { len: 42, .. }));
+        assert_eq!(
+            frames::classify(f.bytes()),
+            frames::Kind::Arp { op: ArpOperation::Reply, sender: ip(2), target: ip(9) }
+        );
+        assert_eq!(&f.bytes()[..6], &PEER.0);
+        assert_eq!(s.neighbors().get(ip(9)).map(|n| n.mac), Some(PEER));
+        let other = frames::arp_request(PEER, ip(9), ip(3));
+        assert_eq!(rx(&mut s, &other, NetHdr::NONE).verdict, Verdict::Drop(DropReason::ArpIgnored));
+        // Someone else claiming our address is a conflict, never learned.
+        let claim = frames::arp_request(PEER, ip(2), ip(2));
+        assert_eq!(rx(&mut s, &claim, NetHdr::NONE).verdict, Verdict::Drop(DropReason::ArpIgnored));
+        assert_eq!(s.stats().arp_conflicts, 1);
+    }
+
+    #[test]
+    fn queue_sink_and_deliver_modes() {
+        let mut s = stack(false);
+        assert_eq!(rx(&mut s, &udp_to(9, b"queued"), NetHdr::NONE).verdict, Verdict::Consumed);
+        assert_eq!(rx(&mut s, &udp_to(10, b"sunk"), NetHdr::NONE).verdict, Verdict::Consumed);
+        let f = rx(&mut s, &udp_to(11, b"zero copy"), NetHdr::NONE);
+        let Verdict::Deliver(d) = f.verdict else { panic!() };
+        assert_eq!(&f.bytes()[d.offset as usize..(d.offset + d.len) as usize], b"zero copy");
+        let h = s.udp.handle(1);
+        let mut got = Vec::new();
+        s.udp_recv(h, 8, |m, p| got.push((m.src, m.dst, p.to_vec()))).unwrap();
+        assert_eq!(got, [(sa(9, 4000), sa(2, 9), b"queued".to_vec())]);
+        assert_eq!(s.udp_stats(s.udp.handle(2)).unwrap().rx_bytes, 4);
+        assert_eq!(s.stats().udp_rx_datagrams, 3);
+    }
+
+    /// Valid frames of every kind the stack handles, as seeds for mutation.
+    fn seeds() -> Vec<Vec<u8>> {
+        let dgram = frames::udp_datagram(sa(9, 1), sa(2, 7), &[7u8; 3000]);
+        let mut v = vec![
+            udp_to(7, b"echo me"),
+            udp_to(9, b"queue me"),
+            udp_to(12, b"closed"),
+            frames::icmp_echo_frame(PEER, US, ip(9), ip(2), 1, 1, b"ping"),
+            frames::arp_request(PEER, ip(9), ip(2)),
+        ];
+        v.extend(frames::ipv4_fragments(PEER, US, ip(9), ip(2), IpProtocol::Udp, 3, &dgram, 1500));
+        let mut tagged = udp_to(7, b"tagged");
+        tagged.splice(12..12, [0x81, 0x00, 0x00, 0x64]);
+        v.push(tagged);
+        v
+    }
+
+    fn exercise(s: &mut Stack, frames: Vec<(Vec<u8>, u8)>) -> Result<(), TestCaseError> {
+        let mut batch: Vec<Frame> = frames
+            .iter()
+            .map(|(b, c)| {
+                let mut f = Frame::new(b, b.len());
+                f.hdr.csum = match c % 3 {
+                    0 => Csum::None,
+                    1 => Csum::Valid,
+                    _ => Csum::Partial { start: u16::from(*c), offset: 6 },
+                };
+                f
+            })
+            .collect();
+        s.handle_rx(Instant::from_millis(1), &mut batch[..]);
+        for (f, (orig, _)) in batch.iter().zip(&frames) {
+            if let Verdict::Transmit { len, .. } = f.verdict {
+                prop_assert!(len <= orig.len());
+            }
+        }
+        let mut slots: Vec<Frame> = (0..64).map(|_| Frame::empty(1600)).collect();
+        s.poll_tx(Instant::from_millis(2), &mut FrameSlots::new(&mut slots));
+        s.handle_timeout(Instant::from_secs(100));
+        s.poll_tx(Instant::from_secs(100), &mut FrameSlots::new(&mut slots));
+        prop_assert_eq!(s.stats().rx_frames, frames.len() as u64);
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_bytes(
+            frames in proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..200), any::<u8>()), 1..32)
+        ) {
+            let mut s = stack(false);
+            exercise(&mut s, frames)?;
+        }
+
+        #[test]
+        fn never_panics_on_mutated_valid_frames(
+            picks in proptest::collection::vec(
+                (0usize..16, proptest::collection::vec((any::<usize>(), any::<u8>()), 0..6), any::<usize>(), any::<u8>()),
+                1..32),
+            offload in any::<bool>(),
+        ) {
+            let seeds = seeds();
+            let frames = picks
+                .into_iter()
+                .map(|(k, muts, cut, csum)| {
+                    let mut f = seeds[k % seeds.len()].clone();
+                    for (at, x) in muts {
+                        let n = f.len();
+                        f[at % n] ^= x;
+                    }
+                    if cut % 4 == 0 {
+                        f.truncate(cut % (f.len() + 1));
+                    }
+                    (f, csum)
+                })
+                .collect();
+            let mut s = stack(offload);
+            exercise(&mut s, frames)?;
+        }
+    }
+
+    #[test]
+    fn originated_datagrams_carry_correct_checksums() {
+        for offload in [false, true] {
+            let mut s = stack(offload);
+            s.add_static_neighbor(ip(9), PEER);
+            let h = s.udp.handle(1);
+            s.udp_send(h, sa(9, 5), b"hello").unwrap();
+            let mut slots: Vec<Frame> = (0..4).map(|_| Frame::empty(2048)).collect();
+            assert_eq!(s.poll_tx(Instant::ZERO, &mut FrameSlots::new(&mut slots)), 1);
+            let mut f = slots[0].clone();
+            if let Csum::Partial { start, offset } = f.hdr.csum {
+                assert!(offload);
+                let end = f.len;
+                complete_checksum(&mut f.buf[..end], usize::from(start), usize::from(offset));
+            }
+            let u = UdpPacket::new_checked(&f.bytes()[34..]).unwrap();
+            assert!(u.verify_checksum(ip(2), ip(9)), "offload {offload}");
+            assert_eq!(UdpRepr::parse(&u).unwrap(), UdpRepr { src_port: 9, dst_port: 5 });
+        }
+    }
+}
