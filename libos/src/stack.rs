@@ -299,8 +299,12 @@ pub struct Stack {
     udp_progress: usize,
     stats: Stats,
     ident: u16,
+    /// Announcement rounds still to schedule after the current one.
     announce_left: u8,
+    /// When the next round becomes due.
     announce_at: Instant,
+    /// A round is due and waits for transmit slots.
+    announce_due: bool,
     gen_template: Box<[u8]>,
 }
 
@@ -368,8 +372,9 @@ impl Stack {
             udp_progress: 0,
             stats: Stats::default(),
             ident: (now.as_nanos() as u16) ^ 0x5a5a,
-            announce_left: cfg.arp.announce_count,
-            announce_at: now,
+            announce_left: cfg.arp.announce_count.saturating_sub(1),
+            announce_at: now + cfg.arp.announce_interval,
+            announce_due: cfg.arp.announce_count > 0,
             gen_template: vec![0u8; cfg.mtu + ETHERNET_HEADER_LEN + VLAN_TAG_LEN]
                 .into_boxed_slice(),
         })
@@ -449,6 +454,11 @@ impl Stack {
 
     /// Runs every timer due at `now`. What they produce goes out with the next `poll_tx`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.announce_left > 0 && now >= self.announce_at {
+            self.announce_due = true;
+            self.announce_left -= 1;
+            self.announce_at = now + self.neighbors.config().announce_interval;
+        }
         self.neighbors.on_timeout(now, &mut self.stats);
         let (icmp, stats) = (&mut self.icmp, &mut self.stats);
         self.reasm.expire(now, |e| {
@@ -474,7 +484,8 @@ impl Stack {
 
     /// Whether `poll_tx` has something to send now.
     pub fn wants_tx(&self) -> bool {
-        self.neighbors.peek_request().is_some()
+        self.announce_due
+            || self.neighbors.peek_request().is_some()
             || self.neighbors.ready_front().is_some()
             || !self.icmp.is_empty()
             || !self.replies.is_empty()
@@ -505,25 +516,35 @@ impl Stack {
 
     #[inline]
     fn rx_frame(&mut self, now: Instant, frame: &mut [u8], hdr: NetHdr) -> Verdict {
-        let eth = match EthernetFrame::new_checked(&*frame) {
-            Ok(e) => e,
-            Err(e) => return Verdict::Drop(wire_reason(e)),
+        let Some(eth) = frame.get(..ETHERNET_HEADER_LEN) else {
+            return Verdict::Drop(DropReason::Truncated);
         };
-        let dst = eth.dst_addr();
+        let dst = EthernetAddress([eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]]);
         if dst != self.link.mac && !dst.is_broadcast() {
             return Verdict::Drop(DropReason::NotForUs);
         }
-        let vlan_ok = match (self.link.vlan, eth.vlan_count()) {
-            (None, 0) => true,
-            (Some(v), 1) => eth.vlan_tags()[0].is_some_and(|t| t.vid == v),
-            _ => false,
-        };
-        if !vlan_ok {
-            return Verdict::Drop(DropReason::WrongVlan);
-        }
-        let l2 = eth.header_len();
         let link_bcast = dst.is_broadcast();
-        match eth.inner_ethertype() {
+        // Fast path: an untagged frame on an untagged interface (one type field to read).
+        let (l2, ty) =
+            match (EtherType::from(u16::from_be_bytes([eth[12], eth[13]])), self.link.vlan) {
+                (ty, None) if !ty.is_vlan_tpid() => (ETHERNET_HEADER_LEN, ty),
+                _ => {
+                    let eth = match EthernetFrame::new_checked(&*frame) {
+                        Ok(e) => e,
+                        Err(e) => return Verdict::Drop(wire_reason(e)),
+                    };
+                    let tags = eth.vlan_tags();
+                    let vlan_ok = match (self.link.vlan, tags) {
+                        (Some(v), [Some(t), None]) => t.vid == v,
+                        _ => false,
+                    };
+                    if !vlan_ok {
+                        return Verdict::Drop(DropReason::WrongVlan);
+                    }
+                    (eth.header_len(), eth.inner_ethertype())
+                }
+            };
+        match ty {
             EtherType::Ipv4 => self.rx_ipv4(now, frame, l2, hdr, link_bcast),
             EtherType::Arp => self.rx_arp(now, frame, l2),
             _ => Verdict::Drop(DropReason::UnknownEthertype),
@@ -994,14 +1015,14 @@ impl Stack {
     /// goes out as fragments, possibly across calls.
     pub fn poll_tx<S: TxSlots + ?Sized>(&mut self, now: Instant, slots: &mut S) -> usize {
         let start = slots.remaining();
-        self.tx_arp(now, slots);
+        self.tx_arp(slots);
         self.tx_resolved(slots);
         self.tx_icmp_errors(slots);
         self.tx_replies(slots);
         self.tx_udp(now, slots);
         self.tx_generators(now, slots);
         // Lookups above may have started resolutions.
-        self.tx_arp(now, slots);
+        self.tx_arp(slots);
         start - slots.remaining()
     }
 
@@ -1021,8 +1042,8 @@ impl Stack {
         self.addrs().iter().find(|a| a.contains(next_hop)).unwrap_or(&self.addrs[0]).addr
     }
 
-    fn tx_arp<S: TxSlots + ?Sized>(&mut self, now: Instant, slots: &mut S) {
-        while self.announce_left > 0 && now >= self.announce_at {
+    fn tx_arp<S: TxSlots + ?Sized>(&mut self, slots: &mut S) {
+        if self.announce_due {
             if slots.remaining() < self.naddrs {
                 return;
             }
@@ -1033,8 +1054,7 @@ impl Stack {
                     return;
                 }
             }
-            self.announce_left -= 1;
-            self.announce_at = now + self.neighbors.config().announce_interval;
+            self.announce_due = false;
         }
         while let Some(req) = self.neighbors.peek_request() {
             let src = self.select_src(req.target);
