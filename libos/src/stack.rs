@@ -754,11 +754,12 @@ impl Stack {
             }
             UdpMode::Queue => {
                 let payload = &frame[l4 + UDP_HEADER_LEN..l4 + UDP_HEADER_LEN + payload_len];
-                if self.udp.queue_rx(idx, SocketAddrV4::new(src_ip, sport), dst_ip, &[payload]) {
-                    Verdict::Consumed
-                } else {
-                    self.stats.udp_rx_datagrams -= 1;
-                    Verdict::Drop(DropReason::SocketFull)
+                match self.udp.queue_rx(idx, SocketAddrV4::new(src_ip, sport), dst_ip, &[payload]) {
+                    Ok(()) => Verdict::Consumed,
+                    Err(reason) => {
+                        self.stats.udp_rx_datagrams -= 1;
+                        Verdict::Drop(reason)
+                    }
                 }
             }
         }
@@ -968,9 +969,9 @@ impl Stack {
                 let src = SocketAddrV4::new(key.src, sport);
                 let payload = self.reasm.payload(slot);
                 let body = payload.get(UDP_HEADER_LEN..).unwrap_or(&[]);
-                if !self.udp.queue_rx(idx, src, key.dst, &[body]) {
+                if let Err(reason) = self.udp.queue_rx(idx, src, key.dst, &[body]) {
                     self.stats.udp_rx_datagrams -= 1;
-                    self.stats.drop(DropReason::SocketFull);
+                    self.stats.drop(reason);
                 }
                 false
             }

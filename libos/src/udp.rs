@@ -41,6 +41,7 @@ use core::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::ring::FixedRing;
+use crate::stats::DropReason;
 
 const NIL: u16 = u16::MAX;
 
@@ -433,22 +434,23 @@ impl UdpTable {
     }
 
     /// Queues a received payload on socket `index` (in pieces, for reassembled datagrams).
+    /// `Err(TooBig)` if it exceeds the slot size, `Err(SocketFull)` if the ring is full.
     pub(crate) fn queue_rx(
         &mut self,
         index: usize,
         src: SocketAddrV4,
         local: Ipv4Addr,
         pieces: &[&[u8]],
-    ) -> bool {
-        let Some(s) = self.socket_mut(index) else { return false };
+    ) -> Result<(), DropReason> {
+        let Some(s) = self.socket_mut(index) else { return Err(DropReason::NoSocket) };
         let len: usize = pieces.iter().map(|p| p.len()).sum();
         if s.rx.push(src, local, pieces) {
             s.stats.rx_datagrams += 1;
             s.stats.rx_bytes += len as u64;
-            true
+            Ok(())
         } else {
             s.stats.rx_dropped += 1;
-            false
+            Err(if len > s.rx.slot { DropReason::TooBig } else { DropReason::SocketFull })
         }
     }
 
@@ -604,13 +606,13 @@ mod tests {
         let h = t.bind(sa([0, 0, 0, 0], 7), cfg).unwrap();
         let src = sa([10, 0, 0, 9], 1000);
         let me = Ipv4Addr::new(10, 0, 0, 1);
-        assert!(t.queue_rx(0, src, me, &[b"ab", b"c"]));
-        assert!(!t.queue_rx(0, src, me, &[b"toolong"]));
-        assert!(t.queue_rx(0, src, me, &[b"d"]));
-        assert!(!t.queue_rx(0, src, me, &[b"e"]));
+        assert_eq!(t.queue_rx(0, src, me, &[b"ab", b"c"]), Ok(()));
+        assert_eq!(t.queue_rx(0, src, me, &[b"toolong"]), Err(DropReason::TooBig));
+        assert_eq!(t.queue_rx(0, src, me, &[b"d"]), Ok(()));
+        assert_eq!(t.queue_rx(0, src, me, &[b"e"]), Err(DropReason::SocketFull));
         let mut got = Vec::new();
         assert_eq!(t.recv(h, 1, |m, d| got.push((m.src, d.to_vec()))), Ok(1));
-        assert!(t.queue_rx(0, src, me, &[b"f"]));
+        assert_eq!(t.queue_rx(0, src, me, &[b"f"]), Ok(()));
         assert_eq!(t.recv(h, 10, |_, d| got.push((src, d.to_vec()))), Ok(2));
         let data: Vec<Vec<u8>> = got.into_iter().map(|g| g.1).collect();
         assert_eq!(data, [b"abc".to_vec(), b"d".to_vec(), b"f".to_vec()]);
