@@ -9,7 +9,11 @@
  *   turns into a redirect out of the device named by the context's ingress_ifindex. The UDP
  *   checksum of the template is 0 (none), so no fix-up is needed; the IPv4 header does not
  *   change. Page-pool pages are reused without being re-initialised, so the program writes the
- *   port every time rather than incrementing what it finds.
+ *   port every time rather than incrementing what it finds. It counts the frames it sends per
+ *   CPU (gen_counts). With gen_config.stop set it drops every frame instead (XDP_DROP recycles
+ *   the page at once), so a long test run can be ended early from another thread: each
+ *   BPF_PROG_TEST_RUN call costs a page-pool set-up and tear-down of ~20 ms here, so the
+ *   generator makes few, long calls.
  *
  * trafgen_sink: attached (native mode) to the receiving device; counts packets and bytes per CPU
  *   and drops. Userspace sums the CPUs.
@@ -30,6 +34,8 @@
 struct gen_config {
 	__u32 flows;      /* distinct source ports, >= 1 */
 	__u32 sport_base; /* first source port (host order) */
+	__u32 stop;       /* non-zero: drop instead of sending */
+	__u32 pad;
 };
 
 struct counter {
@@ -57,6 +63,13 @@ struct {
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct counter);
+} gen_counts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct counter);
 } sink_counts SEC(".maps");
 
 SEC("xdp")
@@ -67,10 +80,15 @@ int trafgen_gen(struct xdp_md *ctx)
 	__u32 zero = 0;
 	struct gen_config *cfg = bpf_map_lookup_elem(&gen_config, &zero);
 	__u64 *seq = bpf_map_lookup_elem(&gen_seq, &zero);
+	struct counter *sent = bpf_map_lookup_elem(&gen_counts, &zero);
 	__u16 *sport = data + SPORT_OFFSET;
 
-	if (!cfg || !seq || (void *)(sport + 1) > data_end)
-		return XDP_TX;
+	if (!cfg || !seq || !sent || (void *)(sport + 1) > data_end)
+		return XDP_DROP;
+	if (cfg->stop)
+		return XDP_DROP;
+	sent->packets++;
+	sent->bytes += data_end - data;
 	if (cfg->flows > 1) {
 		__u64 flow = *seq;
 

@@ -206,17 +206,22 @@ pub fn run(bench: &mut dyn Benchmark, args: &CommonArgs, stop: &Stop) -> anyhow:
     let sizes = args.sizes.clone().unwrap_or_else(|| bench.default_sizes());
     anyhow::ensure!(!sizes.is_empty(), "no sizes to measure");
     let all = bench.variants();
+    // `--variants l2fwd` selects `l2fwd` and its placements `l2fwd[…]`.
+    let selects = |f: &str, name: &str| {
+        name == f || name.strip_prefix(f).is_some_and(|rest| rest.starts_with('['))
+    };
     if let Some(only) = &args.variants {
         for v in only {
             anyhow::ensure!(
-                all.iter().any(|a| &a.name == v),
+                all.iter().any(|a| selects(v, &a.name)),
                 "{} has no variant {v:?} (it has: {})",
                 bench.name(),
                 all.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", ")
             );
         }
     }
-    let wanted = |v: &Variant| args.variants.as_ref().is_none_or(|o| o.contains(&v.name));
+    let wanted =
+        |v: &Variant| args.variants.as_ref().is_none_or(|o| o.iter().any(|f| selects(f, &v.name)));
     let mut skipped = Vec::new();
     let mut variants = Vec::new();
     for v in all.into_iter().filter(wanted) {

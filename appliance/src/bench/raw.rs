@@ -22,19 +22,19 @@
 //! from the generator) and of A's veth (frames back to the sink) is placed per variant
 //! ([`Placement`]): each variant runs in its best placement, chosen from `--explore` runs
 //! recorded in `docs/benchmarks.md`. `--explore` measures every relevant placement as its own
-//! variant (`l2fwd[B=napi-cpu1,A=softirq]`).
+//! variant (`l2fwd[B=napi-cpu1/A=softirq]`).
 //!
 //! What it owns: one `pair` rig for the whole run (removed on drop, Ctrl-C included), and per
 //! point: the xdpos thread with its XDP program and socket, the generator thread, the sink (a
 //! BPF link), testpmd. All are gone when [`RawBench::measure`] returns, on every path.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 use nic::afxdp::{BindMode, XdpMode, XdpProgram, XskConfig, XskPort};
-use nic::trafgen::{udp_frame, LiveGen, Sink, UdpSpec};
+use nic::trafgen::{udp_frame, GenHandle, LiveGen, Sink, UdpSpec};
 
 use super::harness::{self, Benchmark, Machine, Metrics, Plan, Primary, Variant};
 use super::loops::{self, LoopCtl, LoopStats, Published};
@@ -63,6 +63,15 @@ pub struct RawArgs {
     /// Force the placement of A's receive NAPI (the sink side) for all variants.
     #[arg(long)]
     pub napi_a: Option<Napi>,
+    /// Entries of each ring of the xdpos socket (UMEM: twice as many frames).
+    #[arg(long, default_value_t = 2048)]
+    pub ring: u32,
+    /// Bytes per UMEM frame of the xdpos socket (2048 or 4096).
+    #[arg(long, default_value_t = 4096)]
+    pub frame_size: u32,
+    /// Add the `generator` variant: the generator alone into a sink on B (its ceiling).
+    #[arg(long)]
+    pub calibrate: bool,
 }
 
 /// The six kinds of measurement.
@@ -80,6 +89,8 @@ pub enum Kind {
     TestpmdTx,
     /// testpmd io.
     TestpmdIo,
+    /// Calibration (`--calibrate`): the generator alone, counted by a sink on B.
+    Generator,
 }
 
 impl Kind {
@@ -102,6 +113,7 @@ impl Kind {
             Kind::TestpmdRx => "testpmd-rxonly",
             Kind::TestpmdTx => "testpmd-txonly",
             Kind::TestpmdIo => "testpmd-io",
+            Kind::Generator => "generator",
         }
     }
 
@@ -130,16 +142,21 @@ impl Kind {
 
     /// Frames flow B → A (a sink on A counts, A's receive NAPI matters).
     fn transmits(self) -> bool {
-        !matches!(self, Kind::Rxdrop | Kind::TestpmdRx)
+        !matches!(self, Kind::Rxdrop | Kind::TestpmdRx | Kind::Generator)
     }
 
-    /// The best placement, from the `--explore` runs in docs/benchmarks.md.
+    /// Runs an xdpos AF_XDP socket on B.
+    fn xdpos(self) -> bool {
+        matches!(self, Kind::Rxdrop | Kind::Txonly | Kind::L2fwd)
+    }
+
+    /// The best placement, from the `--explore` runs in docs/benchmarks.md: CPU 1 runs the
+    /// system under test and nothing else. B's receive work stays a softirq on the generator's
+    /// CPU 0 (where the generator's redirect raises it); A's receive work (the sink), which the
+    /// DUT's transmit would raise as a softirq on CPU 1, runs in a NAPI kthread on CPU 0.
     pub fn best(self) -> Placement {
-        let (b, a) = match self {
-            Kind::Rxdrop | Kind::TestpmdRx => (Napi::Softirq, Napi::Softirq),
-            Kind::Txonly | Kind::TestpmdTx => (Napi::Softirq, Napi::Softirq),
-            Kind::L2fwd | Kind::TestpmdIo => (Napi::Softirq, Napi::Softirq),
-        };
+        let b = Napi::Softirq;
+        let a = if self.transmits() { Napi::Thread(GEN_CPU) } else { Napi::Softirq };
         Placement { b, a }
     }
 }
@@ -156,7 +173,7 @@ pub struct Placement {
 impl Placement {
     fn label(self, kind: Kind) -> String {
         match (kind.receives(), kind.transmits()) {
-            (true, true) => format!("B={},A={}", self.b, self.a),
+            (true, true) => format!("B={}/A={}", self.b, self.a),
             (true, false) => format!("B={}", self.b),
             _ => format!("A={}", self.a),
         }
@@ -165,8 +182,10 @@ impl Placement {
 
 const NAPIS: [Napi; 3] = [Napi::Softirq, Napi::Thread(GEN_CPU), Napi::Thread(DUT_CPU)];
 
-/// Frames per `BPF_PROG_TEST_RUN` call: ~10 ms at 3 Mpps.
-const GEN_CHUNK: u32 = 32_768;
+/// Frames of the generator's first test run in a point; the rate it shows sizes the next ones
+/// (each call costs ~20 ms of page-pool set-up, so the generator makes few, long calls and is
+/// stopped through its [`GenHandle`]).
+const GEN_FIRST: u32 = 65_536;
 /// Bound on set-up and tear-down of one point, beyond warm-up and window.
 const SLACK: Duration = Duration::from_secs(15);
 
@@ -201,7 +220,8 @@ impl RawBench {
         let pair = Pair::new("raw", &PairOpts::default()).context("build the pair rig")?;
         let tp = testpmd::installed();
         let mut variants = Vec::new();
-        for kind in Kind::ALL {
+        let extra = args.calibrate.then_some(Kind::Generator);
+        for kind in Kind::ALL.into_iter().chain(extra) {
             let placements: Vec<Placement> = if args.explore {
                 let bs: &[Napi] = if kind.receives() { &NAPIS } else { &[Napi::Softirq] };
                 let as_: &[Napi] = if kind.transmits() { &NAPIS } else { &[Napi::Softirq] };
@@ -354,7 +374,6 @@ impl RawBench {
         let (to_b, to_a) = self.frames(size)?;
         let deadline = Instant::now() + plan.warmup + plan.window + SLACK;
         let point_stop = AtomicBool::new(false);
-        let offered = AtomicU64::new(0);
         let published = Published::default();
         let (pair, args) = (&self.pair, &self.args);
 
@@ -364,6 +383,12 @@ impl RawBench {
                 pair.ns_a
                     .run_in(|| Sink::attach(&pair.a.ifname))?
                     .context("attach the sink on A")?,
+            )
+        } else if kind == Kind::Generator {
+            Some(
+                pair.ns_b
+                    .run_in(|| Sink::attach(&pair.b.ifname))?
+                    .context("attach the sink on B")?,
             )
         } else {
             None
@@ -378,11 +403,9 @@ impl RawBench {
             let (ready_tx, ready_rx) = mpsc::channel::<anyhow::Result<()>>();
             let (go_tx, go_rx) = mpsc::channel::<()>();
             let ctl = LoopCtl { stop: &point_stop, deadline, out: &published };
-            let b_side = if kind.testpmd().is_none() {
+            let b_side = if kind.xdpos() {
                 let to_a = &to_a;
-                Some(
-                    s.spawn(move || xdpos_side(pair, kind, args.batch, to_a, ctl, ready_tx, go_rx)),
-                )
+                Some(s.spawn(move || xdpos_side(pair, kind, args, to_a, ctl, ready_tx, go_rx)))
             } else {
                 drop(ready_tx);
                 None
@@ -404,10 +427,22 @@ impl RawBench {
                 place::place_napi(&pair.ns_a, &pair.a.ifname, placement.a)?;
             }
             let _ = go_tx.send(());
-            let gen = kind.receives().then(|| {
-                let (to_b, stop, offered) = (&to_b, &point_stop, &offered);
-                s.spawn(move || generator(pair, to_b, args.flows, stop, deadline, offered))
-            });
+            let mut gen = None;
+            if kind.receives() {
+                let (handle_tx, handle_rx) = mpsc::channel();
+                let (to_b, stop) = (&to_b, &point_stop);
+                let h =
+                    s.spawn(move || generator(pair, to_b, args.flows, stop, deadline, handle_tx));
+                match handle_rx.recv_timeout(Duration::from_secs(10)) {
+                    Ok(handle) => gen = Some((h, handle)),
+                    Err(_) => {
+                        let e = h.join().map_err(|_| anyhow!("generator thread panicked"))?.err();
+                        return Err(e.unwrap_or_else(|| anyhow!("generator not ready in 10 s")));
+                    }
+                }
+            }
+            let _stop_gen = StopGen(gen.as_ref().map(|(_, handle)| handle));
+            let offered = || gen.as_ref().map(|(_, g)| g.sent().map(|s| s.0)).transpose();
 
             // Warm-up, then the window.
             let full_warmup = plan.stop.sleep(plan.warmup);
@@ -418,9 +453,9 @@ impl RawBench {
                 _ => return Err(anyhow!("no counter for {}", kind.name())),
             };
             let cpu0 = CpuTimes::now();
-            let (g0, (c0, t0)) = (offered.load(Ordering::Relaxed), counter.read()?);
+            let (g0, (c0, t0)) = (offered()?, counter.read()?);
             let full_window = full_warmup && plan.stop.sleep(plan.window);
-            let (g1, (c1, t1)) = (offered.load(Ordering::Relaxed), counter.read()?);
+            let (g1, (c1, t1)) = (offered()?, counter.read()?);
             let cpu = cpu0.shares(&CpuTimes::now());
             point_stop.store(true, Ordering::Relaxed);
 
@@ -428,14 +463,15 @@ impl RawBench {
                 Some(h) => Some(h.join().map_err(|_| anyhow!("xdpos thread panicked"))??),
                 None => None,
             };
-            if let Some(h) = gen {
+            drop(_stop_gen);
+            if let Some((h, _)) = gen {
                 h.join().map_err(|_| anyhow!("generator thread panicked"))??;
             }
             anyhow::ensure!(full_window || plan.stop.requested(), "window cut short");
             let secs = t1.duration_since(t0).as_secs_f64().max(1e-6);
             let pps = c1.saturating_sub(c0) as f64 / secs;
             let mut m: Metrics = vec![("pps", pps), ("goodput_bps", pps * size as f64 * 8.0)];
-            if kind.receives() {
+            if let (Some(g0), Some(g1)) = (g0, g1) {
                 m.push(("offered_pps", g1.saturating_sub(g0) as f64 / secs));
             }
             for (i, c) in cpu.iter().enumerate().take(2) {
@@ -471,7 +507,7 @@ impl RawBench {
 fn xdpos_side(
     pair: &Pair,
     kind: Kind,
-    batch: usize,
+    args: &RawArgs,
     to_a: &[u8],
     ctl: LoopCtl<'_>,
     ready: mpsc::Sender<anyhow::Result<()>>,
@@ -484,7 +520,14 @@ fn xdpos_side(
         let prog = XdpProgram::attach(ifname, XdpMode::Native)
             .with_context(|| format!("attach the steering program to {ifname}"))?;
         prog.steer_all()?;
-        let cfg = XskConfig { burst: batch, bind: BindMode::Auto, ..XskConfig::new(ifname, 0) };
+        let cfg = XskConfig {
+            burst: args.batch,
+            ring_size: args.ring,
+            frames: 2 * args.ring,
+            frame_size: args.frame_size,
+            bind: BindMode::Auto,
+            ..XskConfig::new(ifname, 0)
+        };
         let port = XskPort::open(&cfg, &prog).with_context(|| format!("open {ifname} queue 0"))?;
         Ok((prog, port))
     };
@@ -507,7 +550,7 @@ fn xdpos_side(
     }
     let stats = match kind {
         Kind::Rxdrop => loops::rxdrop(&mut port, ctl),
-        Kind::Txonly => loops::txonly(&mut port, to_a.len() as u32, batch, ctl),
+        Kind::Txonly => loops::txonly(&mut port, to_a.len() as u32, args.batch, ctl),
         Kind::L2fwd => loops::l2fwd(&mut port, ctl),
         _ => unreachable!("testpmd kinds have no xdpos side"),
     };
@@ -523,24 +566,53 @@ fn xdpos_side(
 }
 
 /// The generator thread: in namespace A on [`GEN_CPU`], sends `frame` out of A's veth until
-/// the point ends; publishes frames sent so far in `offered`.
+/// its handle (sent back through `handle_tx`) stops it, the point's stop flag is raised, or
+/// `end` passes. Test runs are sized from the rate seen so far to last 1.5× the time left, so
+/// there are few of them (each costs a page-pool set-up) and none ends inside the window.
 fn generator(
     pair: &Pair,
     frame: &[u8],
     flows: u16,
     stop: &AtomicBool,
-    deadline: Instant,
-    offered: &AtomicU64,
+    end: Instant,
+    handle_tx: mpsc::Sender<GenHandle>,
 ) -> anyhow::Result<u64> {
     pair.ns_a.enter()?;
     place::pin(GEN_CPU)?;
     let mut gen = LiveGen::new(&pair.a.ifname, frame, flows, 1024)?;
-    gen.set_chunk(GEN_CHUNK);
+    handle_tx.send(gen.handle()?).map_err(|_| anyhow!("measurement gave up on the generator"))?;
+    let mut rate = 0.0f64;
+    let mut last: Option<(Instant, u64)> = None;
     let sent = gen.run_while(|sent| {
-        offered.store(sent, Ordering::Relaxed);
-        !stop.load(Ordering::Relaxed) && Instant::now() < deadline
+        let now = Instant::now();
+        if let Some((t, s)) = last {
+            let dt = now.duration_since(t).as_secs_f64();
+            if dt > 0.0 {
+                rate = rate.max(sent.saturating_sub(s) as f64 / dt);
+            }
+        }
+        last = Some((now, sent));
+        if stop.load(Ordering::Relaxed) || now >= end {
+            return None;
+        }
+        let left = end.duration_since(now).as_secs_f64();
+        let n = (rate * left * 1.5).min(f64::from(u32::MAX)) as u32;
+        Some(n.max(GEN_FIRST))
     })?;
     Ok(sent)
+}
+
+/// Stops a generator when dropped: every exit from a measurement ends its test run.
+struct StopGen<'a>(Option<&'a GenHandle>);
+
+impl Drop for StopGen<'_> {
+    fn drop(&mut self) {
+        if let Some(g) = self.0 {
+            if let Err(e) = g.stop() {
+                tracing::warn!("cannot stop the generator: {e}");
+            }
+        }
+    }
 }
 
 /// `xdpos bench raw`.
