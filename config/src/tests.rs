@@ -1,0 +1,203 @@
+//! Tests of parsing and validation: the shipped examples pass, and each kind of mistake is
+//! reported with its path and value.
+
+use std::collections::HashMap;
+
+use super::*;
+use crate::validate::{Ipv4Cidr, RoleCfg};
+
+fn host() -> Host {
+    Host {
+        cpus: Some(4),
+        interfaces: Some(HashMap::from([
+            ("eth1".to_string(), Some(2)),
+            ("eth2".to_string(), Some(1)),
+            ("lo".to_string(), None),
+        ])),
+    }
+}
+
+fn problems(text: &str) -> Vec<String> {
+    match load(text, &host()) {
+        Ok(c) => panic!("expected problems, got {c:?}"),
+        Err(e) => e.problems.iter().map(|p| p.to_string()).collect(),
+    }
+}
+
+fn has(text: &str, want: &str) {
+    let p = problems(text);
+    assert!(p.iter().any(|l| l == want), "wanted {want:?} among {p:#?}");
+}
+
+const EXAMPLES: [(&str, &str); 3] = [
+    ("server.toml", include_str!("../examples/server.toml")),
+    ("router.toml", include_str!("../examples/router.toml")),
+    ("xconnect.toml", include_str!("../examples/xconnect.toml")),
+];
+
+#[test]
+fn every_example_validates() {
+    for (name, text) in EXAMPLES {
+        load(text, &host()).unwrap_or_else(|e| panic!("{name}:\n{e}"));
+        load(text, &Host::unknown()).unwrap_or_else(|e| panic!("{name} (unknown host):\n{e}"));
+    }
+}
+
+#[test]
+fn the_server_example_resolves_its_references() {
+    let c = load(EXAMPLES[0].1, &host()).unwrap();
+    assert_eq!(c.interfaces[0].addresses, [Ipv4Cidr { addr: [192, 0, 2, 10].into(), len: 24 }]);
+    assert_eq!(c.workers.len(), 2);
+    assert_eq!(c.workers[1].queues[0].queue, 1);
+    assert_eq!(c.routes[0].iface, 0);
+    assert_eq!(c.routes[0].via, Some([192, 0, 2, 1].into()));
+    assert_eq!(c.services.len(), 4);
+    assert_eq!(c.metrics.to_string(), "127.0.0.1:9464");
+    let r = load(EXAMPLES[2].1, &host()).unwrap();
+    assert_eq!(r.role, RoleCfg::Xconnect { pairs: vec![(0, 1)] });
+}
+
+const BASE: &str = r#"
+[[interfaces]]
+name = "eth1"
+queues = 2
+addresses = ["10.0.0.2/24"]
+
+[[workers]]
+cpu = 1
+queues = ["eth1:0", "eth1:1"]
+
+[[services]]
+kind = "udp-echo"
+listen = "10.0.0.2:7"
+"#;
+
+#[test]
+fn the_base_config_is_valid() {
+    load(BASE, &host()).unwrap();
+}
+
+#[test]
+fn unknown_keys_and_bad_syntax_name_the_line() {
+    let p = problems(&format!("{BASE}\nworkres = 3\n"));
+    assert_eq!(p.len(), 1);
+    assert!(p[0].contains("unknown field `workres`"), "{p:?}");
+    assert!(p[0].starts_with("line "), "{p:?}");
+    let p = problems("[[interfaces]]\nname = eth1\n");
+    assert!(p[0].starts_with("line 2"), "{p:?}");
+    let p = problems(&BASE.replace("name = \"eth1\"", "name = \"eth1\"\nspeed = 10"));
+    assert!(p[0].contains("unknown field `speed`"), "{p:?}");
+}
+
+#[test]
+fn cpus_that_do_not_exist_are_named() {
+    has(
+        &BASE.replace("cpu = 1", "cpu = 17"),
+        "workers[0].cpu: core 17 does not exist (this host has 4)",
+    );
+}
+
+#[test]
+fn interfaces_and_queues_must_exist_on_the_host() {
+    has(
+        &BASE.replace("name = \"eth1\"", "name = \"eth9\"").replace("eth1:", "eth9:"),
+        "interfaces[0].name: no interface named \"eth9\" on this host",
+    );
+    has(
+        &BASE
+            .replace("queues = 2", "queues = 3")
+            .replace("\"eth1:0\", \"eth1:1\"", "\"eth1:0\", \"eth1:1\", \"eth1:2\""),
+        "interfaces[0].queues: 3 queues asked for, but eth1 has 2",
+    );
+}
+
+#[test]
+fn no_queue_is_owned_twice_and_none_is_left_without_a_worker() {
+    let two = format!("{BASE}\n[[workers]]\ncpu = 2\nqueues = [\"eth1:1\"]\n");
+    has(&two, "workers[1].queues[0]: \"eth1:1\" is already polled by workers[0].queues[1]");
+    has(
+        &BASE.replace("\"eth1:0\", \"eth1:1\"", "\"eth1:0\""),
+        "interfaces[0].queues: queue 1 of eth1 has no worker",
+    );
+    has(
+        &BASE.replace("\"eth1:0\", \"eth1:1\"", "\"eth1:0\", \"eth1:5\""),
+        "workers[0].queues[1]: \"eth1:5\": interfaces[0] (eth1) uses 2 queues (0 to 1)",
+    );
+    has(
+        &BASE.replace("\"eth1:0\", \"eth1:1\"", "\"eth1:0\", \"eth1\""),
+        "workers[0].queues[1]: \"eth1\" is not interface:queue",
+    );
+    let same_cpu = format!("{BASE}\n[[interfaces]]\nname = \"eth2\"\naddresses = [\"10.0.1.2/24\"]\n[[workers]]\ncpu = 1\nqueues = [\"eth2:0\"]\n");
+    has(&same_cpu, "workers[1].cpu: core 1 already runs workers[0]");
+}
+
+#[test]
+fn addresses_and_prefixes_are_checked() {
+    has(&BASE.replace("10.0.0.2/24", "10.0.0.2/33"), "interfaces[0].addresses[0]: \"10.0.0.2/33\" is not an IPv4 address with a prefix length (a.b.c.d/len)");
+    has(&BASE.replace("10.0.0.2/24", "10.0.0.0/24"), "interfaces[0].addresses[0]: \"10.0.0.0/24\" is the network or broadcast address of its prefix");
+    has(
+        &BASE.replace("10.0.0.2/24\"", "10.0.0.2/24\", \"10.0.0.2/16\""),
+        "interfaces[0].addresses[1]: 10.0.0.2 is already configured at interfaces[0].addresses[0]",
+    );
+    let route = format!("{BASE}\n[[routes]]\nprefix = \"10.1.2.3/16\"\nvia = \"10.0.0.1\"\n");
+    has(&route, "routes[0].prefix: \"10.1.2.3/16\" has host bits set (did you mean 10.1.0.0/16?)");
+    let unreachable = format!("{BASE}\n[[routes]]\nprefix = \"0.0.0.0/0\"\nvia = \"172.16.0.1\"\n");
+    has(&unreachable, "routes[0].via: 172.16.0.1 is not inside any interface's prefix (next hops must be on a connected network)");
+    let nb = format!("{BASE}\n[[neighbors]]\nip = \"10.0.0.1\"\nmac = \"01:00:5e:00:00:01\"\ninterface = \"eth1\"\n");
+    has(&nb, "neighbors[0].mac: \"01:00:5e:00:00:01\" is not a unicast address");
+}
+
+#[test]
+fn service_ports_do_not_conflict() {
+    let clash = format!("{BASE}\n[[services]]\nkind = \"udp-sink\"\nlisten = \"0.0.0.0:7\"\n");
+    has(
+        &clash,
+        "services[1].listen: UDP port 7 is already taken by services[0] (udp-echo on 10.0.0.2:7)",
+    );
+    // The same port over TCP is no conflict.
+    load(&format!("{BASE}\n[[services]]\nkind = \"tcp-echo\"\nlisten = \"10.0.0.2:7\"\n"), &host())
+        .unwrap();
+    has(&BASE.replace("10.0.0.2:7", "10.0.0.9:7"), "services[0].listen: \"10.0.0.9:7\" is not an address of the appliance (configured: 10.0.0.2)");
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let bad = BASE
+        .replace("cpu = 1", "cpu = 99")
+        .replace("10.0.0.2:7", "10.0.0.2:0")
+        .replace("queues = 2", "queues = 2\nframe_size = 1000");
+    let p = problems(&bad);
+    assert!(p.len() >= 3, "{p:#?}");
+    assert!(p.iter().any(|l| l.starts_with("workers[0].cpu")));
+    assert!(p.iter().any(|l| l.starts_with("services[0].listen")));
+    assert!(p.iter().any(|l| l.starts_with("interfaces[0].frame_size")));
+}
+
+#[test]
+fn roles_are_checked() {
+    has(
+        "[[interfaces]]\nname = \"eth1\"\n[[workers]]\ncpu = 1\nqueues = [\"eth1:0\"]\n",
+        "services: a server needs at least one service ([[services]] kind = …, listen = …)",
+    );
+    let xc = "[[interfaces]]\nname = \"eth1\"\n[[workers]]\ncpu = 1\nqueues = [\"eth1:0\"]\n[role]\nkind = \"xconnect\"\n[[role.xconnect]]\na = \"eth1\"\nb = \"eth1\"\n";
+    let p = problems(xc);
+    assert!(
+        p.iter().any(|l| l == "role.xconnect[0]: an interface cannot be cross-connected to itself"),
+        "{p:#?}"
+    );
+    let router = "[[interfaces]]\nname = \"eth1\"\n[[workers]]\ncpu = 1\nqueues = [\"eth1:0\"]\n[role]\nkind = \"router\"\n";
+    has(router, "interfaces[0].addresses: a router needs an address on eth1 (for ARP and ICMP)");
+}
+
+#[test]
+fn sizes_are_range_checked() {
+    has(
+        &BASE.replace("queues = 2", "queues = 2\nring_size = 1000"),
+        "interfaces[0].ring_size: 1000 is not a power of two from 64 to 32768",
+    );
+    has(&BASE.replace("queues = 2", "queues = 2\nmtu = 3000\nframe_size = 2048"), "interfaces[0].mtu: 3000 does not fit a 2048-byte frame with 256 bytes of headroom and a VLAN tag (use frame_size = 4096 or a smaller MTU)");
+    has(
+        &BASE.replace("queues = 2", "queues = 2\nframes = 100"),
+        "interfaces[0].frames: 100 is out of range (2112, ring_size + burst, to 1048576)",
+    );
+}
