@@ -36,6 +36,6 @@ pub mod udp;
 pub mod wire;
 
 pub use batch::{Delivery, Frame, FrameSlots, RxBatch, TxSlots, Verdict};
-pub use stack::{ConfigError, Stack, StackConfig};
+pub use stack::{ConfigError, NeighborHint, Stack, StackConfig};
 pub use stats::{DropReason, Stats};
 pub use time::Instant;

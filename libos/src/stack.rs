@@ -255,6 +255,36 @@ impl Default for ReplyJob {
     }
 }
 
+/// What a stack learned about a neighbour from an ARP packet, passed to the sibling stacks that
+/// serve the other queues of the same interface (see [`Stack::poll_neighbor_learned`]).
+///
+/// Why: with one stack per NIC queue, an ARP reply lands on whichever queue the NIC (or the
+/// peer's transmit queue, on veth) picks, not necessarily on the queue of the stack that asked.
+/// Sharing what each stack learns lets every sibling finish its own resolutions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NeighborHint {
+    /// The neighbour's address.
+    pub ip: Ipv4Addr,
+    /// Its link-layer address.
+    pub mac: EthernetAddress,
+    /// Learned from a reply to us (a confirmation), not from a request for one of our addresses.
+    pub confirmed: bool,
+}
+
+impl Default for NeighborHint {
+    fn default() -> NeighborHint {
+        NeighborHint {
+            ip: Ipv4Addr::UNSPECIFIED,
+            mac: EthernetAddress::default(),
+            confirmed: false,
+        }
+    }
+}
+
+/// Neighbour hints remembered until the worker takes them (more are dropped: ARP is rare, and a
+/// sibling that misses a hint resolves by itself).
+const LEARNED_HINTS: usize = 16;
+
 /// Where a received IPv4 datagram was addressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Dest {
@@ -291,6 +321,8 @@ pub struct Stack {
     naddrs: usize,
     routes: RouteTable,
     neighbors: NeighborCache,
+    /// What ARP taught us, for sibling stacks ([`Stack::poll_neighbor_learned`]).
+    learned: FixedRing<NeighborHint>,
     reasm: Reassembler,
     icmp: ErrorQueue,
     udp: UdpTable,
@@ -364,6 +396,7 @@ impl Stack {
             naddrs: cfg.addrs.len(),
             routes,
             neighbors,
+            learned: FixedRing::new(LEARNED_HINTS),
             reasm: Reassembler::new(cfg.frag),
             icmp: ErrorQueue::new(&cfg.icmp),
             udp: UdpTable::new(cfg.max_udp_sockets),
@@ -417,6 +450,30 @@ impl Stack {
     /// routes included: removing one makes its prefix unreachable for originated traffic).
     pub fn routes_mut(&mut self) -> &mut RouteTable {
         &mut self.routes
+    }
+
+    /// Takes the oldest neighbour fact learned from an ARP packet (a reply to us, or a request
+    /// for one of our addresses) since the last call. A worker that runs one stack per queue of
+    /// an interface hands these to the sibling stacks ([`handle_neighbor_hint`]
+    /// (Self::handle_neighbor_hint)); a single stack may ignore them (at most 16 are kept).
+    pub fn poll_neighbor_learned(&mut self) -> Option<NeighborHint> {
+        self.learned.pop()
+    }
+
+    /// Applies what a sibling stack on the same link learned: updates an existing entry of
+    /// this stack's cache (finishing a resolution in progress, releasing its queued datagrams,
+    /// or confirming it) but never creates one, exactly as this stack would treat the same ARP
+    /// packet aimed at someone else (Linux's `arp_accept = 0`).
+    pub fn handle_neighbor_hint(&mut self, now: Instant, hint: NeighborHint) {
+        if self.is_local(hint.ip)
+            || hint.mac == self.link.mac
+            || hint.mac.is_multicast()
+            || hint.ip.is_unspecified()
+        {
+            return;
+        }
+        let how = if hint.confirmed { Learn::Reply } else { Learn::Other };
+        self.neighbors.learn(now, hint.ip, hint.mac, how);
     }
 
     /// Adds a static ARP entry; `false` if the cache has no room for it.
@@ -578,6 +635,14 @@ impl Stack {
                 _ => Learn::Other,
             };
             self.neighbors.learn(now, spa, sha, how);
+            if how != Learn::Other {
+                // Full: the oldest hints are still unread; siblings resolve by themselves.
+                let _ = self.learned.push(NeighborHint {
+                    ip: spa,
+                    mac: sha,
+                    confirmed: how == Learn::Reply,
+                });
+            }
         }
         if !for_us {
             return Verdict::Drop(DropReason::ArpIgnored);
@@ -1876,6 +1941,47 @@ mod tests {
             let mut s = stack(offload);
             exercise(&mut s, frames)?;
         }
+    }
+
+    #[test]
+    fn a_sibling_finishes_a_resolution_whose_reply_landed_elsewhere() {
+        // Two stacks of one interface (queues 0 and 1): stack 1 sends, the reply lands on 0.
+        let (mut q0, mut q1) = (stack(false), stack(false));
+        let h = q1.udp.handle(1);
+        q1.udp_send(h, sa(9, 5), b"waiting").unwrap();
+        let mut slots: Vec<Frame> = (0..4).map(|_| Frame::empty(2048)).collect();
+        assert_eq!(q1.poll_tx(Instant::ZERO, &mut FrameSlots::new(&mut slots)), 1);
+        assert!(matches!(
+            frames::classify(slots[0].bytes()),
+            frames::Kind::Arp { op: ArpOperation::Request, .. }
+        ));
+        let reply = frames::arp_reply(PEER, ip(9), US, ip(2));
+        // Queue 0 never asked: it creates no entry, but passes the fact on.
+        assert_eq!(rx(&mut q0, &reply, NetHdr::NONE).verdict, Verdict::Consumed);
+        assert!(q0.neighbors().get(ip(9)).is_none());
+        let hint = q0.poll_neighbor_learned().unwrap();
+        assert_eq!(hint, NeighborHint { ip: ip(9), mac: PEER, confirmed: true });
+        assert_eq!(q0.poll_neighbor_learned(), None);
+        q1.handle_neighbor_hint(Instant::ZERO, hint);
+        let mut slots: Vec<Frame> = (0..4).map(|_| Frame::empty(2048)).collect();
+        assert_eq!(q1.poll_tx(Instant::ZERO, &mut FrameSlots::new(&mut slots)), 1);
+        assert!(matches!(frames::classify(slots[0].bytes()), frames::Kind::Udp { len: 7, .. }));
+        assert_eq!(&slots[0].bytes()[..6], &PEER.0);
+        // A hint about an address nobody asked for creates nothing; one naming us is refused.
+        q0.handle_neighbor_hint(
+            Instant::ZERO,
+            NeighborHint { ip: ip(7), mac: PEER, confirmed: true },
+        );
+        assert!(q0.neighbors().get(ip(7)).is_none());
+        q1.handle_neighbor_hint(
+            Instant::ZERO,
+            NeighborHint { ip: ip(9), mac: US, confirmed: true },
+        );
+        assert_eq!(q1.neighbors().get(ip(9)).map(|n| n.mac), Some(PEER));
+        // A request for us teaches a stale (unconfirmed) fact.
+        let req = frames::arp_request(EthernetAddress([2, 0, 0, 0, 0, 8]), ip(8), ip(2));
+        assert!(matches!(rx(&mut q0, &req, NetHdr::NONE).verdict, Verdict::Transmit { .. }));
+        assert_eq!(q0.poll_neighbor_learned().map(|h| (h.ip, h.confirmed)), Some((ip(8), false)));
     }
 
     #[test]

@@ -96,6 +96,27 @@ pub fn arp_request(src_mac: EthernetAddress, src: Ipv4Addr, target: Ipv4Addr) ->
     f
 }
 
+/// An ARP reply from `src_mac`/`src` to `dst_mac`/`dst` (unicast, as a host answers).
+pub fn arp_reply(
+    src_mac: EthernetAddress,
+    src: Ipv4Addr,
+    dst_mac: EthernetAddress,
+    dst: Ipv4Addr,
+) -> Vec<u8> {
+    let mut f = eth(src_mac, dst_mac, EtherType::Arp);
+    let repr = ArpRepr {
+        operation: ArpOperation::Reply,
+        sender_hardware_addr: src_mac,
+        sender_protocol_addr: src,
+        target_hardware_addr: dst_mac,
+        target_protocol_addr: dst,
+    };
+    let mut a = [0u8; 28];
+    let _ = repr.emit(&mut a);
+    f.extend_from_slice(&a);
+    f
+}
+
 #[allow(clippy::too_many_arguments)]
 /// The fragments (as Ethernet frames) of an IPv4 datagram carrying `l4` from `src` to `dst`,
 /// cut for `mtu`, in order.
