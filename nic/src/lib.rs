@@ -17,6 +17,8 @@
 pub mod afxdp;
 mod error;
 pub mod mem;
+pub mod mmsg;
+pub mod netdev;
 pub mod offload;
 mod port;
 pub mod trafgen;
