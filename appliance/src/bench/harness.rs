@@ -154,6 +154,8 @@ pub struct Row {
     pub repeats: usize,
     /// Per metric, in the benchmark's order.
     pub metrics: Vec<(&'static str, Summary)>,
+    /// The primary metric of each repetition that succeeded: (repetition, value).
+    pub by_rep: Vec<(u32, f64)>,
 }
 
 impl Row {
@@ -192,9 +194,23 @@ impl Report {
         self.rows.iter().find(|r| r.variant == variant && r.size == size)
     }
 
-    /// Ratio of the primary metric's median to the baseline's at the same size.
+    /// Ratio of the primary metric to the baseline's at the same size: the median over
+    /// repetitions of the ratio within each repetition (the two were measured back to back, so
+    /// a slow drift or a sudden change of the machine's speed cancels out), or the ratio of the
+    /// medians when no repetition has both.
     pub fn ratio(&self, row: &Row) -> Option<f64> {
         let base = self.row(row.baseline.as_deref()?, row.size)?;
+        let paired: Vec<f64> = row
+            .by_rep
+            .iter()
+            .filter_map(|&(rep, x)| {
+                let &(_, b) = base.by_rep.iter().find(|(r, _)| *r == rep)?;
+                (b > 0.0).then(|| x / b)
+            })
+            .collect();
+        if let Some(s) = Summary::of(&paired) {
+            return Some(s.median);
+        }
         let (a, b) = (row.get(self.primary.metric)?, base.get(self.primary.metric)?);
         (b.median > 0.0).then(|| a.median / b.median)
     }
@@ -249,6 +265,8 @@ pub fn run(bench: &mut dyn Benchmark, args: &CommonArgs, stop: &Stop) -> anyhow:
     // samples[(variant index, size index)][metric] = values
     let mut samples: BTreeMap<(usize, usize), BTreeMap<&'static str, Vec<f64>>> = BTreeMap::new();
     let mut order: BTreeMap<(usize, usize), Vec<&'static str>> = BTreeMap::new();
+    let mut by_rep: BTreeMap<(usize, usize), Vec<(u32, f64)>> = BTreeMap::new();
+    let primary = bench.primary().metric;
     let mut interrupted = false;
     'reps: for rep in 0..repeats {
         for (si, &size) in sizes.iter().enumerate() {
@@ -263,6 +281,9 @@ pub fn run(bench: &mut dyn Benchmark, args: &CommonArgs, stop: &Stop) -> anyhow:
                         let entry = samples.entry((vi, si)).or_default();
                         let names = order.entry((vi, si)).or_default();
                         for (k, x) in m {
+                            if k == primary {
+                                by_rep.entry((vi, si)).or_default().push((rep, x));
+                            }
                             if !names.contains(&k) {
                                 names.push(k);
                             }
@@ -295,6 +316,7 @@ pub fn run(bench: &mut dyn Benchmark, args: &CommonArgs, stop: &Stop) -> anyhow:
                 size,
                 repeats,
                 metrics,
+                by_rep: by_rep.remove(&(vi, si)).unwrap_or_default(),
             });
         }
     }
@@ -331,6 +353,35 @@ pub fn finish(report: &Report, args: &CommonArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ratio_pairs_repetitions_so_a_change_of_machine_speed_cancels() {
+        let row = |v: &str, b: Option<&str>, reps: &[f64]| Row {
+            variant: v.into(),
+            baseline: b.map(Into::into),
+            size: 64,
+            repeats: reps.len(),
+            metrics: vec![("pps", Summary::of(reps).unwrap())],
+            by_rep: reps.iter().enumerate().map(|(i, &x)| (i as u32, x)).collect(),
+        };
+        // The machine is twice as fast in repetitions 1 and 2; xdpos is 10% faster throughout.
+        let r = Report {
+            bench: "t",
+            machine: Machine::here("veth", "native-copy"),
+            primary: Primary { metric: "pps", label: "Mpps", scale: 1e6 },
+            rows: vec![
+                row("base", None, &[1.0, 2.0, 2.0]),
+                row("x", Some("base"), &[1.1, 2.2, 1.1 * 2.0]),
+            ],
+            skipped: vec![],
+            repeats_asked: 3,
+            interrupted: false,
+            notes: vec![],
+            json_metrics: None,
+        };
+        let ratio = r.ratio(&r.rows[1]).unwrap();
+        assert!((ratio - 1.1).abs() < 1e-9, "{ratio}");
+    }
 
     #[test]
     fn summary_median_min_max() {
@@ -405,6 +456,7 @@ mod tests {
         assert_eq!(x.repeats, 2);
         let ratio = r.ratio(x).unwrap();
         assert!((ratio - 3.0).abs() < 0.01, "{ratio}");
+        assert_eq!(x.by_rep.len(), 2);
         assert!(r.ratio(r.row("kernel", 64).unwrap()).is_none());
     }
 }

@@ -30,18 +30,25 @@ pub const CLOCK_EVERY: u64 = 1024;
 pub struct Published {
     packets: AtomicU64,
     bytes: AtomicU64,
+    sent: AtomicU64,
 }
 
 impl Published {
-    /// Totals so far: (packets, bytes).
+    /// Totals so far: (packets, bytes) received (rxdrop, l2fwd) or queued (txonly).
     pub fn read(&self) -> (u64, u64) {
         (self.packets.load(Ordering::Relaxed), self.bytes.load(Ordering::Relaxed))
     }
 
+    /// Frames queued for transmit so far (txonly, l2fwd).
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
     #[inline]
-    fn publish(&self, packets: u64, bytes: u64) {
-        self.packets.store(packets, Ordering::Relaxed);
-        self.bytes.store(bytes, Ordering::Relaxed);
+    fn publish(&self, st: &LoopStats) {
+        self.packets.store(st.packets, Ordering::Relaxed);
+        self.bytes.store(st.bytes, Ordering::Relaxed);
+        self.sent.store(st.sent, Ordering::Relaxed);
     }
 }
 
@@ -93,7 +100,7 @@ pub fn rxdrop<P: Port>(port: &mut P, ctl: LoopCtl<'_>) -> LoopStats {
         st.packets += n as u64;
         st.bytes += b.iter().map(|d| u64::from(d.len)).sum::<u64>();
         port.free_burst(&mut b);
-        ctl.out.publish(st.packets, st.bytes);
+        ctl.out.publish(&st);
     }
     port.free_burst(&mut b);
     st
@@ -155,7 +162,7 @@ pub fn txonly<P: Port>(port: &mut P, len: u32, batch: usize, ctl: LoopCtl<'_>) -
         st.sent += sent as u64;
         st.packets += sent as u64;
         st.bytes += sent as u64 * u64::from(len);
-        ctl.out.publish(st.packets, st.bytes);
+        ctl.out.publish(&st);
     }
     port.free_burst(&mut b);
     st
@@ -198,7 +205,7 @@ pub fn l2fwd<P: Port>(port: &mut P, ctl: LoopCtl<'_>) -> LoopStats {
         if n == 0 && sent == 0 {
             st.idle += 1;
         }
-        ctl.out.publish(st.packets, st.bytes);
+        ctl.out.publish(&st);
     }
     port.free_burst(&mut b);
     st

@@ -18,6 +18,30 @@ use super::harness::Report;
 pub const FONT_PATHS: [&str; 2] =
     ["/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "/usr/share/fonts/dejavu/DejaVuSans.ttf"];
 
+/// Line colours (matplotlib's tab10): distinct, dark enough on white.
+const PALETTE: [(u8, u8, u8); 10] = [
+    (31, 119, 180),
+    (214, 39, 40),
+    (44, 160, 44),
+    (255, 127, 14),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+];
+
+/// Whether `x` is 1, 2 or 5 times a power of ten (the labelled ticks of the log axis).
+fn round_1_2_5(x: f64) -> bool {
+    if x <= 0.0 {
+        return false;
+    }
+    let e = 10f64.powf(x.log10().floor());
+    let m = x / e;
+    [1.0, 2.0, 5.0, 10.0].iter().any(|k| (m - k).abs() < 1e-6)
+}
+
 /// Registers the font once per process under plotters' "sans-serif".
 fn font() -> anyhow::Result<()> {
     static FONT: OnceLock<Result<(), String>> = OnceLock::new();
@@ -84,13 +108,15 @@ pub fn draw(report: &Report, path: &Path) -> anyhow::Result<()> {
         .y_desc(p.label)
         .axis_desc_style(("sans-serif", 18))
         .label_style(("sans-serif", 15))
-        .x_label_formatter(&|x| format!("{x:.0}"))
+        .light_line_style(RGBColor(238, 238, 238))
+        .x_label_formatter(&|x| if round_1_2_5(*x) { format!("{x:.0}") } else { String::new() })
         .y_label_formatter(&|y| format!("{y:.2}"))
         .draw()
         .map_err(|e| err(&e))?;
 
     for (i, v) in variants.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
+        let (r, g, b) = PALETTE[i % PALETTE.len()];
+        let color = RGBColor(r, g, b).to_rgba();
         let mut pts: Vec<(f64, f64, f64, f64)> = report
             .rows
             .iter()
@@ -121,9 +147,62 @@ pub fn draw(report: &Report, path: &Path) -> anyhow::Result<()> {
         .label_font(("sans-serif", 15))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
+        .position(SeriesLabelPosition::LowerRight)
         .draw()
         .map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e)).context("write the PNG")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_a_png_headless() {
+        if font().is_err() {
+            eprintln!("skipped: no font (install fonts-dejavu-core)");
+            return;
+        }
+        use crate::bench::harness::{Machine, Primary, Row, Summary};
+        let row = |v: &str, size: usize, pps: f64| Row {
+            variant: v.into(),
+            baseline: None,
+            size,
+            repeats: 3,
+            metrics: vec![("pps", Summary { median: pps, min: pps * 0.95, max: pps * 1.05 })],
+            by_rep: vec![],
+        };
+        let report = Report {
+            bench: "raw",
+            machine: Machine::here("veth", "native-copy"),
+            primary: Primary { metric: "pps", label: "Mpps", scale: 1e6 },
+            rows: vec![
+                row("l2fwd", 64, 1.35e6),
+                row("l2fwd", 1500, 1.26e6),
+                row("testpmd-io", 64, 1.33e6),
+                row("testpmd-io", 1500, 1.22e6),
+            ],
+            skipped: vec![],
+            repeats_asked: 3,
+            interrupted: false,
+            notes: vec![],
+            json_metrics: None,
+        };
+        let path = std::env::temp_dir().join(format!("xdpos-plot-test-{}.png", std::process::id()));
+        draw(&report, &path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(&bytes[1..4], b"PNG");
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn log_axis_labels_only_1_2_5() {
+        for x in [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0] {
+            assert!(round_1_2_5(x), "{x}");
+        }
+        for x in [3.0, 64.0, 700.0, 900.0, 1500.0] {
+            assert!(!round_1_2_5(x), "{x}");
+        }
+    }
 }

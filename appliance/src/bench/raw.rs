@@ -94,13 +94,14 @@ pub enum Kind {
 }
 
 impl Kind {
-    /// Every kind, in table order.
+    /// Every kind, in table order: each xdpos loop next to its testpmd counterpart, so the
+    /// two are measured back to back.
     pub const ALL: [Kind; 6] = [
         Kind::Rxdrop,
-        Kind::Txonly,
-        Kind::L2fwd,
         Kind::TestpmdRx,
+        Kind::Txonly,
         Kind::TestpmdTx,
+        Kind::L2fwd,
         Kind::TestpmdIo,
     ];
 
@@ -272,22 +273,42 @@ impl Drop for RaiseOnDrop<'_> {
     }
 }
 
-/// What counts a point.
+/// What counts a point: the measured count, and for the transmitting kinds also what the
+/// system under test says it transmitted (to see where frames are lost: a gap between the two
+/// is frames dropped on the way to the sink, e.g. its veth ring full).
 enum Counter<'a> {
+    /// xdpos rxdrop: frames its loop received.
     Loop(&'a Published),
-    Sink(&'a Sink),
+    /// The sink on A, and the DUT's own transmit count.
+    Sink(&'a Sink, Tx<'a>),
+    /// testpmd rxonly: its `RX-packets`.
+    Testpmd(&'a mut Testpmd),
+}
+
+/// The DUT's own transmit count.
+enum Tx<'a> {
+    Loop(&'a Published),
     Testpmd(&'a mut Testpmd),
 }
 
 impl Counter<'_> {
-    /// (packets so far, when).
-    fn read(&mut self) -> anyhow::Result<(u64, Instant)> {
+    /// (packets so far, DUT's transmitted so far, when).
+    fn read(&mut self) -> anyhow::Result<(u64, Option<u64>, Instant)> {
+        let limit = Duration::from_secs(5);
         Ok(match self {
-            Counter::Loop(p) => (p.read().0, Instant::now()),
-            Counter::Sink(s) => (s.counts()?.0, Instant::now()),
+            Counter::Loop(p) => (p.read().0, None, Instant::now()),
+            Counter::Sink(s, tx) => {
+                let at = Instant::now();
+                let n = s.counts()?.0;
+                let sent = match tx {
+                    Tx::Loop(p) => p.sent(),
+                    Tx::Testpmd(t) => t.stats(limit)?.tx_packets,
+                };
+                (n, Some(sent), at)
+            }
             Counter::Testpmd(t) => {
-                let s = t.stats(Duration::from_secs(5))?;
-                (s.rx_packets, s.at)
+                let s = t.stats(limit)?;
+                (s.rx_packets, None, s.at)
             }
         })
     }
@@ -449,13 +470,15 @@ impl RawBench {
             let mut counter = match (kind, &sink, tp.as_mut()) {
                 (Kind::Rxdrop, _, _) => Counter::Loop(&published),
                 (Kind::TestpmdRx, _, Some(t)) => Counter::Testpmd(t),
-                (_, Some(sink), _) => Counter::Sink(sink),
+                (Kind::Generator, Some(sink), _) => Counter::Sink(sink, Tx::Loop(&published)),
+                (_, Some(sink), Some(t)) => Counter::Sink(sink, Tx::Testpmd(t)),
+                (_, Some(sink), None) => Counter::Sink(sink, Tx::Loop(&published)),
                 _ => return Err(anyhow!("no counter for {}", kind.name())),
             };
             let cpu0 = CpuTimes::now();
-            let (g0, (c0, t0)) = (offered()?, counter.read()?);
+            let (g0, (c0, s0, t0)) = (offered()?, counter.read()?);
             let full_window = full_warmup && plan.stop.sleep(plan.window);
-            let (g1, (c1, t1)) = (offered()?, counter.read()?);
+            let (g1, (c1, s1, t1)) = (offered()?, counter.read()?);
             let cpu = cpu0.shares(&CpuTimes::now());
             point_stop.store(true, Ordering::Relaxed);
 
@@ -473,6 +496,9 @@ impl RawBench {
             let mut m: Metrics = vec![("pps", pps), ("goodput_bps", pps * size as f64 * 8.0)];
             if let (Some(g0), Some(g1)) = (g0, g1) {
                 m.push(("offered_pps", g1.saturating_sub(g0) as f64 / secs));
+            }
+            if let (Some(s0), Some(s1), true) = (s0, s1, kind != Kind::Generator) {
+                m.push(("dut_tx_pps", s1.saturating_sub(s0) as f64 / secs));
             }
             for (i, c) in cpu.iter().enumerate().take(2) {
                 m.push((["cpu0_busy%", "cpu1_busy%"][i], c.busy));

@@ -47,7 +47,10 @@ pub fn table(r: &Report) -> String {
     );
     let others: Vec<&str> = {
         let mut v: Vec<&str> = Vec::new();
-        for row in &r.rows {
+        // Column order: that of the row with the most metrics, then any others.
+        let mut rows: Vec<&Row> = r.rows.iter().collect();
+        rows.sort_by_key(|row| std::cmp::Reverse(row.metrics.len()));
+        for row in rows {
             for (k, _) in &row.metrics {
                 if *k != r.primary.metric && !v.contains(k) {
                     v.push(k);
@@ -74,6 +77,13 @@ pub fn table(r: &Report) -> String {
             _ => "(baseline)".into(),
         };
         let _ = writeln!(s, "  {:>4}  {ratio}", row.repeats);
+    }
+    if r.rows.iter().any(|row| row.baseline.is_some()) {
+        let _ = writeln!(
+            s,
+            "ratio: median over repetitions of {} / baseline's, measured back to back",
+            r.primary.metric
+        );
     }
     for (v, why) in &r.skipped {
         let _ = writeln!(s, "skipped {v}: {why}");
@@ -146,6 +156,7 @@ mod tests {
             size: 64,
             repeats: 3,
             metrics: vec![("pps", s(pps)), ("goodput_bps", s(pps * 512.0)), ("cpu0_si%", s(3.0))],
+            by_rep: vec![],
         };
         Report {
             bench: "raw",
