@@ -2,28 +2,32 @@
 //!
 //! What it is: the README's first command. It builds the `pair` rig (namespace A with the
 //! kernel as a client, namespace B with xdpos on a two-queue veth, B's kernel keeping its own
-//! address), starts the AF_XDP UDP echo service on B (it owns one UDP port; the kernel keeps
-//! everything else), and drives it from kernel UDP sockets in A for `--seconds`, printing a
-//! live line per second: datagrams sent and echoed, round-trip times, what each queue's worker
-//! did, and the steering program's verdicts. It also pings B's kernel through the same
-//! interface, to show that the host keeps its own traffic.
+//! address 10.0.0.2), starts the echo host ([`crate::echo`]: one libos stack per queue) on B
+//! at its own address 10.0.0.3, and shows it behaving as a host on the wire: A's kernel
+//! resolves 10.0.0.3 by ARP (answered by xdpos) and pings it (answered by xdpos), while B's
+//! kernel still answers for 10.0.0.2 through the same interface. Then kernel UDP sockets in A
+//! drive the UDP echo for `--seconds`, with a live line per second: datagrams sent and echoed,
+//! round-trip times, what each queue's worker did; and a summary with each stack's ARP, ping
+//! and echo counts, the steering program's verdicts and the frame accounting.
 //!
 //! What it owns: the rig (removed on every path, Ctrl-C included), the service, the client.
 //!
 //! Exit status: 0 when every datagram came back intact and every frame is accounted for.
 
 use std::collections::VecDeque;
-use std::net::{SocketAddrV4, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use libos::iface::route::Ipv4Cidr;
 use nic::afxdp::{Attach, XdpMode, XskConfig};
 
 use crate::bench::Stop;
-use crate::echo::{EchoConfig, EchoService};
+use crate::echo::{EchoConfig, EchoService, Steer};
 use crate::rig::{Pair, PairOpts};
+use crate::worker::TxCsum;
 
 /// Options of `xdpos demo`.
 #[derive(Debug, Clone, clap::Args)]
@@ -40,6 +44,8 @@ pub struct DemoArgs {
 }
 
 const SERVICE_PORT: u16 = 7;
+/// The address xdpos serves (B's kernel keeps `pair.b.ip`, 10.0.0.2).
+const XDPOS_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 3);
 const CLIENTS: usize = 8;
 
 /// Client-side totals, shared with the printer.
@@ -65,9 +71,9 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         .context("build the namespace rig (needs root, iproute2 and ethtool)")?;
     let cfg = EchoConfig {
         ifname: pair.b.ifname.clone(),
-        addr: Some(pair.b.ip),
+        addr: Ipv4Cidr::new(XDPOS_IP, 24),
         port: SERVICE_PORT,
-        own_addr: false,
+        steer: Steer::Addr,
         queues: vec![0, 1],
         cpus: (0..std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
             .rev()
@@ -75,18 +81,35 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         mode: XdpMode::Auto,
         attach: Attach::Link,
         socket: XskConfig::default(),
+        tx_csum: TxCsum::Auto,
     };
     let service = pair.ns_b.run_in(|| EchoService::start(&cfg, stop.clone()))??;
     println!(
-        "xdpos: AF_XDP UDP echo on {}:{SERVICE_PORT} in namespace B ({} XDP, queues 0 and 1, \
-         one pinned worker each); B's kernel keeps everything else",
-        pair.b.ip,
-        service.xdp_mode()
+        "xdpos: host {XDPOS_IP}/24 on {} in namespace B ({} XDP, queues 0 and 1, one pinned \
+         worker and one libos stack each), UDP echo on port {SERVICE_PORT}; B's kernel keeps \
+         {} and everything else",
+        pair.b.ifname,
+        service.xdp_mode(),
+        pair.b.ip
     );
+    let neigh = |what: &str| {
+        let out = pair.ns_a.sh(&format!("ip neigh show {XDPOS_IP}")).unwrap_or_default();
+        let out = out.trim();
+        println!("  A's ARP cache {what}: {}", if out.is_empty() { "(no entry)" } else { out });
+    };
+    println!("ARP and ping from A's kernel to xdpos at {XDPOS_IP}:");
+    neigh("before");
+    let ping_xdpos = pair.ns_a.sh(&format!("ping -c 3 -i 0.2 -W 1 {XDPOS_IP} | tail -2"));
+    match &ping_xdpos {
+        Ok(out) => println!("  {}", out.trim().replace('\n', "\n  ")),
+        Err(e) => println!("  ping to xdpos failed: {e}"),
+    }
+    neigh("after (resolved by xdpos's ARP reply)");
     let ping = pair.ns_a.sh(&format!("ping -c 2 -i 0.2 -W 1 {} | tail -2", pair.b.ip));
     match &ping {
         Ok(out) => println!(
-            "pass-through: B's kernel answers ping while xdpos owns the port:\n  {}",
+            "pass-through: B's kernel still answers ping at {} on the same interface:\n  {}",
+            pair.b.ip,
             out.trim().replace('\n', "\n  ")
         ),
         Err(e) => println!("pass-through: ping to B's kernel failed: {e}"),
@@ -94,7 +117,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
 
     let cc = Arc::new(ClientCounters::default());
     let rtts = std::sync::Mutex::new(Vec::<u32>::with_capacity(1 << 16));
-    let dst = SocketAddrV4::new(pair.b.ip, SERVICE_PORT);
+    let dst = SocketAddrV4::new(XDPOS_IP, SERVICE_PORT);
     let end = Instant::now() + Duration::from_secs(args.seconds.max(1));
     let (client_res, ()) = std::thread::scope(|s| {
         let client = s.spawn(|| {
@@ -114,9 +137,9 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
                 .iter()
                 .map(|(q, c)| {
                     format!(
-                        "q{q} rx {} echoed {}",
+                        "q{q} rx {} replies {}",
                         c.rx.load(Ordering::Relaxed),
-                        c.echoed.load(Ordering::Relaxed)
+                        c.replies.load(Ordering::Relaxed)
                     )
                 })
                 .collect();
@@ -156,7 +179,9 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
             }
         };
         println!(
-            "  xdpos queue {} (cpu {}): rx {} echoed {} dropped {} in {} bursts, {} kicks; kernel: {} rx drops, {} fill-ring empty; {f}",
+            "  xdpos queue {} (cpu {}): rx {} echoed {} dropped {} in {} bursts, {} kicks; \
+             stack: {} ARP replies, {} ARP requests, {} ping replies, {} ICMP errors; \
+             kernel: {} rx drops, {} fill-ring empty; {f}",
             r.queue,
             r.cpu.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
             r.stats.rx_packets,
@@ -164,6 +189,10 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
             r.dropped,
             r.stats.rx_bursts,
             r.stats.kicks,
+            r.stack.arp_replies_sent,
+            r.stack.arp_requests_sent,
+            r.stack.icmp_echo_replies,
+            r.stack.icmp_errors_sent,
             r.xdp.rx_dropped,
             r.xdp.rx_fill_ring_empty_descs,
         );
@@ -183,10 +212,14 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         println!("interrupted");
         return Ok(());
     }
-    if sent == 0 || echoed != sent || corrupt > 0 || !frames_ok || attached {
-        bail!("demo failed: sent {sent}, echoed {echoed}, corrupted {corrupt}, frames ok {frames_ok}, program left attached {attached}");
+    let pinged = ping_xdpos.is_ok();
+    if sent == 0 || echoed != sent || corrupt > 0 || !frames_ok || attached || !pinged {
+        bail!(
+            "demo failed: sent {sent}, echoed {echoed}, corrupted {corrupt}, frames ok \
+             {frames_ok}, program left attached {attached}, xdpos answered ping {pinged}"
+        );
     }
-    println!("ok: every datagram came back intact");
+    println!("ok: xdpos answered ARP and ping, and every datagram came back intact");
     Ok(())
 }
 

@@ -1,53 +1,84 @@
-//! # AF_XDP UDP echo service
+//! # `xdpos echo`: a UDP echo host on the libos stack
 //!
-//! What it is: the Foundation's datapath end to end: the steering program takes a UDP port (or
-//! a whole address) of one interface, one AF_XDP socket per queue feeds one pinned worker
-//! thread, and each worker answers every well-formed datagram **from the same frame** (addresses
-//! and ports swapped in place, checksums still valid) in run-to-completion bursts. It is what
-//! `xdpos echo` serves and what `xdpos demo` drives with kernel clients.
+//! What it is: an IPv4 host on one interface, served by one AF_XDP socket per queue, each
+//! with one pinned [`Worker`] running its own libos [`Stack`] (the interface's MAC, the
+//! configured address). It behaves as a host on the wire: it answers ARP requests and resolves
+//! its peers by ARP when it originates traffic, answers ping, echoes UDP datagrams on the
+//! service port **from the same frame** (addresses and ports swapped in place, checksums still
+//! valid), answers other UDP ports with ICMP port unreachable (rate-limited), and reassembles
+//! fragmented datagrams, whose echoes leave fragmented again. `xdpos echo` serves it and
+//! `xdpos demo` drives it with kernel clients.
 //!
-//! What it owns: the steering program, the sockets, the worker threads; counters per worker
-//! (single writer, published once per burst with relaxed stores, DESIGN.md §6).
+//! Steering ([`Steer`]): by default the steering program takes the whole address
+//! (`XdpProgram::own_addr`: every IPv4 packet to it and ARP for it), so the host's kernel
+//! keeps the interface's other addresses and traffic. [`Steer::Port`] takes only the UDP port
+//! (the kernel keeps the address, its ARP and its ICMP: a pass-through set-up).
 //!
-//! Idle workers do not spin forever: after [`SPIN_POLLS`] empty polls a worker sleeps in
-//! `poll(2)` on its socket (woken by traffic, or after [`IDLE_WAIT_MS`] to check the stop flag)
-//! and counts the sleep.
+//! Several queues, one address: every per-queue stack has the same MAC and address, so an ARP
+//! request is answered identically by whichever stack its queue feeds; only queue 0's stack
+//! announces the address (gratuitous ARP). An ARP *reply* lands on whichever queue the device
+//! picks, not necessarily that of the stack that asked, so the workers pass what ARP taught
+//! them to each other ([`crate::worker::Siblings`]). Fragments of one datagram must reach one
+//! queue to be reassembled: veth sends a socket's frames through one queue, and NICs hash UDP
+//! fragments on addresses only by default (`ethtool -n <dev> rx-flow-hash udp4`: `sd`).
+//!
+//! What it owns: the steering program, the sockets, the worker threads and their live
+//! counters (single writer, relaxed stores, DESIGN.md §6).
 //!
 //! Shutdown: raising the stop flag (SIGTERM, SIGINT, or the end of `--seconds`) makes the
-//! workers finish their burst, hand back every frame and exit; [`EchoService::join`] then
-//! checks the frame accounting of every socket and drops the program, which detaches it.
+//! workers finish their batch, free every frame and check their frame accounting;
+//! [`EchoService::join`] collects their reports and drops the program, which detaches it.
 
-use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use anyhow::Context;
+use libos::iface::route::Ipv4Cidr;
+use libos::udp::{UdpHandle, UdpMode, UdpSocketConfig};
+use libos::wire::EthernetAddress;
+use libos::{Stack, StackConfig, Stats};
 use nic::afxdp::{
     Attach, L4Proto, Verdicts, XdpMode, XdpProgram, XdpStatistics, XskConfig, XskPort,
 };
-use nic::{Burst, FrameCounts, Port, PortStats};
+use nic::{FrameCounts, Port, PortStats};
 
 use crate::bench::Stop;
-use crate::raw::echo_in_place;
+use crate::worker::{self, Clock, TxCsum, Worker, WorkerConfig, WorkerCounters};
 
-/// Empty polls before a worker sleeps on its socket.
-pub const SPIN_POLLS: u32 = 256;
-/// Longest sleep of an idle worker before it looks at the stop flag again.
-pub const IDLE_WAIT_MS: i32 = 10;
+/// What the steering program hands to the service.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Steer {
+    /// Every IPv4 packet to the address and ARP for it: xdpos is the host at that address.
+    #[default]
+    Addr,
+    /// Only UDP to the service port at the address; the kernel keeps its ARP and ICMP.
+    Port,
+}
+
+impl std::str::FromStr for Steer {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Steer> {
+        match s {
+            "addr" => Ok(Steer::Addr),
+            "port" => Ok(Steer::Port),
+            _ => anyhow::bail!("unknown steering {s:?} (addr, port)"),
+        }
+    }
+}
 
 /// What the echo service serves, and how.
 #[derive(Debug, Clone)]
 pub struct EchoConfig {
     /// Interface (in the calling thread's network namespace).
     pub ifname: String,
-    /// The address datagrams are sent to; `None`: any address of the interface.
-    pub addr: Option<Ipv4Addr>,
-    /// The UDP port answered.
+    /// The host's address and prefix (the prefix is the connected route for traffic the stack
+    /// originates; replies go back to their link-layer source whatever it says).
+    pub addr: Ipv4Cidr,
+    /// The UDP port echoed.
     pub port: u16,
-    /// Take every packet to `addr` (the host's kernel keeps nothing of that address), instead
-    /// of only the UDP port.
-    pub own_addr: bool,
+    /// What the steering program takes.
+    pub steer: Steer,
     /// Queues served, one worker each.
     pub queues: Vec<u32>,
     /// CPUs to pin workers to, in turn (empty: no pinning).
@@ -58,21 +89,22 @@ pub struct EchoConfig {
     pub attach: Attach,
     /// Socket settings other than the interface and queue.
     pub socket: XskConfig,
+    /// Who computes transmit checksums.
+    pub tx_csum: TxCsum,
 }
 
-/// Per-worker counters, written by the worker only (relaxed stores, once per burst).
-#[derive(Debug, Default)]
-pub struct Counters {
-    /// Datagrams received.
-    pub rx: AtomicU64,
-    /// Datagrams echoed.
-    pub echoed: AtomicU64,
-    /// Frames dropped: not a well-formed datagram for the service.
-    pub dropped: AtomicU64,
-    /// Echoes dropped because the TX ring stayed full.
-    pub tx_full_drops: AtomicU64,
-    /// Sleeps on the socket while idle.
-    pub sleeps: AtomicU64,
+/// Parses `A.B.C.D` or `A.B.C.D/len` (a bare address is a /32, as with `ip addr add`).
+pub fn parse_cidr(s: &str) -> anyhow::Result<Ipv4Cidr> {
+    let (a, len) = match s.split_once('/') {
+        Some((a, l)) => {
+            let len: u8 = l.parse().with_context(|| format!("prefix length in {s:?}"))?;
+            anyhow::ensure!(len <= 32, "prefix length {len} in {s:?} is above 32");
+            (a, len)
+        }
+        None => (s, 32),
+    };
+    let addr: Ipv4Addr = a.parse().with_context(|| format!("IPv4 address in {s:?}"))?;
+    Ok(Ipv4Cidr::new(addr, len))
 }
 
 /// What one worker reports when it stops.
@@ -86,62 +118,96 @@ pub struct WorkerReport {
     pub stats: PortStats,
     /// Kernel counters of the socket.
     pub xdp: XdpStatistics,
-    /// Frame accounting after the last burst.
+    /// Frame accounting after the last batch.
     pub frames: Result<FrameCounts, String>,
-    /// Echoed / dropped totals.
+    /// UDP datagrams echoed (in place, or from the reassembly buffer).
     pub echoed: u64,
-    /// Frames not answered.
+    /// Frames not answered: dropped by the stack (any reason) or for want of TX room.
     pub dropped: u64,
+    /// The stack's counters.
+    pub stack: Stats,
+    /// Sleeps while idle.
+    pub sleeps: u64,
+}
+
+impl WorkerReport {
+    /// The per-queue line `xdpos echo` prints at exit (tests parse its first fields).
+    pub fn line(&self) -> String {
+        let frames = match &self.frames {
+            Ok(c) => format!("ok ({} total)", c.total),
+            Err(e) => e.clone(),
+        };
+        let s = &self.stack;
+        format!(
+            "queue {}: rx {} echoed {} dropped {} frames {frames}; arp replies {} requests {}, \
+             ping replies {}, icmp errors {}, reassembled {}, fragments out {}",
+            self.queue,
+            self.stats.rx_packets,
+            self.echoed,
+            self.dropped,
+            s.arp_replies_sent,
+            s.arp_requests_sent,
+            s.icmp_echo_replies,
+            s.icmp_errors_sent,
+            s.reassembled,
+            s.fragments_sent
+        )
+    }
 }
 
 /// A running echo service.
 #[derive(Debug)]
 pub struct EchoService {
     prog: XdpProgram,
-    workers: Vec<JoinHandle<WorkerReport>>,
-    counters: Vec<(u32, Arc<Counters>)>,
+    workers: Vec<JoinHandle<anyhow::Result<WorkerReport>>>,
+    counters: Vec<(u32, Arc<WorkerCounters>)>,
     stop: Stop,
 }
 
 impl EchoService {
-    /// Attaches the steering program, opens one socket per queue and starts the workers, all
-    /// in the calling thread's network namespace.
+    /// Attaches the steering program, opens one socket per queue, builds one stack per queue
+    /// and starts the workers, all in the calling thread's network namespace.
     pub fn start(cfg: &EchoConfig, stop: Stop) -> anyhow::Result<EchoService> {
+        anyhow::ensure!(!cfg.queues.is_empty(), "echo: no queue to serve");
+        let mac = nic::netdev::mac_address(&cfg.ifname)
+            .with_context(|| format!("read the MAC address of {}", cfg.ifname))?;
         let prog = XdpProgram::attach_with(&cfg.ifname, cfg.mode, cfg.attach)
             .with_context(|| format!("attach the steering program to {}", cfg.ifname))?;
-        let mut ports = Vec::new();
-        for &q in &cfg.queues {
-            let sc = XskConfig { ifname: cfg.ifname.clone(), queue: q, ..cfg.socket.clone() };
-            ports.push(
-                XskPort::open(&sc, &prog)
-                    .with_context(|| format!("open {} queue {q}", cfg.ifname))?,
-            );
-        }
-        // Take the traffic only once every queue has its socket.
-        match (cfg.own_addr, cfg.addr) {
-            (true, Some(a)) => prog.own_addr(a)?,
-            (true, None) => prog.steer_all()?,
-            (false, a) => prog.own_port(a, L4Proto::Udp, cfg.port)?,
-        }
+        let clock = Clock::new();
         let mut workers = Vec::new();
+        for (i, &q) in cfg.queues.iter().enumerate() {
+            let sc = XskConfig { ifname: cfg.ifname.clone(), queue: q, ..cfg.socket.clone() };
+            let port = XskPort::open(&sc, &prog)
+                .with_context(|| format!("open {} queue {q}", cfg.ifname))?;
+            let (stack, echo) = echo_stack(cfg, EthernetAddress(mac), &port, i == 0, clock)?;
+            workers.push((port, stack, echo));
+        }
+        // Take the traffic only once every queue has its socket and stack.
+        match cfg.steer {
+            Steer::Addr => prog.own_addr(cfg.addr.addr)?,
+            Steer::Port => prog.own_port(Some(cfg.addr.addr), L4Proto::Udp, cfg.port)?,
+        }
+        let wcfg = WorkerConfig { burst: cfg.socket.burst, ..WorkerConfig::default() };
+        let mut handles = Vec::new();
         let mut counters = Vec::new();
-        for (i, port) in ports.into_iter().enumerate() {
-            let c = Arc::new(Counters::default());
-            counters.push((port.queue(), c.clone()));
+        let sibs = worker::siblings(workers.len());
+        for (i, ((port, stack, echo), sib)) in workers.into_iter().zip(sibs).enumerate() {
+            let queue = port.queue();
             let cpu = (!cfg.cpus.is_empty()).then(|| cfg.cpus[i % cfg.cpus.len()]);
+            let w = Worker::new(port, stack, (), wcfg, clock).with_siblings(sib);
+            counters.push((queue, w.counters().clone()));
             let stop = stop.clone();
-            let service_port = cfg.port;
             let h = std::thread::Builder::new()
-                .name(format!("xdpos-q{}", port.queue()))
-                .spawn(move || worker(port, service_port, cpu, &stop, &c))
+                .name(format!("xdpos-q{queue}"))
+                .spawn(move || run_worker(w, queue, cpu, echo, &stop))
                 .context("spawn a worker thread")?;
-            workers.push(h);
+            handles.push(h);
         }
         tracing::info!(
-            ifname = %cfg.ifname, port = cfg.port, queues = ?cfg.queues, mode = prog.mode().as_str(),
-            "echo service ready"
+            ifname = %cfg.ifname, addr = %cfg.addr, port = cfg.port, queues = ?cfg.queues,
+            mode = prog.mode().as_str(), "echo service ready"
         );
-        Ok(EchoService { prog, workers, counters, stop })
+        Ok(EchoService { prog, workers: handles, counters, stop })
     }
 
     /// The XDP mode the program runs in.
@@ -150,7 +216,7 @@ impl EchoService {
     }
 
     /// Live counters per queue.
-    pub fn counters(&self) -> &[(u32, Arc<Counters>)] {
+    pub fn counters(&self) -> &[(u32, Arc<WorkerCounters>)] {
         &self.counters
     }
 
@@ -163,86 +229,90 @@ impl EchoService {
     pub fn join(self) -> anyhow::Result<(Vec<WorkerReport>, Verdicts)> {
         self.stop.request();
         let mut reports = Vec::new();
+        let mut failed = None;
         for w in self.workers {
-            reports.push(w.join().map_err(|_| anyhow::anyhow!("an echo worker panicked"))?);
+            match w.join() {
+                Ok(Ok(r)) => reports.push(r),
+                Ok(Err(e)) => failed = Some(e),
+                Err(_) => failed = Some(anyhow::anyhow!("an echo worker panicked")),
+            }
         }
         let verdicts = self.prog.verdicts()?;
         self.prog.detach()?;
-        Ok((reports, verdicts))
+        match failed {
+            Some(e) => Err(e),
+            None => Ok((reports, verdicts)),
+        }
     }
 }
 
-/// One worker: run to completion over one socket until stopped.
-fn worker(
-    mut port: XskPort,
-    service_port: u16,
+/// The stack of one queue: the interface's MAC, the service address, an echo socket on the
+/// service port (returned with the stack); only the first queue's stack announces the address.
+fn echo_stack(
+    cfg: &EchoConfig,
+    mac: EthernetAddress,
+    port: &XskPort,
+    announce: bool,
+    clock: Clock,
+) -> anyhow::Result<(Stack, UdpHandle)> {
+    let mut sc = StackConfig::new(mac, &[cfg.addr]);
+    sc.tx_csum_offload = cfg.tx_csum.offload(&port.caps());
+    if !announce {
+        sc.arp.announce_count = 0;
+    }
+    let mut stack = Stack::new(sc, clock.now())
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("configure the stack of {} queue {}", cfg.ifname, port.queue()))?;
+    let any = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, cfg.port);
+    let echo = stack
+        .udp_bind(any, UdpSocketConfig::mode(UdpMode::Echo))
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("bind the echo socket to port {}", cfg.port))?;
+    Ok((stack, echo))
+}
+
+/// One worker thread: pin, run until stopped, report.
+fn run_worker(
+    mut w: Worker<XskPort>,
+    queue: u32,
     cpu: Option<usize>,
+    echo: UdpHandle,
     stop: &Stop,
-    c: &Counters,
-) -> WorkerReport {
+) -> anyhow::Result<WorkerReport> {
     let pinned = cpu.filter(|&id| core_affinity::set_for_current(core_affinity::CoreId { id }));
-    let mut rx = Burst::new();
-    let mut tx = Burst::new();
-    let (mut total_rx, mut echoed, mut dropped, mut tx_full, mut sleeps) =
-        (0u64, 0u64, 0u64, 0u64, 0u64);
-    let mut empty = 0u32;
-    while !stop.requested() {
-        let n = port.rx_burst(&mut rx);
-        if n == 0 {
-            port.reclaim();
-            empty += 1;
-            if empty >= SPIN_POLLS {
-                empty = 0;
-                sleeps += 1;
-                c.sleeps.store(sleeps, Ordering::Relaxed);
-                let _ = port.wait_rx(IDLE_WAIT_MS);
-            }
-            continue;
-        }
-        empty = 0;
-        total_rx += n as u64;
-        for i in 0..rx.len() {
-            let d = rx.as_slice()[i];
-            if echo_in_place(port.frame_mut(&d), service_port) {
-                tx.push(d);
-            } else {
-                port.free(&d);
-                dropped += 1;
-            }
-        }
-        rx.clear();
-        let queued = tx.len() as u64;
-        // One retry after reclaiming completions; what still does not fit is dropped (counted):
-        // holding frames would starve the fill ring.
-        if port.tx_burst(&mut tx) < queued as usize && !tx.is_empty() {
-            port.reclaim();
-            port.tx_burst(&mut tx);
-        }
-        tx_full += tx.len() as u64;
-        echoed += queued - tx.len() as u64;
-        port.free_burst(&mut tx);
-        c.rx.store(total_rx, Ordering::Relaxed);
-        c.echoed.store(echoed, Ordering::Relaxed);
-        c.dropped.store(dropped, Ordering::Relaxed);
-        c.tx_full_drops.store(tx_full, Ordering::Relaxed);
+    if cpu.is_some() && pinned.is_none() {
+        tracing::warn!(queue, cpu = ?cpu, "cannot pin the worker; it runs unpinned");
     }
-    // Let the last transmissions complete, then account for every frame.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
-    while std::time::Instant::now() < deadline {
-        port.reclaim();
-        let f = port.frame_counts();
-        if f.tx == 0 && f.kernel == 0 && f.completion == 0 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    WorkerReport {
-        queue: port.queue(),
+    let r = w.run(stop.flag(), None);
+    let echoed = w.stack().udp_stats(echo).map(|s| s.echoed).unwrap_or(0);
+    Ok(WorkerReport {
+        queue,
         cpu: pinned,
-        stats: port.stats(),
-        xdp: port.xdp_statistics().unwrap_or_default(),
-        frames: port.audit().map_err(|e| e.to_string()),
+        stats: r.port,
+        xdp: w.port().xdp_statistics().unwrap_or_default(),
+        frames: r.frames.clone(),
         echoed,
-        dropped: dropped + tx_full,
+        dropped: r.dropped(),
+        stack: r.stack.clone(),
+        sleeps: r.sleeps,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_parse_with_or_without_a_prefix() {
+        assert_eq!(
+            parse_cidr("10.0.0.2/24").unwrap(),
+            Ipv4Cidr::new(Ipv4Addr::new(10, 0, 0, 2), 24)
+        );
+        assert_eq!(parse_cidr("10.0.0.2").unwrap().prefix_len, 32);
+        assert!(parse_cidr("10.0.0.2/33").is_err());
+        assert!(parse_cidr("10.0.0/24").is_err());
+        assert!(format!("{:#}", parse_cidr("x/1").unwrap_err()).contains("IPv4 address"));
+        assert_eq!("port".parse::<Steer>().unwrap(), Steer::Port);
+        assert!("all".parse::<Steer>().is_err());
     }
 }

@@ -1,8 +1,9 @@
 //! # xdpos: the appliance
 //!
-//! The binary's library half: the namespace test rig ([`rig`]) used by the integration tests,
-//! the benchmark harness ([`bench`]), the AF_XDP UDP echo service ([`echo`]) and the demo
-//! ([`demo`]); the CLI lives in `main.rs`.
+//! The binary's library half: the worker loop that runs a libos stack over one NIC queue
+//! ([`worker`]), the UDP echo service built on it ([`echo`]), the demo ([`demo`]), the
+//! benchmark harness ([`bench`]) and the namespace test rig ([`rig`]) it shares with the
+//! integration tests; the CLI lives in `main.rs`.
 #![forbid(unsafe_code)]
 
 pub mod bench;
@@ -10,3 +11,4 @@ pub mod demo;
 pub mod echo;
 pub mod raw;
 pub mod rig;
+pub mod worker;

@@ -2,13 +2,13 @@
 //! `run` and `check-config`).
 #![forbid(unsafe_code)]
 
-use std::net::Ipv4Addr;
-
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use libos::iface::route::Ipv4Cidr;
 use nic::afxdp::{Attach, BindMode, XdpMode, XskConfig};
 use xdpos::bench::Stop;
-use xdpos::echo::{EchoConfig, EchoService};
+use xdpos::echo::{EchoConfig, EchoService, Steer};
+use xdpos::worker::TxCsum;
 
 /// xdpos: a userspace packet-processing appliance on AF_XDP with a library-OS stack per core.
 #[derive(Debug, Parser)]
@@ -23,8 +23,9 @@ enum Cmd {
     /// Build a namespace rig, serve an AF_XDP UDP echo on it, drive it with kernel clients,
     /// print what happens, and remove everything.
     Demo(xdpos::demo::DemoArgs),
-    /// Serve a UDP echo on AF_XDP sockets of an interface (one pinned worker per queue) until
-    /// SIGTERM/SIGINT or --seconds.
+    /// Be an IPv4 host at --addr on AF_XDP sockets of an interface (one pinned worker and one
+    /// libos stack per queue: ARP, ping, UDP echo on --port, port unreachable, reassembly)
+    /// until SIGTERM/SIGINT or --seconds.
     Echo(EchoArgs),
     /// Remove what a crashed instance left behind: steering programs attached through netlink
     /// that no process owns, and the namespaces of dead rigs.
@@ -52,15 +53,20 @@ struct EchoArgs {
     /// Interface to serve on.
     #[arg(long)]
     interface: String,
-    /// Address the datagrams are sent to (default: any address of the interface).
-    #[arg(long)]
-    addr: Option<Ipv4Addr>,
-    /// UDP port to answer.
+    /// The host's address, with its prefix (`10.0.0.2/24`; a bare address is a /32).
+    #[arg(long, value_parser = xdpos::echo::parse_cidr)]
+    addr: Ipv4Cidr,
+    /// UDP port to echo.
     #[arg(long, default_value_t = 7)]
     port: u16,
-    /// Take every packet to --addr, not only the UDP port.
-    #[arg(long, requires = "addr")]
-    own_addr: bool,
+    /// What the steering program takes: the whole address (ARP, ICMP, every UDP port), or
+    /// only the UDP port (the kernel keeps the address's ARP and ICMP).
+    #[arg(long, default_value = "addr")]
+    steer: Steer,
+    /// Who computes transmit checksums: auto (the stack, unless the device offloads them),
+    /// stack, or partial (the port completes them).
+    #[arg(long, default_value = "auto")]
+    tx_csum: TxCsum,
     /// Queues to serve (default: all of the interface's queues).
     #[arg(long, value_delimiter = ',')]
     queues: Option<Vec<u32>>,
@@ -121,7 +127,7 @@ fn echo(a: &EchoArgs) -> anyhow::Result<()> {
         ifname: a.interface.clone(),
         addr: a.addr,
         port: a.port,
-        own_addr: a.own_addr,
+        steer: a.steer,
         queues,
         cpus: a.cpus.clone(),
         mode: match a.mode {
@@ -138,10 +144,17 @@ fn echo(a: &EchoArgs) -> anyhow::Result<()> {
             bind: if a.copy { BindMode::Copy } else { BindMode::Auto },
             ..XskConfig::default()
         },
+        tx_csum: a.tx_csum,
     };
     let service = EchoService::start(&cfg, stop.clone())?;
     // A line on stdout that scripts and tests wait for.
-    println!("ready: echo on {} port {} ({} XDP)", cfg.ifname, cfg.port, service.xdp_mode());
+    println!(
+        "ready: echo on {} port {} at {} ({} XDP)",
+        cfg.ifname,
+        cfg.port,
+        cfg.addr,
+        service.xdp_mode()
+    );
     match a.seconds {
         Some(s) => {
             stop.sleep(std::time::Duration::from_secs_f64(s.max(0.0)));
@@ -155,20 +168,8 @@ fn echo(a: &EchoArgs) -> anyhow::Result<()> {
     let (reports, verdicts) = service.join()?;
     let mut broken = false;
     for r in &reports {
-        println!(
-            "queue {}: rx {} echoed {} dropped {} frames {}",
-            r.queue,
-            r.stats.rx_packets,
-            r.echoed,
-            r.dropped,
-            match &r.frames {
-                Ok(c) => format!("ok ({} total)", c.total),
-                Err(e) => {
-                    broken = true;
-                    e.clone()
-                }
-            }
-        );
+        broken |= r.frames.is_err();
+        println!("{}", r.line());
     }
     println!(
         "steering: redirected {} passed {}",

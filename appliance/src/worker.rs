@@ -1,0 +1,895 @@
+//! # The worker: a libos stack over one NIC queue, run to completion
+//!
+//! What it is: the glue between `nic` and `libos` (libos never depends on nic; STYLE.md):
+//! - [`PortBatch`] implements libos's [`RxBatch`] over a received [`Burst`]: frame `i` *is* the
+//!   port's memory of descriptor `i` (the UMEM bytes for AF_XDP), so the stack parses and
+//!   rewrites replies in place without a copy, and its verdicts land in a fixed array;
+//! - [`PortSlots`] implements [`TxSlots`] over frames from [`Port::alloc_burst`]: the stack
+//!   writes the frames it originates (ARP, ICMP errors, socket sends, generator traffic)
+//!   straight into the port's memory;
+//! - [`Worker`]: one per queue, owning its port, its [`Stack`] and the socket owner ([`App`]),
+//!   pinned by whoever spawns its thread.
+//!
+//! One iteration of [`Worker::run`] (DESIGN.md §1), one batch:
+//! 1. read the clock once: every stack call of the iteration gets the same `now`;
+//! 2. apply the neighbour facts sibling workers learned ([`Siblings`]);
+//! 3. `rx_burst` → [`Stack::handle_rx`] → apply each verdict: `Transmit` puts the *same*
+//!    descriptor, with the verdict's length and offload header, on the TX burst; `Deliver` hands
+//!    the frame to [`App::deliver`] and frees it; `Consumed` and `Drop` free it;
+//! 4. [`Stack::handle_timeout`] once [`Stack::poll_timeout`] has passed;
+//! 5. [`App::poll`]: socket owners receive and send between batches;
+//! 6. pass what ARP taught the stack to the siblings;
+//! 7. [`Stack::poll_tx`] into frames from `alloc_burst`, offered only the room the TX burst has
+//!    left (so a generator slows down to what the ring takes: back-pressure, not loss);
+//! 8. one `tx_burst` for replies and originated frames together: one kick per batch.
+//!
+//! Idle: after [`WorkerConfig::spin_polls`] empty iterations the worker sleeps on the port
+//! ([`WorkerPort::idle_wait`], `poll(2)` on the AF_XDP socket, woken by traffic) for at most
+//! [`WorkerConfig::idle_wait`], and never past the stack's next timer, then counts the sleep.
+//! A worker with something to send (a generator, a TX backlog) never sleeps.
+//!
+//! Transmit back-pressure: frames the TX ring cannot take stay in the TX burst and go first on
+//! the next iteration; beyond one burst of backlog the newest are freed and counted
+//! ([`WorkerReport::tx_full_drops`]), so held frames never starve the fill ring.
+//!
+//! Checksums ([`TxCsum`]): the stack is told whether the device completes `Csum::Partial` for
+//! free ([`Caps::tx_csum`]). The AF_XDP port does not: it completes partial checksums in
+//! software just before the ring, summing the whole datagram. The stack computing them itself
+//! is never more work and often much less (an echo keeps the received checksum, the generator
+//! updates its template's checksum incrementally), so [`TxCsum::Auto`] lets the stack emit
+//! `Partial` only when the device really offloads it. docs/udp.md has the measurement.
+//!
+//! What it never does on the fast path: allocate (every burst and the verdict array are fixed
+//! arrays owned by the worker), lock, log, read the clock or make a system call per packet (one
+//! `rx_burst`, at most one `tx_burst` kick and one clock read per iteration).
+//!
+//! Shutdown: when stopped, the worker frees every frame it holds, waits (bounded) for the
+//! device to finish its transmissions and checks the frame accounting
+//! ([`WorkerPort::check_frames`]); the result is in its [`WorkerReport`].
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::time::Duration;
+
+use libos::batch::{Delivery, RxBatch, TxSlots, Verdict};
+use libos::wire::NetHdr;
+use libos::{Instant, NeighborHint, Stack, Stats};
+use nic::afxdp::XskPort;
+use nic::mem::MemPort;
+use nic::{Burst, Caps, Desc, FrameCounts, Port, PortStats, DEFAULT_BURST, MAX_BURST};
+
+/// A port a worker can run on: a [`Port`] that can also sleep until traffic arrives and check
+/// its frame accounting.
+pub trait WorkerPort: Port {
+    /// Sleeps until frames arrive or `max` has passed (a spurious early return is fine).
+    fn idle_wait(&mut self, max: Duration);
+    /// Checks the frame accounting (as deeply as the backend can); `Err` says what is wrong.
+    fn check_frames(&self) -> Result<FrameCounts, String>;
+}
+
+impl WorkerPort for XskPort {
+    fn idle_wait(&mut self, max: Duration) {
+        let ms = i32::try_from(max.as_millis()).unwrap_or(i32::MAX);
+        // An error here (EINTR) only ends the sleep early.
+        let _ = self.wait_rx(ms);
+    }
+
+    fn check_frames(&self) -> Result<FrameCounts, String> {
+        self.audit().map_err(|e| e.to_string())
+    }
+}
+
+impl WorkerPort for MemPort {
+    fn idle_wait(&mut self, max: Duration) {
+        // No file descriptor to wait on: a short sleep (tests only).
+        std::thread::sleep(max.min(Duration::from_millis(1)));
+    }
+
+    fn check_frames(&self) -> Result<FrameCounts, String> {
+        let c = self.frame_counts();
+        c.check().map(|()| c).map_err(|e| e.to_string())
+    }
+}
+
+/// Who computes transmit checksums.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TxCsum {
+    /// `Partial` where the port's device completes checksums ([`Caps::tx_csum`]), the stack
+    /// otherwise.
+    #[default]
+    Auto,
+    /// The stack always computes complete checksums.
+    Stack,
+    /// The stack emits `Csum::Partial` and the port completes it (in software on AF_XDP).
+    Partial,
+}
+
+impl TxCsum {
+    /// What to tell the stack (`StackConfig::tx_csum_offload`) for a port with `caps`.
+    pub fn offload(self, caps: &Caps) -> bool {
+        match self {
+            TxCsum::Auto => caps.tx_csum,
+            TxCsum::Stack => false,
+            TxCsum::Partial => true,
+        }
+    }
+}
+
+impl std::str::FromStr for TxCsum {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<TxCsum> {
+        match s {
+            "auto" => Ok(TxCsum::Auto),
+            "stack" => Ok(TxCsum::Stack),
+            "partial" => Ok(TxCsum::Partial),
+            _ => anyhow::bail!("unknown checksum policy {s:?} (auto, stack, partial)"),
+        }
+    }
+}
+
+/// How a worker runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerConfig {
+    /// Frames per batch: the most the stack may originate per iteration, and the TX backlog
+    /// kept when the ring is full (1..=[`MAX_BURST`]; the port's own receive burst applies to
+    /// `rx_burst`).
+    pub burst: usize,
+    /// Empty iterations before the worker sleeps on its port.
+    pub spin_polls: u32,
+    /// Longest sleep of an idle worker (it also wakes for traffic, a stop request and the
+    /// stack's next timer).
+    pub idle_wait: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> WorkerConfig {
+        WorkerConfig { burst: DEFAULT_BURST, spin_polls: 256, idle_wait: Duration::from_millis(10) }
+    }
+}
+
+/// The worker's clock: a monotonic clock read once per iteration and turned into the stack's
+/// [`Instant`] (nanoseconds since the clock's epoch). Copies share the epoch, so the workers of
+/// one service agree on time.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    epoch: std::time::Instant,
+}
+
+impl Default for Clock {
+    fn default() -> Clock {
+        Clock::new()
+    }
+}
+
+impl Clock {
+    /// A clock whose epoch is now.
+    pub fn new() -> Clock {
+        Clock { epoch: std::time::Instant::now() }
+    }
+
+    /// The stack's time at the monotonic instant `t`.
+    #[inline]
+    pub fn at(&self, t: std::time::Instant) -> Instant {
+        let nanos = t.saturating_duration_since(self.epoch).as_nanos();
+        Instant::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+
+    /// The stack's time now (one clock read).
+    pub fn now(&self) -> Instant {
+        self.at(std::time::Instant::now())
+    }
+}
+
+/// The code that owns the worker's sockets: it receives `Deliver`-mode datagrams and may
+/// receive and send on any socket between batches. Both methods default to doing nothing, so
+/// `()` is the app of a worker whose sockets serve themselves (echo, sink, generator).
+pub trait App {
+    /// A datagram for a `Deliver`-mode socket: `frame` is the received frame (the payload is
+    /// `frame[d.offset..][..d.len]`), freed when this returns. Called from the fast path: no
+    /// allocation, lock or system call per datagram.
+    fn deliver(&mut self, now: Instant, stack: &mut Stack, d: &Delivery, frame: &[u8]) {
+        let _ = (now, stack, d, frame);
+    }
+
+    /// Called once per iteration, after the received batch and the timers and before the
+    /// stack fills the TX burst: drain `Queue`-mode sockets, `udp_send`, attach generators.
+    fn poll(&mut self, now: Instant, stack: &mut Stack) {
+        let _ = (now, stack);
+    }
+}
+
+impl App for () {}
+
+/// Neighbour facts shared between the workers of one interface's queues (one [`Siblings`]
+/// per worker, from [`siblings`]): an ARP reply lands on whichever queue the device picks, and
+/// every per-queue stack answers for the same addresses, so each one passes what it learns to
+/// the others ([`Stack::poll_neighbor_learned`], [`Stack::handle_neighbor_hint`]). Bounded
+/// channels: a full inbox drops the hint (the sibling then resolves by itself).
+#[derive(Debug)]
+pub struct Siblings {
+    inbox: Receiver<NeighborHint>,
+    peers: Vec<SyncSender<NeighborHint>>,
+    dropped: u64,
+}
+
+/// Hints an inbox holds.
+const HINT_QUEUE: usize = 64;
+
+/// Links `n` workers' [`Siblings`]: what one learns reaches every other.
+pub fn siblings(n: usize) -> Vec<Siblings> {
+    let (txs, rxs): (Vec<_>, Vec<_>) =
+        (0..n).map(|_| std::sync::mpsc::sync_channel(HINT_QUEUE)).unzip();
+    rxs.into_iter()
+        .enumerate()
+        .map(|(i, inbox)| Siblings {
+            inbox,
+            peers: txs
+                .iter()
+                .enumerate()
+                .filter(|&(j, _)| j != i)
+                .map(|(_, t)| t.clone())
+                .collect(),
+            dropped: 0,
+        })
+        .collect()
+}
+
+/// [`RxBatch`] over the descriptors of a received burst: zero copy, frame `i` is the port's
+/// memory of `descs[i]`.
+#[derive(Debug)]
+pub struct PortBatch<'a, P: Port> {
+    port: &'a mut P,
+    descs: &'a [Desc],
+    verdicts: &'a mut [Verdict],
+}
+
+impl<'a, P: Port> PortBatch<'a, P> {
+    /// The batch of `descs` (held frames of `port`); verdicts go to `verdicts[i]`, which must be
+    /// at least as long as `descs`.
+    pub fn new(port: &'a mut P, descs: &'a [Desc], verdicts: &'a mut [Verdict]) -> Self {
+        debug_assert!(verdicts.len() >= descs.len());
+        PortBatch { port, descs, verdicts }
+    }
+}
+
+impl<P: Port> RxBatch for PortBatch<'_, P> {
+    #[inline]
+    fn len(&self) -> usize {
+        self.descs.len()
+    }
+
+    #[inline]
+    fn frame(&mut self, i: usize) -> (&mut [u8], NetHdr) {
+        match self.descs.get(i) {
+            Some(d) => (self.port.frame_mut(d), d.hdr),
+            None => (&mut [], NetHdr::NONE),
+        }
+    }
+
+    #[inline]
+    fn set_verdict(&mut self, i: usize, verdict: Verdict) {
+        if let Some(v) = self.verdicts.get_mut(i) {
+            *v = verdict;
+        }
+    }
+}
+
+/// [`TxSlots`] over free frames of a port (from `alloc_burst`), filled front to back: the
+/// stack writes each frame in the port's memory, `commit` sets the descriptor's length and
+/// offload header. `used()` frames are ready for `tx_burst`.
+#[derive(Debug)]
+pub struct PortSlots<'a, P: Port> {
+    port: &'a mut P,
+    descs: &'a mut [Desc],
+    used: usize,
+}
+
+impl<'a, P: Port> PortSlots<'a, P> {
+    /// Lends the frames of `descs` (held by `port`) as free slots.
+    pub fn new(port: &'a mut P, descs: &'a mut [Desc]) -> Self {
+        PortSlots { port, descs, used: 0 }
+    }
+
+    /// Slots committed so far (`descs[..used]`).
+    pub fn used(&self) -> usize {
+        self.used
+    }
+}
+
+impl<P: Port> TxSlots for PortSlots<'_, P> {
+    #[inline]
+    fn remaining(&self) -> usize {
+        self.descs.len() - self.used
+    }
+
+    #[inline]
+    fn room(&mut self) -> Option<&mut [u8]> {
+        let d = self.descs.get(self.used)?;
+        Some(self.port.room_mut(d))
+    }
+
+    #[inline]
+    fn commit(&mut self, len: usize, hdr: NetHdr) {
+        if let Some(d) = self.descs.get_mut(self.used) {
+            d.len = len as u32;
+            d.hdr = hdr;
+            self.used += 1;
+        }
+    }
+}
+
+/// Live counters of one worker, written by the worker only (relaxed stores once per busy
+/// iteration, DESIGN.md §6) and read by anyone.
+#[derive(Debug, Default)]
+pub struct WorkerCounters {
+    /// Frames received.
+    pub rx: AtomicU64,
+    /// Frames queued for transmit.
+    pub tx: AtomicU64,
+    /// Frames answered in place (ARP replies, ICMP echo replies, UDP echoes).
+    pub replies: AtomicU64,
+    /// UDP datagrams delivered to sockets.
+    pub udp_rx: AtomicU64,
+    /// UDP datagrams sent by `poll_tx` (socket sends, echoes of reassembled datagrams,
+    /// generators).
+    pub udp_tx: AtomicU64,
+    /// Frames dropped: by the stack (every reason) and for want of TX ring room.
+    pub dropped: AtomicU64,
+    /// Sleeps while idle.
+    pub sleeps: AtomicU64,
+}
+
+/// What a worker did, when it stops.
+#[derive(Debug, Clone)]
+pub struct WorkerReport {
+    /// The port's counters.
+    pub port: PortStats,
+    /// The stack's counters.
+    pub stack: Stats,
+    /// Frame accounting after the drain.
+    pub frames: Result<FrameCounts, String>,
+    /// Loop iterations.
+    pub iterations: u64,
+    /// Sleeps while idle.
+    pub sleeps: u64,
+    /// Frames freed because the TX ring stayed full beyond one burst of backlog.
+    pub tx_full_drops: u64,
+    /// Neighbour hints lost to a full sibling inbox.
+    pub hints_dropped: u64,
+}
+
+impl WorkerReport {
+    /// Frames dropped by the stack or for want of TX room.
+    pub fn dropped(&self) -> u64 {
+        self.stack.total_drops() + self.tx_full_drops
+    }
+}
+
+/// One queue's worker (see the module documentation).
+#[derive(Debug)]
+pub struct Worker<P: WorkerPort, A: App = ()> {
+    port: P,
+    stack: Stack,
+    app: A,
+    cfg: WorkerConfig,
+    clock: Clock,
+    siblings: Option<Siblings>,
+    rx: Burst,
+    /// Frames to send: in-place replies, then originated frames, then (after a full ring) the
+    /// backlog, which goes first next time.
+    tx: Burst,
+    /// Frames allocated for `poll_tx` and not used yet (kept for the next iteration).
+    spare: Burst,
+    verdicts: [Verdict; MAX_BURST],
+    counters: std::sync::Arc<WorkerCounters>,
+    iterations: u64,
+    sleeps: u64,
+    tx_full_drops: u64,
+    empty: u32,
+}
+
+impl<P: WorkerPort, A: App> Worker<P, A> {
+    /// A worker over `port` running `stack` (built with the port's checksum capability, see
+    /// [`TxCsum::offload`]) and `app`, on `clock`'s time.
+    pub fn new(port: P, stack: Stack, app: A, cfg: WorkerConfig, clock: Clock) -> Self {
+        let burst = cfg.burst.clamp(1, MAX_BURST);
+        Worker {
+            port,
+            stack,
+            app,
+            cfg: WorkerConfig { burst, ..cfg },
+            clock,
+            siblings: None,
+            rx: Burst::new(),
+            tx: Burst::new(),
+            spare: Burst::new(),
+            verdicts: [Verdict::default(); MAX_BURST],
+            counters: Default::default(),
+            iterations: 0,
+            sleeps: 0,
+            tx_full_drops: 0,
+            empty: 0,
+        }
+    }
+
+    /// Shares neighbour facts with the other workers of the interface.
+    pub fn with_siblings(mut self, s: Siblings) -> Self {
+        self.siblings = Some(s);
+        self
+    }
+
+    /// The live counters (clone the `Arc` to read them from another thread).
+    pub fn counters(&self) -> &std::sync::Arc<WorkerCounters> {
+        &self.counters
+    }
+
+    /// The stack.
+    pub fn stack(&self) -> &Stack {
+        &self.stack
+    }
+
+    /// The stack, to change between iterations (bind sockets, routes).
+    pub fn stack_mut(&mut self) -> &mut Stack {
+        &mut self.stack
+    }
+
+    /// The app.
+    pub fn app(&self) -> &A {
+        &self.app
+    }
+
+    /// The app, mutably.
+    pub fn app_mut(&mut self) -> &mut A {
+        &mut self.app
+    }
+
+    /// The port.
+    pub fn port(&self) -> &P {
+        &self.port
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    /// Takes the worker apart (after [`run`](Self::run)).
+    pub fn into_parts(self) -> (P, Stack, A) {
+        (self.port, self.stack, self.app)
+    }
+
+    /// One iteration at `now` (steps 2 to 8 of the module documentation). Returns whether
+    /// anything moved (frames received, sent or originated).
+    pub fn poll_once(&mut self, now: Instant) -> bool {
+        if let Some(s) = &self.siblings {
+            while let Ok(hint) = s.inbox.try_recv() {
+                self.stack.handle_neighbor_hint(now, hint);
+            }
+        }
+        let received = self.port.rx_burst(&mut self.rx);
+        if received > 0 {
+            self.receive(now);
+        }
+        if self.stack.poll_timeout().is_some_and(|t| t <= now) {
+            self.stack.handle_timeout(now);
+        }
+        self.app.poll(now, &mut self.stack);
+        if let Some(s) = &mut self.siblings {
+            while let Some(hint) = self.stack.poll_neighbor_learned() {
+                for p in &s.peers {
+                    if let Err(TrySendError::Full(_)) = p.try_send(hint) {
+                        s.dropped += 1;
+                    }
+                }
+            }
+        }
+        let made = if self.stack.wants_tx() { self.originate(now) } else { 0 };
+        let sent = self.flush();
+        received > 0 || made > 0 || sent > 0
+    }
+
+    /// Hands the received burst to the stack and applies the verdicts.
+    #[inline]
+    fn receive(&mut self, now: Instant) {
+        let n = self.rx.len();
+        {
+            let mut batch =
+                PortBatch::new(&mut self.port, self.rx.as_slice(), &mut self.verdicts[..n]);
+            self.stack.handle_rx(now, &mut batch);
+        }
+        for i in 0..n {
+            let mut d = self.rx.as_slice()[i];
+            match self.verdicts[i] {
+                Verdict::Transmit { len, hdr } => {
+                    d.len = len as u32;
+                    d.hdr = hdr;
+                    if !self.tx.push(d) {
+                        self.tx_full_drops += 1;
+                        self.port.free(&d);
+                    }
+                }
+                Verdict::Deliver(del) => {
+                    self.app.deliver(now, &mut self.stack, &del, self.port.frame(&d));
+                    self.port.free(&d);
+                }
+                Verdict::Consumed | Verdict::Drop(_) => self.port.free(&d),
+            }
+        }
+        self.rx.clear();
+    }
+
+    /// Lets the stack write what it originates into free frames, as many as the TX burst has
+    /// room for. Returns how many it wrote.
+    fn originate(&mut self, now: Instant) -> usize {
+        let room = self.cfg.burst.saturating_sub(self.tx.len());
+        if room == 0 {
+            return 0;
+        }
+        if self.spare.len() < room {
+            let missing = room - self.spare.len();
+            if self.port.alloc_burst(&mut self.spare, missing) < missing {
+                self.port.reclaim();
+                let missing = room.saturating_sub(self.spare.len());
+                self.port.alloc_burst(&mut self.spare, missing);
+            }
+        }
+        let limit = room.min(self.spare.len());
+        if limit == 0 {
+            return 0;
+        }
+        let made = {
+            let mut slots = PortSlots::new(&mut self.port, &mut self.spare.as_mut_slice()[..limit]);
+            self.stack.poll_tx(now, &mut slots);
+            slots.used()
+        };
+        for i in 0..made {
+            // Cannot fail: tx.len() + made <= burst <= MAX_BURST.
+            self.tx.push(self.spare.as_slice()[i]);
+        }
+        self.spare.consume_front(made);
+        made
+    }
+
+    /// One `tx_burst` (a second after reclaiming if the ring was full); keeps at most one burst
+    /// of backlog. Returns how many frames were queued.
+    fn flush(&mut self) -> usize {
+        if self.tx.is_empty() {
+            return 0;
+        }
+        let mut sent = self.port.tx_burst(&mut self.tx);
+        if !self.tx.is_empty() {
+            self.port.reclaim();
+            sent += self.port.tx_burst(&mut self.tx);
+        }
+        let keep = self.cfg.burst;
+        if self.tx.len() > keep {
+            for i in keep..self.tx.len() {
+                let d = self.tx.as_slice()[i];
+                self.port.free(&d);
+            }
+            self.tx_full_drops += (self.tx.len() - keep) as u64;
+            let mut k = 0;
+            self.tx.retain(|_| {
+                k += 1;
+                k <= keep
+            });
+        }
+        sent
+    }
+
+    /// Publishes the counters (relaxed stores; single writer).
+    fn publish(&self) {
+        let (p, s, c) = (self.port.stats(), self.stack.stats(), &self.counters);
+        c.rx.store(p.rx_packets, Ordering::Relaxed);
+        c.tx.store(p.tx_packets, Ordering::Relaxed);
+        c.replies.store(s.tx_in_place, Ordering::Relaxed);
+        c.udp_rx.store(s.udp_rx_datagrams, Ordering::Relaxed);
+        c.udp_tx.store(s.udp_tx_datagrams, Ordering::Relaxed);
+        c.dropped.store(s.total_drops() + self.tx_full_drops, Ordering::Relaxed);
+        c.sleeps.store(self.sleeps, Ordering::Relaxed);
+    }
+
+    /// Runs until `stop` is raised or `until` passes, then drains and checks the frame
+    /// accounting (see the module documentation).
+    pub fn run(&mut self, stop: &AtomicBool, until: Option<std::time::Instant>) -> WorkerReport {
+        loop {
+            let t = std::time::Instant::now();
+            if stop.load(Ordering::Relaxed) || until.is_some_and(|u| t >= u) {
+                break;
+            }
+            let now = self.clock.at(t);
+            self.iterations += 1;
+            if self.poll_once(now) {
+                self.empty = 0;
+                self.publish();
+                continue;
+            }
+            self.port.reclaim();
+            self.empty += 1;
+            if self.empty < self.cfg.spin_polls || !self.tx.is_empty() || self.stack.wants_tx() {
+                continue;
+            }
+            self.empty = 0;
+            let mut wait = self.cfg.idle_wait;
+            if let Some(timer) = self.stack.poll_timeout() {
+                wait = wait.min(timer.saturating_duration_since(now));
+            }
+            if let Some(u) = until {
+                wait = wait.min(u.saturating_duration_since(t));
+            }
+            if wait >= Duration::from_millis(1) {
+                self.sleeps += 1;
+                self.port.idle_wait(wait);
+                self.publish();
+            }
+        }
+        self.finish()
+    }
+
+    /// Frees every held frame, waits (at most 500 ms) for the device to hand back what it is
+    /// sending, and checks the accounting.
+    pub fn finish(&mut self) -> WorkerReport {
+        self.port.free_burst(&mut self.rx);
+        self.port.free_burst(&mut self.tx);
+        self.port.free_burst(&mut self.spare);
+        let deadline = std::time::Instant::now() + Duration::from_millis(500);
+        loop {
+            self.port.reclaim();
+            let c = self.port.frame_counts();
+            if (c.tx == 0 && c.kernel == 0 && c.completion == 0)
+                || std::time::Instant::now() >= deadline
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.publish();
+        WorkerReport {
+            port: self.port.stats(),
+            stack: self.stack.stats().clone(),
+            frames: self.port.check_frames(),
+            iterations: self.iterations,
+            sleeps: self.sleeps,
+            tx_full_drops: self.tx_full_drops,
+            hints_dropped: self.siblings.as_ref().map_or(0, |s| s.dropped),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, SocketAddrV4};
+
+    use libos::iface::route::Ipv4Cidr;
+    use libos::sim::frames::{self, Kind};
+    use libos::udp::{GeneratorConfig, UdpMode, UdpSocketConfig};
+    use libos::wire::{ArpOperation, EthernetAddress, Icmpv4Message};
+    use libos::StackConfig;
+    use nic::mem::{pair, MemConfig};
+
+    use super::*;
+
+    const US: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 0xb]);
+    const PEER: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 0xa]);
+
+    fn ip(n: u8) -> Ipv4Addr {
+        Ipv4Addr::new(10, 0, 0, n)
+    }
+
+    fn sa(n: u8, port: u16) -> SocketAddrV4 {
+        SocketAddrV4::new(ip(n), port)
+    }
+
+    fn any(port: u16) -> SocketAddrV4 {
+        SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)
+    }
+
+    /// A stack at 10.0.0.2/24 (no announcements) for a port with `caps`.
+    fn stack(caps: &Caps, csum: TxCsum) -> Stack {
+        let mut cfg = StackConfig::new(US, &[Ipv4Cidr::new(ip(2), 24)]);
+        cfg.arp.announce_count = 0;
+        cfg.tx_csum_offload = csum.offload(caps);
+        Stack::new(cfg, Instant::ZERO).unwrap()
+    }
+
+    /// Sends raw frames from the peer port.
+    fn send(peer: &mut MemPort, frames: &[Vec<u8>]) {
+        let mut b = Burst::new();
+        peer.reclaim();
+        assert_eq!(peer.alloc_burst(&mut b, frames.len()), frames.len());
+        for (d, f) in b.as_mut_slice().iter_mut().zip(frames) {
+            d.len = f.len() as u32;
+        }
+        for (d, f) in b.iter().zip(frames) {
+            peer.room_mut(d)[..f.len()].copy_from_slice(f);
+        }
+        assert_eq!(peer.tx_burst(&mut b), frames.len());
+    }
+
+    /// Everything the peer port has received.
+    fn recv(peer: &mut MemPort) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut b = Burst::new();
+        while peer.rx_burst(&mut b) > 0 {
+            out.extend(b.iter().map(|d| peer.frame(d).to_vec()));
+            peer.free_burst(&mut b);
+        }
+        out
+    }
+
+    fn worker(port: MemPort, stack: Stack) -> Worker<MemPort> {
+        Worker::new(port, stack, (), WorkerConfig::default(), Clock::new())
+    }
+
+    #[test]
+    fn echoes_arp_and_ping_are_answered_from_the_same_frames() {
+        let (mut peer, port) = pair(MemConfig::default());
+        let mut s = stack(&port.caps(), TxCsum::Auto);
+        s.udp_bind(any(7), UdpSocketConfig::mode(UdpMode::Echo)).unwrap();
+        let mut w = worker(port, s);
+        let t = Instant::from_millis(1);
+        send(
+            &mut peer,
+            &[
+                frames::arp_request(PEER, ip(1), ip(2)),
+                frames::icmp_echo_frame(PEER, US, ip(1), ip(2), 1, 1, b"ping"),
+                frames::udp_frame(PEER, US, sa(1, 4000), sa(2, 7), &[7u8; 1000]),
+                frames::udp_frame(PEER, US, sa(1, 4000), sa(2, 9), b"closed"),
+            ],
+        );
+        assert!(w.poll_once(t));
+        // The replies left from the frames they came in (the fourth got nothing in place).
+        assert_eq!(w.port().stats().tx_packets, 4, "3 in place + 1 port unreachable");
+        let kinds: Vec<Kind> = recv(&mut peer).iter().map(|f| frames::classify(f)).collect();
+        assert_eq!(kinds.len(), 4, "{kinds:?}");
+        assert!(matches!(kinds[0], Kind::Arp { op: ArpOperation::Reply, .. }));
+        assert!(matches!(kinds[1], Kind::Icmp { msg: Icmpv4Message::EchoReply, .. }));
+        assert_eq!(kinds[2], Kind::Udp { src: sa(2, 7), dst: sa(1, 4000), len: 1000 });
+        assert!(matches!(kinds[3], Kind::Icmp { msg: Icmpv4Message::DstUnreachable, code: 3, .. }));
+        let r = w.finish();
+        let frames = r.frames.unwrap();
+        assert_eq!((frames.held, r.stack.tx_in_place), (0, 3));
+    }
+
+    #[test]
+    fn originated_traffic_resolves_its_neighbour_first_and_accounting_holds() {
+        let (mut peer, port) = pair(MemConfig::default());
+        let caps = port.caps();
+        let mut w = worker(port, stack(&caps, TxCsum::Auto));
+        let h = w.stack_mut().udp_bind(any(5000), UdpSocketConfig::default()).unwrap();
+        w.stack_mut().udp_send(h, sa(1, 6000), b"hello").unwrap();
+        assert!(w.poll_once(Instant::ZERO));
+        let out = recv(&mut peer);
+        assert_eq!(out.len(), 1);
+        assert!(matches!(frames::classify(&out[0]), Kind::Arp { op: ArpOperation::Request, .. }));
+        send(&mut peer, &[frames::arp_reply(PEER, ip(1), US, ip(2))]);
+        assert!(w.poll_once(Instant::from_millis(1)));
+        let out = recv(&mut peer);
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            frames::classify(&out[0]),
+            Kind::Udp { src: sa(2, 5000), dst: sa(1, 6000), len: 5 }
+        );
+        let r = w.finish();
+        assert!(r.frames.is_ok(), "{:?}", r.frames);
+        assert_eq!(r.stack.arp_requests_sent, 1);
+    }
+
+    #[test]
+    fn a_reply_on_one_queue_resolves_the_sibling_that_asked() {
+        // Two "queues": two workers with their own wires; the ARP reply arrives on queue 0
+        // although queue 1 asked.
+        let (mut p0, q0) = pair(MemConfig::default());
+        let (mut p1, q1) = pair(MemConfig::default());
+        let caps = q0.caps();
+        let mut sib = siblings(2).into_iter();
+        let clock = Clock::new();
+        let mut w0 =
+            Worker::new(q0, stack(&caps, TxCsum::Auto), (), WorkerConfig::default(), clock)
+                .with_siblings(sib.next().unwrap());
+        let mut w1 =
+            Worker::new(q1, stack(&caps, TxCsum::Auto), (), WorkerConfig::default(), clock)
+                .with_siblings(sib.next().unwrap());
+        let h = w1.stack_mut().udp_bind(any(5000), UdpSocketConfig::default()).unwrap();
+        w1.stack_mut().udp_send(h, sa(1, 6000), b"queue 1").unwrap();
+        assert!(w1.poll_once(Instant::ZERO));
+        assert_eq!(recv(&mut p1).len(), 1, "queue 1 asks");
+        send(&mut p0, &[frames::arp_reply(PEER, ip(1), US, ip(2))]);
+        assert!(w0.poll_once(Instant::from_millis(1)));
+        assert!(w0.stack().neighbors().get(ip(1)).is_none(), "queue 0 asked nothing");
+        assert!(w1.poll_once(Instant::from_millis(2)));
+        let out = recv(&mut p1);
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            frames::classify(&out[0]),
+            Kind::Udp { src: sa(2, 5000), dst: sa(1, 6000), len: 7 }
+        );
+        assert!(w0.finish().frames.is_ok());
+        assert!(w1.finish().frames.is_ok());
+    }
+
+    #[test]
+    fn the_generator_is_held_back_by_a_full_ring_not_dropped() {
+        // A wire of 100 frames toward a peer that does not read: the generator fills it and
+        // then waits; nothing is dropped and every frame stays accounted for.
+        let cfg = MemConfig { wire_capacity: 100, ..MemConfig::default() };
+        let (mut peer, port) = pair(cfg);
+        let caps = port.caps();
+        let mut s = stack(&caps, TxCsum::Auto);
+        s.add_static_neighbor(ip(1), PEER);
+        let h = s.udp_bind(any(9), UdpSocketConfig::mode(UdpMode::Sink)).unwrap();
+        let gen = GeneratorConfig { dst: sa(1, 9), payload_len: 64, count: None };
+        s.udp_generate(h, Some(gen)).unwrap();
+        let mut w = worker(port, s);
+        for i in 0..10 {
+            w.poll_once(Instant::from_nanos(i * 1000));
+        }
+        assert_eq!(w.port().stats().tx_packets, 100);
+        let r = w.finish();
+        assert_eq!((r.tx_full_drops, r.stack.udp_tx_datagrams), (0, 100 + 64));
+        assert!(r.frames.is_ok());
+        let got = recv(&mut peer);
+        assert_eq!(got.len(), 100);
+        assert_eq!(frames::classify(&got[0]), Kind::Udp { src: sa(2, 9), dst: sa(1, 9), len: 64 });
+    }
+
+    /// An app that collects zero-copy deliveries and answers each with a socket send.
+    #[derive(Default)]
+    struct Collect {
+        got: Vec<(SocketAddrV4, Vec<u8>)>,
+        reply: Option<libos::udp::UdpHandle>,
+    }
+
+    impl App for Collect {
+        fn deliver(&mut self, _: Instant, stack: &mut Stack, d: &Delivery, frame: &[u8]) {
+            let p = &frame[d.offset as usize..(d.offset + d.len) as usize];
+            self.got.push((d.src, p.to_vec()));
+            if let Some(h) = self.reply {
+                stack.udp_send(h, d.src, p).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn deliveries_reach_the_app_zero_copy_and_its_sends_go_out() {
+        let (mut peer, port) = pair(MemConfig::default());
+        let caps = port.caps();
+        let mut s = stack(&caps, TxCsum::Partial);
+        let h = s.udp_bind(any(11), UdpSocketConfig::mode(UdpMode::Deliver)).unwrap();
+        s.add_static_neighbor(ip(1), PEER);
+        let app = Collect { got: Vec::new(), reply: Some(h) };
+        let mut w = Worker::new(port, s, app, WorkerConfig::default(), Clock::new());
+        send(&mut peer, &[frames::udp_frame(PEER, US, sa(1, 4000), sa(2, 11), b"zero copy")]);
+        assert!(w.poll_once(Instant::ZERO));
+        assert_eq!(w.app().got, vec![(sa(1, 4000), b"zero copy".to_vec())]);
+        // The answer went out with a checksum the port completed (Partial on a port without
+        // offload: the peer sees a complete, valid one).
+        let out = recv(&mut peer);
+        assert_eq!(out.len(), 1);
+        let u = libos::wire::UdpPacket::new_checked(&out[0][34..]).unwrap();
+        assert!(u.verify_checksum(ip(2), ip(1)));
+        assert_eq!(w.port().stats().tx_csum_sw, 1);
+        assert!(w.finish().frames.is_ok());
+    }
+
+    #[test]
+    fn run_is_bounded_by_its_deadline_and_sleeps_when_idle() {
+        let (_peer, port) = pair(MemConfig::default());
+        let caps = port.caps();
+        let mut w = Worker::new(
+            port,
+            stack(&caps, TxCsum::Auto),
+            (),
+            WorkerConfig { spin_polls: 4, ..WorkerConfig::default() },
+            Clock::new(),
+        );
+        let stop = AtomicBool::new(false);
+        let t0 = std::time::Instant::now();
+        let r = w.run(&stop, Some(t0 + Duration::from_millis(50)));
+        assert!(t0.elapsed() < Duration::from_secs(2));
+        assert!(r.sleeps > 0 && r.frames.is_ok());
+        assert!(!TxCsum::Stack.offload(&Caps { tx_csum: true, ..caps }));
+        assert!("partial".parse::<TxCsum>().unwrap() == TxCsum::Partial);
+        assert!("x".parse::<TxCsum>().is_err());
+    }
+}
