@@ -53,7 +53,7 @@ pub struct Primary {
 }
 
 /// Static facts written into the JSON `machine` object by the benchmark.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Machine {
     /// CPUs the process may run on.
     pub cpus: usize,

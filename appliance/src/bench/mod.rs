@@ -41,6 +41,41 @@ pub enum BenchCmd {
     /// AF_XDP ceiling with the nic layer and no stack: rxdrop, txonly, l2fwd (and DPDK testpmd
     /// rxonly/txonly/io when installed), on the `pair` rig.
     Raw(raw::RawArgs),
+    /// Draws the PNG of `--plot` again from a report's JSON.
+    Plot(PlotArgs),
+}
+
+/// `xdpos bench plot` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlotArgs {
+    /// The JSON a benchmark wrote with `--json`.
+    pub json: std::path::PathBuf,
+    /// The PNG to write.
+    pub png: std::path::PathBuf,
+    /// The metric to draw.
+    #[arg(long, default_value = "pps")]
+    pub metric: String,
+    /// Divisor for display (`1e6` for Mpps).
+    #[arg(long, default_value_t = 1e6)]
+    pub scale: f64,
+    /// Axis label (the metric after scaling).
+    #[arg(long, default_value = "Mpps")]
+    pub label: String,
+}
+
+/// `xdpos bench plot`: the PNG from a JSON report.
+fn replot(a: &PlotArgs) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(&a.json).with_context(|| format!("read {}", a.json.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parse {}", a.json.display()))?;
+    let leak = |s: &str| -> &'static str { Box::leak(s.to_string().into_boxed_str()) };
+    let primary =
+        harness::Primary { metric: leak(&a.metric), label: leak(&a.label), scale: a.scale };
+    let report = report::from_json(&v, primary)?;
+    plot::draw(&report, &a.png)?;
+    eprintln!("wrote {}", a.png.display());
+    Ok(())
 }
 
 /// Flags every benchmark takes (BENCHMARKS.md, "Common flags").
@@ -148,6 +183,9 @@ impl Stop {
 
 /// Runs one benchmark.
 pub fn run(cmd: &BenchCmd) -> anyhow::Result<()> {
+    if let BenchCmd::Plot(a) = cmd {
+        return replot(a);
+    }
     let stop = Stop::on_signals()?;
     let removed = crate::rig::sweep_stale();
     if removed > 0 {
@@ -155,5 +193,6 @@ pub fn run(cmd: &BenchCmd) -> anyhow::Result<()> {
     }
     match cmd {
         BenchCmd::Raw(args) => raw::run(args, &stop),
+        BenchCmd::Plot(_) => unreachable!("handled above"),
     }
 }

@@ -90,7 +90,7 @@ pub fn draw(report: &Report, path: &Path) -> anyhow::Result<()> {
         .map(|s| s.max / p.scale)
         .fold(0.0f64, f64::max)
         .max(1e-9)
-        * 1.15;
+        * 1.5; // headroom above the lines for the legend
 
     let err = |e: &dyn std::fmt::Display| anyhow!("plot {}: {e}", path.display());
     let root = BitMapBackend::new(path, (1000, 620)).into_drawing_area();
@@ -147,7 +147,7 @@ pub fn draw(report: &Report, path: &Path) -> anyhow::Result<()> {
         .label_font(("sans-serif", 15))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerRight)
+        .position(SeriesLabelPosition::UpperRight)
         .draw()
         .map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e)).context("write the PNG")?;

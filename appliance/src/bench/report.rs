@@ -12,7 +12,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde_json::{json, Map, Value};
 
-use super::harness::{Report, Row};
+use super::harness::{Machine, Primary, Report, Row, Summary};
 
 /// `12.3M`, `845k`, `0.021`: three significant digits with an SI suffix.
 pub fn si(x: f64) -> String {
@@ -137,6 +137,51 @@ pub fn json(r: &Report) -> Value {
     })
 }
 
+/// Reads a report back from its JSON (for `xdpos bench plot`): rows with median/min/max
+/// per metric; baselines, per-repetition samples and table-only metrics are not in the JSON.
+pub fn from_json(v: &Value, primary: Primary) -> anyhow::Result<Report> {
+    let bench: &'static str = Box::leak(
+        v["bench"].as_str().context("JSON has no \"bench\"")?.to_string().into_boxed_str(),
+    );
+    let machine: Machine =
+        serde_json::from_value(v["machine"].clone()).context("JSON has no valid \"machine\"")?;
+    let mut rows = Vec::new();
+    for r in v["rows"].as_array().context("JSON has no \"rows\" array")? {
+        let field = |k: &str| r.get(k).with_context(|| format!("row without {k:?}: {r}"));
+        let mut metrics = Vec::new();
+        for (k, med) in field("median")?.as_object().context("median is not an object")? {
+            let get = |which: &str| r[which][k].as_f64();
+            let name: &'static str = Box::leak(k.clone().into_boxed_str());
+            let median = med.as_f64().with_context(|| format!("median.{k} is not a number"))?;
+            let s = Summary {
+                median,
+                min: get("min").unwrap_or(median),
+                max: get("max").unwrap_or(median),
+            };
+            metrics.push((name, s));
+        }
+        rows.push(Row {
+            variant: field("variant")?.as_str().context("variant is not a string")?.into(),
+            baseline: None,
+            size: field("size")?.as_u64().context("size is not a number")? as usize,
+            repeats: field("repeats")?.as_u64().unwrap_or(0) as usize,
+            metrics,
+            by_rep: Vec::new(),
+        });
+    }
+    Ok(Report {
+        bench,
+        machine,
+        primary,
+        rows,
+        skipped: Vec::new(),
+        repeats_asked: 0,
+        interrupted: false,
+        notes: Vec::new(),
+        json_metrics: None,
+    })
+}
+
 /// Writes [`json`] to `path`.
 pub fn write_json(r: &Report, path: &Path) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(&json(r)).context("encode the report")?;
@@ -146,7 +191,6 @@ pub fn write_json(r: &Report, path: &Path) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::harness::{Machine, Primary, Summary};
 
     fn report() -> Report {
         let s = |x: f64| Summary { median: x, min: x * 0.9, max: x * 1.1 };
@@ -197,6 +241,16 @@ mod tests {
         assert_eq!(keys.len(), 6, "{keys:?}");
         assert!(row["median"].get("cpu0_si%").is_none(), "table-only metrics stay out");
         assert!(table(&report()).contains("cpu0_si%"));
+    }
+
+    #[test]
+    fn json_reads_back_for_plotting() {
+        let r = report();
+        let back = from_json(&json(&r), r.primary).unwrap();
+        assert_eq!(back.bench, "raw");
+        assert_eq!(back.rows.len(), 2);
+        assert_eq!(back.rows[1].get("pps"), r.rows[1].get("pps"));
+        assert!(back.rows[1].get("cpu0_si%").is_none());
     }
 
     #[test]
