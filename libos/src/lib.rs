@@ -2,14 +2,14 @@
 //!
 //! What it is: the protocol code each worker runs over its own NIC queue(s): wire formats
 //! ([`wire`]) and the sans-IO [`Stack`] (Ethernet, ARP, IPv4 with fragmentation and
-//! reassembly, ICMP, UDP sockets; TCP to come), with a deterministic simulator ([`sim`]) that
-//! drives several stacks over a lossy virtual link.
+//! reassembly, ICMP, UDP sockets, TCP ([`tcp`])), with a deterministic simulator ([`sim`])
+//! that drives several stacks over a lossy virtual link.
 //!
 //! Layout: [`stack`] ties the layers together; [`batch`] is the interface to the worker loop
 //! (received batches, transmit slots, verdicts); [`iface`] holds addresses, routes and the
 //! ARP cache; [`ipv4`] fragmentation and reassembly; [`icmp`] the error policy and rate
-//! limit; [`udp`] the sockets; [`stats`] drop reasons and counters; [`time`] the `Instant`
-//! every call takes.
+//! limit; [`udp`] the sockets; [`tcp`] the TCP endpoints; [`stats`] drop reasons and
+//! counters; [`time`] the `Instant` every call takes.
 //!
 //! What it owns: protocol knowledge. Parsing and emitting frames, checksums, and the
 //! virtio-net-style offload header ([`wire::NetHdr`]) that travels with every frame between the
@@ -31,6 +31,7 @@ mod ring;
 pub mod sim;
 pub mod stack;
 pub mod stats;
+pub mod tcp;
 pub mod time;
 pub mod udp;
 pub mod wire;

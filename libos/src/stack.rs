@@ -1,4 +1,4 @@
-//! # The sans-IO stack of one worker: Ethernet, ARP, IPv4, ICMP, UDP
+//! # The sans-IO stack of one worker: Ethernet, ARP, IPv4, ICMP, UDP, TCP
 //!
 //! What it is: [`Stack`], the protocol state of one interface (one MAC, several IPv4
 //! addresses) driven by a worker loop or by the simulator: `handle_*` feed it input, `poll_*`
@@ -7,10 +7,11 @@
 //! What it owns: the interface's addresses and routing table ([`crate::iface::route`]), the ARP
 //! cache and the datagrams waiting for it ([`crate::iface::neighbor`]), fragment reassembly
 //! ([`crate::ipv4::frag`]), the ICMP error queue and rate limit ([`crate::icmp`]), the UDP
-//! sockets ([`crate::udp`]) and the counters ([`Stats`]).
+//! sockets ([`crate::udp`]), the TCP endpoints ([`crate::tcp`]) and the counters ([`Stats`]).
 //!
 //! What it never does: read a clock, sleep, spawn threads, make syscalls, take locks, or
-//! allocate after [`Stack::new`] except when a socket is bound (its rings are sized then).
+//! allocate after [`Stack::new`] except when a UDP socket is bound or a TCP listener opened
+//! (their rings are sized then).
 //! Received frames are never held past `handle_rx`: each leaves with a [`Verdict`].
 //!
 //! Invariants:
@@ -23,7 +24,8 @@
 //!   newcomer is dropped and counted.
 //!
 //! References: RFC 826, RFC 5227 (ARP), RFC 791, RFC 815, RFC 1122 (host requirements), RFC
-//! 792 (ICMP), RFC 768 (UDP), RFC 862 (echo); DESIGN.md §1, §4, §9.
+//! 792 (ICMP), RFC 768 (UDP), RFC 862 (echo), RFC 9293 (TCP, see [`crate::tcp`]); DESIGN.md
+//! §1, §4, §9.
 
 use core::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -36,6 +38,7 @@ use crate::ipv4::frag::{FragConfig, FragKey, Outcome, Reassembler};
 use crate::ipv4::{fragment_plan, write_packet, OutHeader};
 use crate::ring::FixedRing;
 use crate::stats::{DropReason, Stats};
+use crate::tcp::{ListenHandle, Tcp, TcpConfig, TcpError, TcpHandle, TxEnv, L2};
 use crate::time::{earliest, Instant};
 use crate::udp::{
     GeneratorConfig, RecvMeta, UdpError, UdpHandle, UdpMode, UdpSocketConfig, UdpSocketStats,
@@ -84,6 +87,8 @@ pub struct StackConfig {
     pub icmp: IcmpConfig,
     /// Most UDP sockets.
     pub max_udp_sockets: usize,
+    /// TCP tunables (connection table size, buffers, offloads, …).
+    pub tcp: TcpConfig,
 }
 
 impl StackConfig {
@@ -103,6 +108,7 @@ impl StackConfig {
             frag: FragConfig::default(),
             icmp: IcmpConfig::default(),
             max_udp_sockets: 64,
+            tcp: TcpConfig::default(),
         }
     }
 }
@@ -338,6 +344,7 @@ pub struct Stack {
     /// A round is due and waits for transmit slots.
     announce_due: bool,
     gen_template: Box<[u8]>,
+    tcp: Tcp,
 }
 
 impl Stack {
@@ -410,6 +417,7 @@ impl Stack {
             announce_due: cfg.arp.announce_count > 0,
             gen_template: vec![0u8; cfg.mtu + ETHERNET_HEADER_LEN + VLAN_TAG_LEN]
                 .into_boxed_slice(),
+            tcp: Tcp::new(cfg.tcp.clone(), cfg.mtu, now),
         })
     }
 
@@ -506,7 +514,8 @@ impl Stack {
     /// retransmission or probe, reassembly expiry, announcement); `None` if no timer runs.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let announce = (self.announce_left > 0).then_some(self.announce_at);
-        earliest(earliest(self.neighbors.next_timeout(), self.reasm.next_timeout()), announce)
+        let t = earliest(self.neighbors.next_timeout(), self.reasm.next_timeout());
+        earliest(earliest(t, announce), self.tcp.poll_timeout())
     }
 
     /// Runs every timer due at `now`. What they produce goes out with the next `poll_tx`.
@@ -517,6 +526,7 @@ impl Stack {
             self.announce_at = now + self.neighbors.config().announce_interval;
         }
         self.neighbors.on_timeout(now, &mut self.stats);
+        self.tcp.handle_timeout(now);
         let (icmp, stats) = (&mut self.icmp, &mut self.stats);
         self.reasm.expire(now, |e| {
             stats.drop(DropReason::ReassemblyTimeout);
@@ -548,6 +558,7 @@ impl Stack {
             || !self.replies.is_empty()
             || self.udp.has_tx()
             || !self.udp.generators().is_empty()
+            || self.tcp.wants_tx()
     }
 
     // ----------------------------------------------------------------------------------------
@@ -712,7 +723,14 @@ impl Stack {
         }
         match protocol {
             IpProtocol::Udp => self.rx_udp(now, frame, l2, hl, end, hdr, dest, link_bcast),
-            IpProtocol::Icmp => self.rx_icmp(frame, l2, hl, end, hdr, dest, link_bcast),
+            IpProtocol::Icmp => self.rx_icmp(now, frame, l2, hl, end, hdr, dest, link_bcast),
+            IpProtocol::Tcp if dest == Dest::Unicast && !link_bcast => {
+                let peer = EthernetAddress::from_bytes(&frame[6..12]).unwrap_or_default();
+                let tcp = &frame[l2 + hl..end];
+                self.tcp.on_segment(now, src, dst, peer, tcp, hdr, &self.routes)
+            }
+            // RFC 1122 §4.2.3.10: a segment to a broadcast address is not for any connection.
+            IpProtocol::Tcp => Verdict::Drop(DropReason::NotForUs),
             _ => {
                 let offender = Offender {
                     src,
@@ -858,6 +876,7 @@ impl Stack {
     #[allow(clippy::too_many_arguments)]
     fn rx_icmp(
         &mut self,
+        now: Instant,
         frame: &mut [u8],
         l2: usize,
         hl: usize,
@@ -878,6 +897,11 @@ impl Stack {
             }
             (p.msg_type(), p.msg_code())
         };
+        if msg == Icmpv4Message::DstUnreachable && code == 4 && dest == Dest::Unicast {
+            // Fragmentation needed: TCP lowers the path MTU (RFC 1191, RFC 5927).
+            let mtu = u16::from_be_bytes([frame[l4 + 6], frame[l4 + 7]]);
+            self.tcp.on_frag_needed(now, &frame[l4 + 8..end], mtu);
+        }
         if msg != Icmpv4Message::EchoRequest || dest != Dest::Unicast || link_bcast {
             // Echo replies to pings we did not send, errors about our traffic (not yet
             // reported to sockets), broadcast pings (Linux's icmp_echo_ignore_broadcasts).
@@ -1086,10 +1110,27 @@ impl Stack {
         self.tx_icmp_errors(slots);
         self.tx_replies(slots);
         self.tx_udp(now, slots);
+        self.tx_tcp(now, slots);
         self.tx_generators(now, slots);
         // Lookups above may have started resolutions.
         self.tx_arp(slots);
         start - slots.remaining()
+    }
+
+    fn tx_tcp<S: TxSlots + ?Sized>(&mut self, now: Instant, slots: &mut S) {
+        let l2 = L2 {
+            mac: self.link.mac,
+            vlan: self.link.vlan,
+            tx_csum: self.link.tx_csum,
+            ttl: self.ttl,
+        };
+        let mut env = TxEnv {
+            l2,
+            neighbors: &mut self.neighbors,
+            ident: &mut self.ident,
+            stats: &mut self.stats,
+        };
+        self.tcp.poll_tx(now, slots, &mut env);
     }
 
     fn count_tx(&mut self, frames: u64, bytes: u64) {
@@ -1594,6 +1635,69 @@ impl Stack {
     pub fn udp_generated(&self, h: UdpHandle) -> Result<u64, UdpError> {
         Ok(self.udp.get(h)?.generator.as_ref().map_or(0, |g| g.sent))
     }
+
+    // ----------------------------------------------------------------------------------------
+    // TCP.
+
+    /// The TCP endpoints: counters, connection state and information.
+    pub fn tcp(&self) -> &Tcp {
+        &self.tcp
+    }
+
+    /// The TCP socket API for code on this worker: `accept`, `read`/`read_with`,
+    /// `write`/`write_with`, `shutdown`, `close`, `abort`, `poll_event`, options (see
+    /// [`Tcp`]). What a call queues goes out with the next `poll_tx`.
+    pub fn tcp_mut(&mut self) -> &mut Tcp {
+        &mut self.tcp
+    }
+
+    /// Opens a TCP listener on `local` (`0.0.0.0` for every interface address) with an accept
+    /// queue of `backlog` connections. Allocates the accept queue.
+    pub fn tcp_listen(
+        &mut self,
+        local: SocketAddrV4,
+        backlog: usize,
+    ) -> Result<ListenHandle, TcpError> {
+        if !local.ip().is_unspecified() && !self.is_local(*local.ip()) {
+            return Err(TcpError::AddrNotAvailable);
+        }
+        if local.port() == 0 {
+            return Err(TcpError::AddrNotAvailable);
+        }
+        self.tcp.listen(local, backlog)
+    }
+
+    /// Opens a TCP connection to `remote` from `local` (`None`: the interface address towards
+    /// `remote` and an ephemeral port; a given port lets the caller pick one that its NIC's RSS
+    /// hashes to this worker). The SYN leaves with the next `poll_tx`; a `CONNECTED` event
+    /// follows.
+    pub fn tcp_connect(
+        &mut self,
+        now: Instant,
+        remote: SocketAddrV4,
+        local: Option<SocketAddrV4>,
+    ) -> Result<TcpHandle, TcpError> {
+        let ip = *remote.ip();
+        if remote.port() == 0
+            || ip.is_unspecified()
+            || ip.is_broadcast()
+            || ip.is_multicast()
+            || self.is_local(ip)
+            || self.classify_dst(ip).is_some()
+        {
+            return Err(TcpError::BadDestination);
+        }
+        let Some(next_hop) = self.routes.next_hop(ip) else { return Err(TcpError::NoRoute) };
+        let local = match local {
+            Some(l) if l.ip().is_unspecified() => {
+                SocketAddrV4::new(self.select_src(next_hop), l.port())
+            }
+            Some(l) if self.is_local(*l.ip()) => l,
+            Some(_) => return Err(TcpError::AddrNotAvailable),
+            None => SocketAddrV4::new(self.select_src(next_hop), 0),
+        };
+        self.tcp.connect(now, local, remote, next_hop)
+    }
 }
 
 /// Copies a datagram, cut into MTU-sized IPv4 packets, onto neighbour `entry`'s queue: all of
@@ -1803,9 +1907,9 @@ mod tests {
         );
         let closed = udp_to(12, b"x");
         assert_eq!(rx(&mut s, &closed, NetHdr::NONE).verdict, Verdict::Drop(DropReason::NoSocket));
-        // TCP: protocol unreachable is queued (quoting the datagram).
+        // GRE: protocol unreachable is queued (quoting the datagram).
         let mut tcp = udp_to(9, b"abcdefgh");
-        tcp[23] = 6;
+        tcp[23] = 47;
         Ipv4Packet::new_unchecked(&mut tcp[14..]).fill_checksum();
         assert_eq!(
             rx(&mut s, &tcp, NetHdr::NONE).verdict,

@@ -62,11 +62,14 @@ pub enum DropReason {
     /// Transmit side: a datagram needs more TX slots than a call ever offers, or more than
     /// 65535 bytes of IPv4.
     TxTooBig,
+    /// A TCP segment discarded by the TCP state machine (out of window, PAWS, bad ACK, full
+    /// queues, …): `TcpStats::drops` has the reason.
+    Tcp,
 }
 
 impl DropReason {
     /// Number of reasons (the length of [`Stats::drops`]).
-    pub const COUNT: usize = 21;
+    pub const COUNT: usize = 22;
 
     /// Every reason, in index order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
@@ -91,6 +94,7 @@ impl DropReason {
         DropReason::ArpFailed,
         DropReason::NoRoute,
         DropReason::TxTooBig,
+        DropReason::Tcp,
     ];
 
     /// The metrics label, snake_case and stable.
@@ -117,6 +121,7 @@ impl DropReason {
             DropReason::ArpFailed => "arp_failed",
             DropReason::NoRoute => "no_route",
             DropReason::TxTooBig => "tx_too_big",
+            DropReason::Tcp => "tcp",
         }
     }
 }

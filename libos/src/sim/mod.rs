@@ -15,7 +15,14 @@
 //! `poll_timeout` has passed gets `handle_timeout`. Transmit-in-place verdicts go back on the
 //! wire from the same frame. The segment behaves as an ideal switch: a unicast frame reaches
 //! the node with that MAC, a broadcast reaches every other node. The simulated device
-//! completes `Csum::Partial` checksums, as a NIC with transmit checksum offload would.
+//! completes `Csum::Partial` checksums, as a NIC with transmit checksum offload would, and
+//! splits `Gso::TcpV4` super-segments into MTU-sized segments (software TSO, [`tcp::tso_split`]);
+//! with [`Sim::set_gro`] it coalesces in-order TCP segments of a batch into one frame on
+//! receive ([`tcp::gro_coalesce`]), as the NIC layer's GRO does.
+//!
+//! Applications: [`Sim::set_app`] attaches a callback to a stack node that runs after every
+//! batch and timer of that node (where a worker would run its services), so a TCP transfer
+//! reacts to events in virtual time; [`tcp`] has ready-made ones (bulk transfer, sink, echo).
 //!
 //! What it never does: read a clock, sleep, or use entropy from the system: a seed determines
 //! a run.
@@ -25,6 +32,9 @@
 
 pub mod frames;
 pub mod rng;
+pub mod tcp;
+#[cfg(test)]
+mod tcp_tests;
 #[cfg(test)]
 mod tests;
 
@@ -122,12 +132,24 @@ enum NodeKind {
     Raw,
 }
 
+/// An application callback on a stack node (see [`Sim::set_app`]).
+pub type AppFn = Box<dyn FnMut(Instant, &mut Stack)>;
+
+struct App(AppFn);
+
+impl core::fmt::Debug for App {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("App(..)")
+    }
+}
+
 #[derive(Debug)]
 struct Node {
     mac: EthernetAddress,
     kind: NodeKind,
     inbox: Vec<(Instant, Vec<u8>)>,
     deliveries: Vec<(Instant, Delivery, Vec<u8>)>,
+    app: Option<App>,
 }
 
 /// The simulator (see the module documentation).
@@ -142,6 +164,8 @@ pub struct Sim {
     trace: Vec<TraceEvent>,
     slots: Vec<Frame>,
     steps: u64,
+    gro: bool,
+    keep_trace: bool,
 }
 
 /// The MAC of the `n`th node of [`Sim::pair`]: `02:00:00:00:00:n`.
@@ -167,6 +191,8 @@ impl Sim {
             trace: Vec::new(),
             slots: (0..64).map(|_| Frame::empty(FRAME_ROOM)).collect(),
             steps: 0,
+            gro: false,
+            keep_trace: true,
         }
     }
 
@@ -197,6 +223,7 @@ impl Sim {
             kind: NodeKind::Stack(Box::new(stack)),
             inbox: Vec::new(),
             deliveries: Vec::new(),
+            app: None,
         });
         Ok(self.nodes.len() - 1)
     }
@@ -209,6 +236,7 @@ impl Sim {
             kind: NodeKind::Raw,
             inbox: Vec::new(),
             deliveries: Vec::new(),
+            app: None,
         });
         self.nodes.len() - 1
     }
@@ -232,6 +260,52 @@ impl Sim {
             Some(NodeKind::Stack(s)) => s,
             _ => panic!("sim: node {i} is not a stack"),
         }
+    }
+
+    /// Attaches an application to stack node `i`: it runs after every received batch and
+    /// every timer of that node, and once now.
+    pub fn set_app(&mut self, i: usize, app: AppFn) {
+        if let Some(n) = self.nodes.get_mut(i) {
+            n.app = Some(App(app));
+        }
+        self.run_app(i);
+        self.flush_tx();
+    }
+
+    /// Removes node `i`'s application.
+    pub fn clear_app(&mut self, i: usize) {
+        if let Some(n) = self.nodes.get_mut(i) {
+            n.app = None;
+        }
+    }
+
+    fn run_app(&mut self, i: usize) {
+        let now = self.now;
+        if let Some(n) = self.nodes.get_mut(i) {
+            if let (Some(App(app)), NodeKind::Stack(s)) = (&mut n.app, &mut n.kind) {
+                app(now, s);
+            }
+        }
+    }
+
+    /// Transmit buffers of `room` bytes (a super-segment needs up to 64 KiB + headers).
+    pub fn set_tx_room(&mut self, room: usize) {
+        self.slots = (0..64).map(|_| Frame::empty(room.max(64))).collect();
+    }
+
+    /// Coalesce received TCP segments per batch (GRO) from now on.
+    pub fn set_gro(&mut self, on: bool) {
+        self.gro = on;
+    }
+
+    /// Record frames in the trace (on by default; long transfers turn it off to save memory).
+    pub fn set_trace(&mut self, on: bool) {
+        self.keep_trace = on;
+    }
+
+    /// Events handled so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
     }
 
     /// Frames a raw host received, with their arrival times.
@@ -288,11 +362,16 @@ impl Sim {
             self.now = self.now.max(next);
             self.deliver_due();
             let now = self.now;
-            for n in &mut self.nodes {
-                if let NodeKind::Stack(s) = &mut n.kind {
-                    if s.poll_timeout().is_some_and(|d| d <= now) {
+            for i in 0..self.nodes.len() {
+                let due = match &mut self.nodes[i].kind {
+                    NodeKind::Stack(s) if s.poll_timeout().is_some_and(|d| d <= now) => {
                         s.handle_timeout(now);
+                        true
                     }
+                    _ => false,
+                };
+                if due {
+                    self.run_app(i);
                 }
             }
         }
@@ -309,6 +388,13 @@ impl Sim {
             let Some(Reverse(f)) = self.wire.pop() else { break };
             if let Some(b) = batches.get_mut(f.to) {
                 b.push(Frame::new(&f.frame, f.frame.len()));
+            }
+        }
+        if self.gro {
+            for b in &mut batches {
+                if b.len() > 1 {
+                    *b = tcp::gro_coalesce(core::mem::take(b));
+                }
             }
         }
         let now = self.now;
@@ -335,6 +421,7 @@ impl Sim {
                 for (frame, hdr) in out {
                     self.transmit(i, frame, hdr);
                 }
+                self.run_app(i);
                 self.flush_tx();
             }
         }
@@ -363,6 +450,12 @@ impl Sim {
     /// Puts a frame on the wire: completes a partial checksum, records it, and schedules its
     /// arrival at each receiver according to the link's behaviour.
     fn transmit(&mut self, from: usize, mut frame: Vec<u8>, hdr: NetHdr) {
+        if let crate::wire::Gso::TcpV4 { size, hdr_len } = hdr.gso {
+            for seg in tcp::tso_split(&frame, usize::from(size), usize::from(hdr_len)) {
+                self.transmit(from, seg, NetHdr::NONE);
+            }
+            return;
+        }
         if let Csum::Partial { start, offset } = hdr.csum {
             let (s, at) = (usize::from(start), usize::from(start) + usize::from(offset));
             if at + 2 <= frame.len() {
@@ -371,7 +464,9 @@ impl Sim {
                 frame[at..at + 2].copy_from_slice(&c.to_be_bytes());
             }
         }
-        self.trace.push(TraceEvent { at: self.now, from, frame: frame.clone() });
+        if self.keep_trace {
+            self.trace.push(TraceEvent { at: self.now, from, frame: frame.clone() });
+        }
         if self.link.drop_next > 0 {
             self.link.drop_next -= 1;
             return;
