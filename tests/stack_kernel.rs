@@ -18,7 +18,6 @@ use libos::udp::{UdpHandle, UdpMode, UdpSocketConfig};
 use libos::wire::EthernetAddress;
 use libos::{Stack, StackConfig};
 use nic::afxdp::{XdpMode, XdpProgram, XskConfig, XskPort};
-use xdpos::bench::Stop;
 use xdpos::echo::{EchoConfig, EchoService, Steer, WorkerReport};
 use xdpos::rig::{Pair, PairOpts};
 use xdpos::worker::{self, App, Clock, TxCsum, Worker, WorkerConfig};
@@ -35,7 +34,7 @@ fn pair(tag: &str, queues: u32) -> Pair {
 }
 
 /// The echo host at B's address /24 on `queues`, started in namespace B.
-fn echo_host(pair: &Pair, queues: u32, stop: &Stop) -> EchoService {
+fn echo_host(pair: &Pair, queues: u32) -> EchoService {
     let cfg = EchoConfig {
         ifname: pair.b.ifname.clone(),
         addr: Ipv4Cidr::new(pair.b.ip, 24),
@@ -48,7 +47,7 @@ fn echo_host(pair: &Pair, queues: u32, stop: &Stop) -> EchoService {
         socket: XskConfig::default(),
         tx_csum: TxCsum::Auto,
     };
-    pair.ns_b.run_in(|| EchoService::start(&cfg, stop.clone())).unwrap().unwrap()
+    pair.ns_b.run_in(|| EchoService::start(&cfg)).unwrap().unwrap()
 }
 
 /// Stops the host, checks every queue's frame accounting and that no program is left; returns
@@ -69,7 +68,7 @@ fn sum(reports: &[WorkerReport], f: impl Fn(&WorkerReport) -> u64) -> u64 {
 #[test]
 fn the_kernel_resolves_an_xdpos_address_by_arp_and_pings_it() {
     let pair = pair("kp", 2);
-    let host = echo_host(&pair, 2, &Stop::new());
+    let host = echo_host(&pair, 2);
     let out = pair.ns_a.sh(&format!("ping -c 3 -i 0.2 -W 2 {}", pair.b.ip));
     let out = out.unwrap_or_else(|e| panic!("ping failed: {e}\n{}", dump(&pair)));
     assert!(out.contains("3 received"), "{out}");
@@ -86,7 +85,7 @@ fn the_kernel_resolves_an_xdpos_address_by_arp_and_pings_it() {
 #[test]
 fn kernel_udp_client_gets_echoes_of_every_size_and_of_a_fragmented_datagram() {
     let pair = pair("ke", 2);
-    let host = echo_host(&pair, 2, &Stop::new());
+    let host = echo_host(&pair, 2);
     let dst = SocketAddrV4::new(pair.b.ip, ECHO);
     let sizes = [64usize, 512, 1024, 1472, 4000];
     let got = pair
@@ -123,7 +122,7 @@ fn kernel_udp_client_gets_echoes_of_every_size_and_of_a_fragmented_datagram() {
 #[test]
 fn a_closed_port_answers_port_unreachable_and_a_connected_socket_sees_econnrefused() {
     let pair = pair("ku", 1);
-    let host = echo_host(&pair, 1, &Stop::new());
+    let host = echo_host(&pair, 1);
     let (refused, echoed) = pair
         .ns_a
         .run_in(|| {

@@ -83,7 +83,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         socket: XskConfig::default(),
         tx_csum: TxCsum::Auto,
     };
-    let service = pair.ns_b.run_in(|| EchoService::start(&cfg, stop.clone()))??;
+    let service = pair.ns_b.run_in(|| EchoService::start(&cfg))??;
     println!(
         "xdpos: host {XDPOS_IP}/24 on {} in namespace B ({} XDP, queues 0 and 1, one pinned \
          worker and one libos stack each), UDP echo on port {SERVICE_PORT}; B's kernel keeps \

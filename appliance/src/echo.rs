@@ -25,11 +25,15 @@
 //! What it owns: the steering program, the sockets, the worker threads and their live
 //! counters (single writer, relaxed stores, DESIGN.md §6).
 //!
-//! Shutdown: raising the stop flag (SIGTERM, SIGINT, or the end of `--seconds`) makes the
-//! workers finish their batch, free every frame and check their frame accounting;
-//! [`EchoService::join`] collects their reports and drops the program, which detaches it.
+//! Shutdown: [`EchoService::join`] (called by `xdpos echo` on SIGTERM, SIGINT or the end of
+//! `--seconds`) first tells the steering program to take nothing more, so the kernel stops
+//! writing into the sockets, then stops the workers: each finishes its batch, frees every frame,
+//! drains what was in flight and checks its frame accounting on a quiet port. It collects their
+//! reports and drops the program, which detaches it. Dropping the service without `join` stops
+//! the workers too.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -43,7 +47,6 @@ use nic::afxdp::{
 };
 use nic::{FrameCounts, Port, PortStats};
 
-use crate::bench::Stop;
 use crate::worker::{self, Clock, TxCsum, Worker, WorkerConfig, WorkerCounters};
 
 /// What the steering program hands to the service.
@@ -158,16 +161,24 @@ impl WorkerReport {
 /// A running echo service.
 #[derive(Debug)]
 pub struct EchoService {
-    prog: XdpProgram,
+    prog: Option<XdpProgram>,
     workers: Vec<JoinHandle<anyhow::Result<WorkerReport>>>,
     counters: Vec<(u32, Arc<WorkerCounters>)>,
-    stop: Stop,
+    /// Raised by `join` (or drop) once the steering program takes nothing more.
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for EchoService {
+    fn drop(&mut self) {
+        // Without `join` (an error path): stop the workers; the program detaches on its drop.
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
 
 impl EchoService {
     /// Attaches the steering program, opens one socket per queue, builds one stack per queue
     /// and starts the workers, all in the calling thread's network namespace.
-    pub fn start(cfg: &EchoConfig, stop: Stop) -> anyhow::Result<EchoService> {
+    pub fn start(cfg: &EchoConfig) -> anyhow::Result<EchoService> {
         anyhow::ensure!(!cfg.queues.is_empty(), "echo: no queue to serve");
         let mac = nic::netdev::mac_address(&cfg.ifname)
             .with_context(|| format!("read the MAC address of {}", cfg.ifname))?;
@@ -190,6 +201,7 @@ impl EchoService {
         let wcfg = WorkerConfig { burst: cfg.socket.burst, ..WorkerConfig::default() };
         let mut handles = Vec::new();
         let mut counters = Vec::new();
+        let stop = Arc::new(AtomicBool::new(false));
         let sibs = worker::siblings(workers.len());
         for (i, ((port, stack, echo), sib)) in workers.into_iter().zip(sibs).enumerate() {
             let queue = port.queue();
@@ -207,12 +219,12 @@ impl EchoService {
             ifname = %cfg.ifname, addr = %cfg.addr, port = cfg.port, queues = ?cfg.queues,
             mode = prog.mode().as_str(), "echo service ready"
         );
-        Ok(EchoService { prog, workers: handles, counters, stop })
+        Ok(EchoService { prog: Some(prog), workers: handles, counters, stop })
     }
 
     /// The XDP mode the program runs in.
     pub fn xdp_mode(&self) -> &'static str {
-        self.prog.mode().as_str()
+        self.prog.as_ref().map_or("detached", |p| p.mode().as_str())
     }
 
     /// Live counters per queue.
@@ -222,23 +234,26 @@ impl EchoService {
 
     /// The steering program's verdicts so far.
     pub fn verdicts(&self) -> anyhow::Result<Verdicts> {
-        Ok(self.prog.verdicts()?)
+        let prog = self.prog.as_ref().ok_or_else(|| anyhow::anyhow!("echo: program detached"))?;
+        Ok(prog.verdicts()?)
     }
 
-    /// Stops the workers, collects their reports, and detaches the program.
-    pub fn join(self) -> anyhow::Result<(Vec<WorkerReport>, Verdicts)> {
-        self.stop.request();
+    /// Stops the inflow, then the workers; collects their reports and detaches the program.
+    pub fn join(mut self) -> anyhow::Result<(Vec<WorkerReport>, Verdicts)> {
+        let prog = self.prog.take().ok_or_else(|| anyhow::anyhow!("echo: joined twice"))?;
+        let steer = prog.steer_none();
+        self.stop.store(true, Ordering::Relaxed);
         let mut reports = Vec::new();
-        let mut failed = None;
-        for w in self.workers {
+        let mut failed = steer.err().map(anyhow::Error::from);
+        for w in std::mem::take(&mut self.workers) {
             match w.join() {
                 Ok(Ok(r)) => reports.push(r),
                 Ok(Err(e)) => failed = Some(e),
                 Err(_) => failed = Some(anyhow::anyhow!("an echo worker panicked")),
             }
         }
-        let verdicts = self.prog.verdicts()?;
-        self.prog.detach()?;
+        let verdicts = prog.verdicts()?;
+        prog.detach()?;
         match failed {
             Some(e) => Err(e),
             None => Ok((reports, verdicts)),
@@ -277,13 +292,13 @@ fn run_worker(
     queue: u32,
     cpu: Option<usize>,
     echo: UdpHandle,
-    stop: &Stop,
+    stop: &AtomicBool,
 ) -> anyhow::Result<WorkerReport> {
     let pinned = cpu.filter(|&id| core_affinity::set_for_current(core_affinity::CoreId { id }));
     if cpu.is_some() && pinned.is_none() {
         tracing::warn!(queue, cpu = ?cpu, "cannot pin the worker; it runs unpinned");
     }
-    let r = w.run(stop.flag(), None);
+    let r = w.run(stop, None);
     let echoed = w.stack().udp_stats(echo).map(|s| s.echoed).unwrap_or(0);
     Ok(WorkerReport {
         queue,

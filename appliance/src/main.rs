@@ -146,7 +146,7 @@ fn echo(a: &EchoArgs) -> anyhow::Result<()> {
         },
         tx_csum: a.tx_csum,
     };
-    let service = EchoService::start(&cfg, stop.clone())?;
+    let service = EchoService::start(&cfg)?;
     // A line on stdout that scripts and tests wait for.
     println!(
         "ready: echo on {} port {} at {} ({} XDP)",

@@ -23,10 +23,14 @@
 //!    left (so a generator slows down to what the ring takes: back-pressure, not loss);
 //! 8. one `tx_burst` for replies and originated frames together: one kick per batch.
 //!
-//! Idle: after [`WorkerConfig::spin_polls`] empty iterations the worker sleeps on the port
-//! ([`WorkerPort::idle_wait`], `poll(2)` on the AF_XDP socket, woken by traffic) for at most
-//! [`WorkerConfig::idle_wait`], and never past the stack's next timer, then counts the sleep.
-//! A worker with something to send (a generator, a TX backlog) never sleeps.
+//! Idle: after finding its port empty for [`WorkerConfig::spin`] (timed with the clock it reads
+//! anyway, not by counting polls: a count of empty polls is over in microseconds, shorter than
+//! the gaps between the bursts of a sender running at a million packets per second, and a
+//! worker asleep in `poll(2)` makes the kernel pay a wake-up on the *sender's* CPU for every
+//! burst) the worker sleeps on the port ([`WorkerPort::idle_wait`], `poll(2)` on the AF_XDP
+//! socket, woken by traffic) for at most [`WorkerConfig::idle_wait`], and never past the
+//! stack's next timer, then counts the sleep. A worker with something to send (a generator, a
+//! TX backlog) never sleeps.
 //!
 //! Transmit back-pressure: frames the TX ring cannot take stay in the TX burst and go first on
 //! the next iteration; beyond one burst of backlog the newest are freed and counted
@@ -43,9 +47,12 @@
 //! arrays owned by the worker), lock, log, read the clock or make a system call per packet (one
 //! `rx_burst`, at most one `tx_burst` kick and one clock read per iteration).
 //!
-//! Shutdown: when stopped, the worker frees every frame it holds, waits (bounded) for the
-//! device to finish its transmissions and checks the frame accounting
-//! ([`WorkerPort::check_frames`]); the result is in its [`WorkerReport`].
+//! Shutdown: when stopped, the worker frees every frame it holds, drains what still arrives
+//! (counted in [`WorkerReport::drained`]), waits (bounded) for the device to finish its
+//! transmissions and checks the frame accounting ([`WorkerPort::check_frames`]) once the port is
+//! quiet; the result is in its [`WorkerReport`]. The accounting check reads rings the kernel
+//! is writing, so an owner that can stop the inflow first (the steering program's
+//! `steer_none`) should, and then call [`Worker::finish`] after [`Worker::run_loop`].
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
@@ -63,6 +70,9 @@ use nic::{Burst, Caps, Desc, FrameCounts, Port, PortStats, DEFAULT_BURST, MAX_BU
 pub trait WorkerPort: Port {
     /// Sleeps until frames arrive or `max` has passed (a spurious early return is fine).
     fn idle_wait(&mut self, max: Duration);
+    /// Runs the device's receive work in this thread, once (preferred busy polling, see
+    /// [`WorkerConfig::busy_poll`]); does nothing where the backend has no such thing.
+    fn busy_poll(&mut self) {}
     /// Checks the frame accounting (as deeply as the backend can); `Err` says what is wrong.
     fn check_frames(&self) -> Result<FrameCounts, String>;
 }
@@ -72,6 +82,13 @@ impl WorkerPort for XskPort {
         let ms = i32::try_from(max.as_millis()).unwrap_or(i32::MAX);
         // An error here (EINTR) only ends the sleep early.
         let _ = self.wait_rx(ms);
+    }
+
+    #[inline]
+    fn busy_poll(&mut self) {
+        // A non-blocking zero-length receive runs the socket's NAPI poll once (the socket has
+        // SO_BUSY_POLL set, see nic::busy_poll); EAGAIN is the normal answer.
+        let _ = rustix::net::recv(self.fd(), &mut [0u8; 0][..], rustix::net::RecvFlags::DONTWAIT);
     }
 
     fn check_frames(&self) -> Result<FrameCounts, String> {
@@ -134,16 +151,32 @@ pub struct WorkerConfig {
     /// kept when the ring is full (1..=[`MAX_BURST`]; the port's own receive burst applies to
     /// `rx_burst`).
     pub burst: usize,
-    /// Empty iterations before the worker sleeps on its port.
-    pub spin_polls: u32,
-    /// Longest sleep of an idle worker (it also wakes for traffic, a stop request and the
-    /// stack's next timer).
+    /// How long the worker polls an empty port before it sleeps on it.
+    pub spin: Duration,
+    /// Yield the CPU (`sched_yield`) after every empty poll while spinning: for a worker that
+    /// shares its core with the device's receive work (a NAPI kthread pinned there), which
+    /// then runs as soon as it has work instead of waiting for the scheduler to preempt a
+    /// spinning worker.
+    pub yield_when_empty: bool,
+    /// Longest sleep of an idle worker (traffic wakes it at once; it also never sleeps past
+    /// the stack's next timer). Bounds how late it sees a stop request.
     pub idle_wait: Duration,
+    /// Drive the port's busy polling once per iteration ([`WorkerPort::busy_poll`]): for an
+    /// AF_XDP socket with `nic::busy_poll` enabled, the device's receive work (the XDP
+    /// program, the copy into the socket) then runs in the worker, on its core, instead of in
+    /// a softirq on whichever core raised it. One system call per iteration, not per packet.
+    pub busy_poll: bool,
 }
 
 impl Default for WorkerConfig {
     fn default() -> WorkerConfig {
-        WorkerConfig { burst: DEFAULT_BURST, spin_polls: 256, idle_wait: Duration::from_millis(10) }
+        WorkerConfig {
+            burst: DEFAULT_BURST,
+            spin: Duration::from_millis(1),
+            yield_when_empty: false,
+            idle_wait: Duration::from_millis(50),
+            busy_poll: false,
+        }
     }
 }
 
@@ -214,6 +247,11 @@ pub struct Siblings {
 
 /// Hints an inbox holds.
 const HINT_QUEUE: usize = 64;
+
+/// Empty polls between two visits of the clock, the timers and the app by an idle worker.
+pub const CHECK_EVERY: u32 = 64;
+/// Busy iterations between two publications of the counters.
+const PUBLISH_EVERY: u32 = 8;
 
 /// Links `n` workers' [`Siblings`]: what one learns reaches every other.
 pub fn siblings(n: usize) -> Vec<Siblings> {
@@ -356,12 +394,14 @@ pub struct WorkerReport {
     pub tx_full_drops: u64,
     /// Neighbour hints lost to a full sibling inbox.
     pub hints_dropped: u64,
+    /// Frames that arrived after the stop and were freed unprocessed.
+    pub drained: u64,
 }
 
 impl WorkerReport {
-    /// Frames dropped by the stack or for want of TX room.
+    /// Frames dropped by the stack, for want of TX room, or at the stop.
     pub fn dropped(&self) -> u64 {
-        self.stack.total_drops() + self.tx_full_drops
+        self.stack.total_drops() + self.tx_full_drops + self.drained
     }
 }
 
@@ -385,7 +425,8 @@ pub struct Worker<P: WorkerPort, A: App = ()> {
     iterations: u64,
     sleeps: u64,
     tx_full_drops: u64,
-    empty: u32,
+    /// Since when the port has been found empty (`None`: it was not, last time).
+    idle_since: Option<std::time::Instant>,
 }
 
 impl<P: WorkerPort, A: App> Worker<P, A> {
@@ -408,7 +449,7 @@ impl<P: WorkerPort, A: App> Worker<P, A> {
             iterations: 0,
             sleeps: 0,
             tx_full_drops: 0,
-            empty: 0,
+            idle_since: None,
         }
     }
 
@@ -461,12 +502,21 @@ impl<P: WorkerPort, A: App> Worker<P, A> {
     /// One iteration at `now` (steps 2 to 8 of the module documentation). Returns whether
     /// anything moved (frames received, sent or originated).
     pub fn poll_once(&mut self, now: Instant) -> bool {
+        if self.cfg.busy_poll {
+            self.port.busy_poll();
+        }
+        let received = self.port.rx_burst(&mut self.rx);
+        self.step(now, received)
+    }
+
+    /// Everything of an iteration after `rx_burst` put `received` frames in `self.rx`.
+    #[inline]
+    fn step(&mut self, now: Instant, received: usize) -> bool {
         if let Some(s) = &self.siblings {
             while let Ok(hint) = s.inbox.try_recv() {
                 self.stack.handle_neighbor_hint(now, hint);
             }
         }
-        let received = self.port.rx_burst(&mut self.rx);
         if received > 0 {
             self.receive(now);
         }
@@ -589,69 +639,127 @@ impl<P: WorkerPort, A: App> Worker<P, A> {
         c.sleeps.store(self.sleeps, Ordering::Relaxed);
     }
 
-    /// Runs until `stop` is raised or `until` passes, then drains and checks the frame
-    /// accounting (see the module documentation).
+    /// [`run_loop`](Self::run_loop), then [`finish`](Self::finish).
     pub fn run(&mut self, stop: &AtomicBool, until: Option<std::time::Instant>) -> WorkerReport {
-        loop {
-            let t = std::time::Instant::now();
-            if stop.load(Ordering::Relaxed) || until.is_some_and(|u| t >= u) {
-                break;
-            }
-            let now = self.clock.at(t);
-            self.iterations += 1;
-            if self.poll_once(now) {
-                self.empty = 0;
-                self.publish();
-                continue;
-            }
-            self.port.reclaim();
-            self.empty += 1;
-            if self.empty < self.cfg.spin_polls || !self.tx.is_empty() || self.stack.wants_tx() {
-                continue;
-            }
-            self.empty = 0;
-            let mut wait = self.cfg.idle_wait;
-            if let Some(timer) = self.stack.poll_timeout() {
-                wait = wait.min(timer.saturating_duration_since(now));
-            }
-            if let Some(u) = until {
-                wait = wait.min(u.saturating_duration_since(t));
-            }
-            if wait >= Duration::from_millis(1) {
-                self.sleeps += 1;
-                self.port.idle_wait(wait);
-                self.publish();
-            }
-        }
+        self.run_loop(stop, until);
         self.finish()
     }
 
-    /// Frees every held frame, waits (at most 500 ms) for the device to hand back what it is
-    /// sending, and checks the accounting.
+    /// Runs iterations until `stop` is raised or `until` passes (see the module
+    /// documentation). Frames stay held; call [`finish`](Self::finish) afterwards.
+    ///
+    /// An empty poll (nothing received, nothing to send) costs only the `rx_burst` and a
+    /// look at the stack's transmit queues: the clock, the timers, the app and the idle logic
+    /// are visited once every [`CHECK_EVERY`] empty polls (a few microseconds). At several
+    /// million packets per second batches are small and empty polls frequent, so what an
+    /// iteration costs beyond its frames is a per-packet cost in disguise.
+    pub fn run_loop(&mut self, stop: &AtomicBool, until: Option<std::time::Instant>) {
+        let mut empties = 0u32;
+        let mut busy = 0u32;
+        while !stop.load(Ordering::Relaxed) {
+            self.iterations += 1;
+            if self.cfg.busy_poll {
+                self.port.busy_poll();
+            }
+            let received = self.port.rx_burst(&mut self.rx);
+            if received == 0 && self.tx.is_empty() && !self.stack.wants_tx() {
+                if self.cfg.yield_when_empty {
+                    std::thread::yield_now();
+                }
+                empties += 1;
+                if empties % CHECK_EVERY == 0 && self.idle_check(until) {
+                    break;
+                }
+                continue;
+            }
+            let t = std::time::Instant::now();
+            if until.is_some_and(|u| t >= u) {
+                break;
+            }
+            self.step(self.clock.at(t), received);
+            self.idle_since = None;
+            empties = 0;
+            busy += 1;
+            if busy % PUBLISH_EVERY == 0 {
+                self.publish();
+            }
+        }
+        self.publish();
+    }
+
+    /// The periodic visit of an idle loop: the clock, the deadline (returns `true` when it has
+    /// passed), timers and the app (through a full iteration), and the decision to sleep.
+    fn idle_check(&mut self, until: Option<std::time::Instant>) -> bool {
+        let t = std::time::Instant::now();
+        if until.is_some_and(|u| t >= u) {
+            return true;
+        }
+        let now = self.clock.at(t);
+        if self.step(now, 0) {
+            self.idle_since = None;
+            self.publish();
+            return false;
+        }
+        self.port.reclaim();
+        let since = *self.idle_since.get_or_insert(t);
+        if t.saturating_duration_since(since) < self.cfg.spin
+            || !self.tx.is_empty()
+            || self.stack.wants_tx()
+        {
+            return false;
+        }
+        self.idle_since = None;
+        let mut wait = self.cfg.idle_wait;
+        if let Some(timer) = self.stack.poll_timeout() {
+            wait = wait.min(timer.saturating_duration_since(now));
+        }
+        if let Some(u) = until {
+            wait = wait.min(u.saturating_duration_since(t));
+        }
+        if wait >= Duration::from_millis(1) {
+            self.sleeps += 1;
+            self.publish();
+            self.port.idle_wait(wait);
+        }
+        false
+    }
+
+    /// Frees every held frame, drains what still arrives, waits (at most 500 ms) for the device
+    /// to hand back what it is sending, and checks the accounting once the port is quiet (a
+    /// check that races with the kernel moving frames is retried until the deadline).
     pub fn finish(&mut self) -> WorkerReport {
         self.port.free_burst(&mut self.rx);
         self.port.free_burst(&mut self.tx);
         self.port.free_burst(&mut self.spare);
         let deadline = std::time::Instant::now() + Duration::from_millis(500);
-        loop {
+        let mut drained = 0u64;
+        let frames = loop {
+            while self.port.rx_burst(&mut self.rx) > 0 {
+                drained += self.rx.len() as u64;
+                self.port.free_burst(&mut self.rx);
+            }
             self.port.reclaim();
             let c = self.port.frame_counts();
-            if (c.tx == 0 && c.kernel == 0 && c.completion == 0)
-                || std::time::Instant::now() >= deadline
-            {
-                break;
+            let quiet = c.tx == 0 && c.kernel == 0 && c.completion == 0 && c.rx == 0;
+            let late = std::time::Instant::now() >= deadline;
+            if quiet || late {
+                let check = self.port.check_frames();
+                if check.is_ok() || late {
+                    break check;
+                }
             }
             std::thread::sleep(Duration::from_millis(5));
-        }
+        };
         self.publish();
         WorkerReport {
             port: self.port.stats(),
             stack: self.stack.stats().clone(),
-            frames: self.port.check_frames(),
+            frames,
             iterations: self.iterations,
             sleeps: self.sleeps,
             tx_full_drops: self.tx_full_drops,
             hints_dropped: self.siblings.as_ref().map_or(0, |s| s.dropped),
+            drained,
         }
     }
 }
@@ -880,7 +988,7 @@ mod tests {
             port,
             stack(&caps, TxCsum::Auto),
             (),
-            WorkerConfig { spin_polls: 4, ..WorkerConfig::default() },
+            WorkerConfig { spin: Duration::ZERO, ..WorkerConfig::default() },
             Clock::new(),
         );
         let stop = AtomicBool::new(false);
