@@ -15,6 +15,7 @@
 //! it is sound (`// SAFETY:`).
 
 pub mod afxdp;
+pub mod busy_poll;
 mod error;
 pub mod mem;
 pub mod mmsg;

@@ -28,6 +28,7 @@ pub mod plot;
 pub mod raw;
 pub mod report;
 pub mod testpmd;
+pub mod udp;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -41,6 +42,9 @@ pub enum BenchCmd {
     /// AF_XDP ceiling with the nic layer and no stack: rxdrop, txonly, l2fwd (and DPDK testpmd
     /// rxonly/txonly/io when installed), on the `pair` rig.
     Raw(raw::RawArgs),
+    /// netperf UDP_STREAM: kernel sockets (sendmmsg/recvmmsg) against the xdpos stack on
+    /// AF_XDP, payloads of 18 to 1472 bytes, on the `pair` rig.
+    Udp(udp::UdpArgs),
     /// Draws the PNG of `--plot` again from a report's JSON.
     Plot(PlotArgs),
 }
@@ -193,6 +197,7 @@ pub fn run(cmd: &BenchCmd) -> anyhow::Result<()> {
     }
     match cmd {
         BenchCmd::Raw(args) => raw::run(args, &stop),
+        BenchCmd::Udp(args) => udp::run(args, &stop),
         BenchCmd::Plot(_) => unreachable!("handled above"),
     }
 }
