@@ -9,35 +9,12 @@
 //! What it never does: ARP, fragments, options handling beyond skipping them; anything a real
 //! stack does. Malformed frames are reported as `None`, never a panic.
 
-use std::net::Ipv4Addr;
-
 use libos::wire::{
-    Csum, EtherType, EthernetAddress, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Packet,
-    Ipv4Repr, NetHdr, TxChecksum, UdpPacket, UdpRepr, ETHERNET_HEADER_LEN, IPV4_HEADER_LEN,
-    UDP_CHECKSUM_OFFSET, UDP_HEADER_LEN,
+    EtherType, EthernetAddress, EthernetFrame, IpProtocol, Ipv4Packet, NetHdr, TxChecksum,
+    UdpPacket,
 };
 
-/// Addresses of one UDP flow, as seen by the sender.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UdpFlow {
-    /// Source MAC.
-    pub src_mac: [u8; 6],
-    /// Destination MAC.
-    pub dst_mac: [u8; 6],
-    /// Source address.
-    pub src_ip: Ipv4Addr,
-    /// Destination address.
-    pub dst_ip: Ipv4Addr,
-    /// Source port.
-    pub src_port: u16,
-    /// Destination port.
-    pub dst_port: u16,
-}
-
-/// Length of the frame [`build_udp`] writes for a payload of `payload_len` bytes.
-pub fn udp_frame_len(payload_len: usize) -> usize {
-    ETHERNET_HEADER_LEN + IPV4_HEADER_LEN + UDP_HEADER_LEN + payload_len
-}
+pub use libos::wire::{udp_frame_len, UdpFlow};
 
 /// Writes an Ethernet/IPv4/UDP frame with complete checksums into `buf`; returns its length,
 /// or `None` if `buf` is too short or the datagram too long for IPv4.
@@ -53,39 +30,7 @@ pub fn build_udp_with(
     payload: &[u8],
     csum: TxChecksum,
 ) -> Option<(usize, NetHdr)> {
-    let len = udp_frame_len(payload.len());
-    let buf = buf.get_mut(..len)?;
-    let eth = EthernetRepr {
-        src_addr: EthernetAddress(flow.src_mac),
-        dst_addr: EthernetAddress(flow.dst_mac),
-        ethertype: EtherType::Ipv4,
-        vlan: [None, None],
-    };
-    let l2 = eth.emit(buf).ok()?;
-    let ip = Ipv4Repr {
-        src_addr: flow.src_ip,
-        dst_addr: flow.dst_ip,
-        protocol: IpProtocol::Udp,
-        payload_len: UDP_HEADER_LEN + payload.len(),
-        ttl: 64,
-        ident: 0,
-        dont_frag: true,
-        dscp: 0,
-        ecn: 0,
-    };
-    let l3 = ip.emit(&mut buf[l2..]).ok()?;
-    let datagram = &mut buf[l2 + l3..];
-    datagram[UDP_HEADER_LEN..].copy_from_slice(payload);
-    let udp = UdpRepr { src_port: flow.src_port, dst_port: flow.dst_port };
-    udp.emit(datagram, flow.src_ip, flow.dst_ip, csum).ok()?;
-    let hdr = match csum {
-        TxChecksum::Full => NetHdr::NONE,
-        TxChecksum::Partial => NetHdr {
-            csum: Csum::Partial { start: (l2 + l3) as u16, offset: UDP_CHECKSUM_OFFSET as u16 },
-            ..NetHdr::NONE
-        },
-    };
-    Some((len, hdr))
+    libos::wire::emit_udp_frame(buf, flow, payload, csum).ok()
 }
 
 /// A received UDP datagram.
@@ -163,6 +108,7 @@ pub fn swap_macs(frame: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     fn flow() -> UdpFlow {
         UdpFlow {

@@ -31,8 +31,7 @@
 //!
 //! References: Documentation/bpf/bpf_prog_run.rst (live frame mode), net/bpf/test_run.c.
 
-use std::ffi::{CString, OsStr};
-use std::net::Ipv4Addr;
+use std::ffi::OsStr;
 
 use libbpf_rs::{
     Link, MapCore, MapFlags, MapHandle, Object, ObjectBuilder, ProgramInput, ProgramMut,
@@ -52,30 +51,16 @@ pub const MIN_FRAME: usize = 60;
 /// Largest frame [`udp_frame`] builds: MTU 1500 plus the Ethernet header.
 pub const MAX_FRAME: usize = 1514;
 
-const ETH_HLEN: usize = 14;
-const IP_HLEN: usize = 20;
-const UDP_HLEN: usize = 8;
+/// Addresses and ports of a generated UDP frame (the generator varies the source port over its
+/// flows, starting at `src_port`).
+pub use libos::wire::UdpFlow as UdpSpec;
 
-/// Addresses and ports of a generated UDP frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UdpSpec {
-    /// Ethernet source.
-    pub src_mac: [u8; 6],
-    /// Ethernet destination.
-    pub dst_mac: [u8; 6],
-    /// IPv4 source.
-    pub src_ip: Ipv4Addr,
-    /// IPv4 destination.
-    pub dst_ip: Ipv4Addr,
-    /// UDP source port (the first of the generator's flows).
-    pub src_port: u16,
-    /// UDP destination port.
-    pub dst_port: u16,
-}
-
-/// Builds an Ethernet/IPv4/UDP frame of exactly `len` bytes (no FCS): IPv4 header without
-/// options, TTL 64, DF, a valid header checksum, UDP checksum 0 (none), payload bytes counting up.
+/// Builds an Ethernet/IPv4/UDP frame of exactly `len` bytes (no FCS) with
+/// `libos::wire::emit_udp_frame`: IPv4 without options, TTL 64, DF, a valid header checksum,
+/// payload bytes counting up, and UDP checksum 0 (none, RFC 768), so the generator can rewrite
+/// the source port per frame without fixing a checksum.
 pub fn udp_frame(spec: &UdpSpec, len: usize) -> Result<Vec<u8>, NicError> {
+    const HEADERS: usize = libos::wire::udp_frame_len(0);
     if !(MIN_FRAME..=MAX_FRAME).contains(&len) {
         return Err(NicError::Invalid {
             what: "frame length",
@@ -83,56 +68,19 @@ pub fn udp_frame(spec: &UdpSpec, len: usize) -> Result<Vec<u8>, NicError> {
             why: "must be 60..=1514 bytes",
         });
     }
+    let payload: Vec<u8> = (0..len - HEADERS).map(|i| i as u8).collect();
     let mut f = vec![0u8; len];
-    // Ethernet.
-    f[0..6].copy_from_slice(&spec.dst_mac);
-    f[6..12].copy_from_slice(&spec.src_mac);
-    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    // IPv4 (its total length covers everything after the Ethernet header; a 60-byte frame
-    // carries 18 bytes of UDP payload, as on the wire).
-    let ip_len = (len - ETH_HLEN) as u16;
-    let ip = &mut f[ETH_HLEN..ETH_HLEN + IP_HLEN];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
-    ip[6..8].copy_from_slice(&0x4000u16.to_be_bytes()); // DF
-    ip[8] = 64;
-    ip[9] = 17; // UDP
-    ip[12..16].copy_from_slice(&spec.src_ip.octets());
-    ip[16..20].copy_from_slice(&spec.dst_ip.octets());
-    let csum = ipv4_header_checksum(ip);
-    ip[10..12].copy_from_slice(&csum.to_be_bytes());
-    // UDP.
-    let udp_len = ip_len - IP_HLEN as u16;
-    let udp = &mut f[ETH_HLEN + IP_HLEN..];
-    udp[0..2].copy_from_slice(&spec.src_port.to_be_bytes());
-    udp[2..4].copy_from_slice(&spec.dst_port.to_be_bytes());
-    udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
-    for (i, b) in udp[UDP_HLEN..].iter_mut().enumerate() {
-        *b = i as u8;
-    }
+    libos::wire::emit_udp_frame(&mut f, spec, &payload, libos::wire::TxChecksum::Full).map_err(
+        |_| NicError::Invalid { what: "frame length", value: len as u64, why: "does not fit" },
+    )?;
+    // No checksum: the generator rewrites the source port of every frame.
+    f[HEADERS - 2..HEADERS].copy_from_slice(&[0, 0]);
     Ok(f)
 }
 
-/// RFC 1071 checksum of an IPv4 header whose checksum field is zero.
-fn ipv4_header_checksum(hdr: &[u8]) -> u16 {
-    let mut sum: u32 = hdr.chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 /// Index of `ifname` in the calling thread's network namespace.
-pub fn ifindex(ifname: &str) -> Result<u32, NicError> {
-    let name = CString::new(ifname).map_err(|_| NicError::NoSuchInterface(ifname.into()))?;
-    // SAFETY: `name` is a valid NUL-terminated string that outlives the call; if_nametoindex
-    // only reads it and keeps no pointer to it.
-    let idx = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    if idx == 0 {
-        Err(NicError::NoSuchInterface(ifname.into()))
-    } else {
-        Ok(idx)
-    }
+fn ifindex(ifname: &str) -> Result<u32, NicError> {
+    crate::afxdp::sys::ifindex(ifname).ok_or_else(|| NicError::NoSuchInterface(ifname.into()))
 }
 
 fn bpf_err(what: impl Into<String>) -> impl FnOnce(libbpf_rs::Error) -> NicError {
@@ -253,7 +201,7 @@ impl LiveGen {
                 why: "must be 60..=1514 bytes",
             });
         }
-        if frame[12..14] != [0x08, 0x00] || frame[ETH_HLEN] != 0x45 || frame[ETH_HLEN + 9] != 17 {
+        if frame[12..14] != [0x08, 0x00] || frame[14] != 0x45 || frame[14 + 9] != 17 {
             return Err(NicError::Invalid {
                 what: "generator frame",
                 value: frame.len() as u64,
@@ -370,6 +318,7 @@ impl Sink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     fn spec() -> UdpSpec {
         UdpSpec {
@@ -389,7 +338,7 @@ mod tests {
             assert_eq!(f.len(), len);
             assert_eq!(u16::from_be_bytes([f[16], f[17]]) as usize, len - 14);
             assert_eq!(u16::from_be_bytes([f[38], f[39]]) as usize, len - 34);
-            assert_eq!(ipv4_header_checksum(&f[14..34]), 0, "header checksum verifies");
+            assert_eq!(libos::wire::checksum::sum(&f[14..34]), 0xffff, "header checksum verifies");
             assert_eq!(&f[40..42], &[0, 0], "udp checksum none");
         }
     }
@@ -398,15 +347,5 @@ mod tests {
     fn udp_frame_rejects_sizes_outside_ethernet() {
         assert!(udp_frame(&spec(), 59).is_err());
         assert!(udp_frame(&spec(), 1515).is_err());
-    }
-
-    #[test]
-    fn ipv4_checksum_matches_a_known_header() {
-        // Example header from RFC 1071 discussions (Wikipedia's IPv4 checksum example).
-        let h = [
-            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8,
-            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
-        ];
-        assert_eq!(ipv4_header_checksum(&h), 0xb861);
     }
 }

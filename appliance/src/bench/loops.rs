@@ -22,6 +22,8 @@ use std::time::Instant;
 
 use nic::{Burst, Desc, Port, MAX_BURST};
 
+use crate::raw::swap_macs;
+
 /// Iterations between two reads of the clock (deadline check).
 pub const CLOCK_EVERY: u64 = 1024;
 
@@ -166,15 +168,6 @@ pub fn txonly<P: Port>(port: &mut P, len: u32, batch: usize, ctl: LoopCtl<'_>) -
     }
     port.free_burst(&mut b);
     st
-}
-
-/// Swaps destination and source MAC of an Ethernet frame in place.
-#[inline]
-pub fn swap_macs(frame: &mut [u8]) {
-    if frame.len() >= 12 {
-        let (dst, rest) = frame.split_at_mut(6);
-        dst.swap_with_slice(&mut rest[..6]);
-    }
 }
 
 /// Receives, swaps MACs in place, transmits the same frames back out, until stopped. Frames

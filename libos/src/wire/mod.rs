@@ -20,13 +20,14 @@
 //!   [`Error::Truncated`] or [`Error::Malformed`] instead of panicking; TCP and UDP fill their
 //!   checksum as [`TxChecksum`] says.
 //!
-//! Also here: the Internet checksum ([`checksum`], RFC 1071 and RFC 1624) and the
+//! Also here: whole Ethernet/IPv4/UDP frames for one flow ([`emit_udp_frame`]), the Internet checksum ([`checksum`], RFC 1071 and RFC 1624) and the
 //! virtio-net-style offload header ([`NetHdr`], virtio 1.2 §5.1.6) which is itself a wire format
 //! (a TAP device with `IFF_VNET_HDR` prepends it to every frame).
 
 mod arp;
 pub mod checksum;
 mod ethernet;
+mod frame;
 mod icmp;
 mod ipv4;
 mod tcp;
@@ -38,6 +39,7 @@ pub use ethernet::{
     EtherType, EthernetAddress, EthernetFrame, EthernetRepr, VlanTag, ETHERNET_HEADER_LEN,
     MAX_VLAN_TAGS, VLAN_TAG_LEN,
 };
+pub use frame::{emit_udp_frame, udp_frame_len, UdpFlow};
 pub use icmp::{
     Icmpv4DstUnreachable, Icmpv4Message, Icmpv4Packet, Icmpv4Repr, Icmpv4TimeExceeded,
     ICMPV4_HEADER_LEN,

@@ -15,7 +15,7 @@
 
 mod ring;
 mod socket;
-mod sys;
+pub(crate) mod sys;
 mod umem;
 mod xdp_prog;
 
