@@ -121,3 +121,72 @@ fn lossy_duplicating_reordering_link_delivers_byte_exact() {
         let _ = sim;
     }
 }
+
+#[test]
+fn scratch_big_lossy() {
+    let seeds: Vec<u64> = std::env::var("SEEDS")
+        .ok()
+        .map(|s| s.split(',').map(|x| x.parse().unwrap()).collect())
+        .unwrap_or(vec![1]);
+    let size: usize = std::env::var("SIZE").ok().map(|s| s.parse().unwrap()).unwrap_or(4 << 20);
+    for seed in seeds {
+        let t0 = std::time::Instant::now();
+        let variant = std::env::var("VARIANT").unwrap_or_default();
+        let mut sim = run_lossy(seed, size, size, |c| {
+            c.tcp.rx_buffer = 256 * 1024;
+            c.tcp.tx_buffer = 256 * 1024;
+            for v in variant.split(',') {
+                match v {
+                    "nosack" => c.tcp.sack = false,
+                    "nots" => c.tcp.timestamps = false,
+                    "nows" => c.tcp.window_scaling = false,
+                    "reno" => c.tcp.congestion = crate::tcp::CcAlgorithm::NewReno,
+                    "small" => {
+                        c.tcp.rx_buffer = 8192;
+                        c.tcp.tx_buffer = 8192;
+                    }
+                    "tso" => c.tcp.tso = true,
+                    "nodelay" => c.tcp.nodelay = true,
+                    _ => {}
+                }
+            }
+        });
+        let done = sim.now();
+        eprintln!("seed {seed}: real {:?} virtual {:?} steps {}", t0.elapsed(), done, sim.steps());
+        for n in 0..2 {
+            let s = sim.stack(n).tcp().stats().clone();
+            eprintln!(
+                "  node {n}: segs_out {} rtx {} rto {} fr {} drops {:?}",
+                s.segs_out, s.retransmits, s.rto_events, s.fast_retransmits, s.drops
+            );
+        }
+    }
+}
+
+#[test]
+fn super_segments_out_and_coalesced_segments_in() {
+    for (seed, link) in [(1, LinkConfig::perfect()), (2, lossy()), (3, lossy())] {
+        let mut sim = pair_with(link, seed, |c| c.tcp.tso = true);
+        sim.set_tx_room(65536 + 256);
+        sim.set_gro(true);
+        sim.set_trace(false);
+        let up = pattern(2 << 20, 7);
+        let down = pattern(1 << 20, 8);
+        let (client, server) = transfer(&mut sim, up.clone(), down.clone());
+        for _ in 0..60 {
+            if client.borrow().conns[0].done_at.is_some() {
+                break;
+            }
+            sim.run_for(Duration::from_secs(1));
+        }
+        sim.run_for(Duration::from_secs(1));
+        assert_delivered(&client, &server, &up, &down);
+        let (a, b) = (sim.stack(0).tcp().stats().clone(), sim.stack(1).tcp().stats().clone());
+        eprintln!(
+            "seed {seed}: tso {} {} gro {} {} segs {} {}",
+            a.tso_frames, b.tso_frames, a.gro_frames, b.gro_frames, a.segs_out, b.segs_out
+        );
+        assert!(a.tso_frames > 0 && b.tso_frames > 0, "super-segments sent");
+        assert!(a.gro_frames > 0 && b.gro_frames > 0, "coalesced segments received");
+    }
+}

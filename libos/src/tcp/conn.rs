@@ -700,16 +700,23 @@ impl Conn {
         if self.rst_pending || self.syn_pending || self.ack_now || self.wnd_update {
             return true;
         }
-        if self.probe != Probe::None || self.rtx_head {
+        if self.extra_acks > 0 || self.probe != Probe::None || self.rtx_head {
             return true;
         }
-        if !self.state.is_synchronized() {
+        if !self.state.is_synchronized() || self.state == TcpState::TimeWait {
             return false;
         }
-        if self.mode == Mode::Recovery || self.mode == Mode::Loss {
+        if (self.mode == Mode::Recovery || self.mode == Mode::Loss)
+            && self.cwnd_room() >= u32::from(self.mss)
+        {
             return true;
         }
-        self.unsent() > 0 || (self.fin_queued && !self.fin_sent)
+        if self.fin_queued && !self.fin_sent && self.unsent() == 0 {
+            return true;
+        }
+        // New data: only if the peer's window and the congestion window leave room.
+        let wnd_end = self.snd_una.wrapping_add(self.snd_wnd);
+        self.unsent() > 0 && seq::lt(self.snd_nxt, wnd_end) && self.cwnd_room() > 0
     }
 
     fn arm_rtx(&mut self, now: Instant) {
@@ -1619,7 +1626,8 @@ impl Conn {
                 }
                 return self.pure_ack(env, cap);
             }
-            TcpState::Closed | TcpState::Listen | TcpState::TimeWait => return None,
+            TcpState::TimeWait => return self.pure_ack(env, cap),
+            TcpState::Closed | TcpState::Listen => return None,
             _ => {}
         }
         // SACK blocks ride in the header of data segments too: they cost payload room.

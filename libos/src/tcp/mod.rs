@@ -316,7 +316,8 @@ impl Tcp {
             }
         }
         let c = &mut self.conns[i];
-        if c.state == TcpState::TimeWait {
+        // A connection entering TIME-WAIT first sends what it owes (the ACK of the FIN).
+        if c.state == TcpState::TimeWait && !c.wants_tx() {
             let entry = c.time_wait_entry(now);
             c.state = TcpState::Closed;
             self.stats.moved(TcpState::TimeWait, TcpState::Closed);

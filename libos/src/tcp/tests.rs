@@ -32,8 +32,17 @@ pub(super) struct Harness {
     pub s: Stack,
     pub now: Instant,
     pub h: TcpHandle,
+    pub listener: Option<ListenHandle>,
     pub our_isn: u32,
     pub ts: bool,
+    pub sack: bool,
+    /// The peer's next sequence number.
+    pub peer_nxt: u32,
+    /// The highest sequence number we sent (end of our segments).
+    pub our_max: u32,
+    /// The peer's timestamp clock and our latest TSval.
+    pub peer_ts: u32,
+    pub our_ts: u32,
     pub sent_out: Vec<SegInfo>,
 }
 
@@ -49,41 +58,99 @@ pub(super) fn stack(rx: usize, tx: usize, tweak: impl Fn(&mut TcpConfig)) -> Sta
 }
 
 impl Harness {
-    /// A connection accepted by a listener on port 80, the peer at 10.0.0.9:5000.
-    pub fn established(rx: usize, tx: usize, ts: bool, sack: bool, ws: Option<u8>) -> Harness {
-        let mut s = stack(rx, tx, |_| {});
-        let l = s.tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 4).unwrap();
-        let mut h = Harness {
+    fn blank(s: Stack, ts: bool, sack: bool) -> Harness {
+        Harness {
             s,
             now: Instant::from_secs(1),
             h: TcpHandle::default(),
+            listener: None,
             our_isn: 0,
             ts,
+            sack,
+            peer_nxt: PEER_ISN,
+            our_max: 0,
+            peer_ts: 100,
+            our_ts: 0,
             sent_out: Vec::new(),
-        };
-        let mut syn = repr(5000, 80, PEER_ISN, 0, TcpFlags::SYN, 65535);
+        }
+    }
+
+    /// A connection accepted by a listener on port 80, the peer at 10.0.0.9:5000.
+    pub fn established(rx: usize, tx: usize, ts: bool, sack: bool, ws: Option<u8>) -> Harness {
+        Harness::passive_with(stack(rx, tx, |_| {}), ts, sack, ws)
+    }
+
+    pub fn passive_with(s: Stack, ts: bool, sack: bool, ws: Option<u8>) -> Harness {
+        let mut h = Harness::blank(s, ts, sack);
+        let l = h.s.tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 4).unwrap();
+        h.listener = Some(l);
+        let mut syn = h.seg(TcpFlags::SYN);
+        syn.ack_number = 0;
         syn.max_seg_size = Some(1460);
         syn.window_scale = ws;
         syn.sack_permitted = sack;
-        syn.timestamps = ts.then_some(TcpTimestamps { tsval: 100, tsecr: 0 });
-        h.rx_repr(&syn, &[]);
+        h.send(&syn, &[]);
         let out = h.tx();
         let synack =
             out.iter().find(|s| s.flags() == TcpFlags::SYN | TcpFlags::ACK).expect("syn-ack");
         h.our_isn = synack.repr.seq_number;
-        let mut ack = repr(
-            5000,
-            80,
-            PEER_ISN.wrapping_add(1),
-            h.our_isn.wrapping_add(1),
-            TcpFlags::ACK,
-            65535,
-        );
-        ack.timestamps =
-            ts.then_some(TcpTimestamps { tsval: 101, tsecr: synack.ts().map_or(0, |t| t.tsval) });
-        h.rx_repr(&ack, &[]);
+        let ack = h.seg(TcpFlags::ACK);
+        h.send(&ack, &[]);
         h.h = h.s.tcp_mut().accept(l).expect("accepted");
         h
+    }
+
+    /// A connection we opened from 10.0.0.1:4000 to the peer at 10.0.0.9:5000, up to the SYN.
+    pub fn syn_sent(ts: bool, sack: bool) -> Harness {
+        let s = stack(8192, 8192, |c| {
+            c.timestamps = ts;
+            c.sack = sack;
+        });
+        let mut h = Harness::blank(s, ts, sack);
+        h.h =
+            h.s.tcp_connect(
+                h.now,
+                SocketAddrV4::new(PEER_IP, 5000),
+                Some(SocketAddrV4::new(US_IP, 80)),
+            )
+            .unwrap();
+        let out = h.tx();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].flags(), TcpFlags::SYN);
+        h.our_isn = out[0].repr.seq_number;
+        h
+    }
+
+    /// [`syn_sent`](Self::syn_sent), then the peer's SYN-ACK.
+    pub fn active(ts: bool, sack: bool) -> Harness {
+        let mut h = Harness::syn_sent(ts, sack);
+        let mut sa = h.seg(TcpFlags::SYN | TcpFlags::ACK);
+        sa.max_seg_size = Some(1460);
+        sa.sack_permitted = sack;
+        h.send(&sa, &[]);
+        h.tx();
+        h
+    }
+
+    /// A segment from the peer at its current sequence number, acknowledging all we sent.
+    pub fn seg(&mut self, flags: TcpFlags) -> TcpRepr {
+        let mut r = repr(5000, 80, self.peer_nxt, self.our_max, flags, 65535);
+        if self.ts {
+            self.peer_ts += 1;
+            r.timestamps = Some(TcpTimestamps { tsval: self.peer_ts, tsecr: self.our_ts });
+        }
+        r
+    }
+
+    /// Sends `r` with `payload` and advances the peer's sequence number past it.
+    pub fn send(&mut self, r: &TcpRepr, payload: &[u8]) -> Verdict {
+        let adv = payload.len() as u32
+            + u32::from(r.flags.contains(TcpFlags::SYN))
+            + u32::from(r.flags.contains(TcpFlags::FIN));
+        if r.seq_number == self.peer_nxt {
+            self.peer_nxt = self.peer_nxt.wrapping_add(adv);
+        }
+        self.rx_repr(r, payload)
     }
 
     pub fn rx_repr(&mut self, r: &TcpRepr, payload: &[u8]) -> Verdict {
@@ -107,19 +174,63 @@ impl Harness {
                 break;
             }
         }
+        for seg in &out {
+            let end = seg.repr.seq_number.wrapping_add(
+                seg.payload.len() as u32
+                    + u32::from(seg.flags().contains(TcpFlags::SYN))
+                    + u32::from(seg.flags().contains(TcpFlags::FIN)),
+            );
+            if !seg.flags().contains(TcpFlags::RST)
+                && (self.our_max == 0 || seq::gt(end, self.our_max))
+            {
+                self.our_max = end;
+            }
+            if let Some(t) = seg.ts() {
+                self.our_ts = t.tsval;
+            }
+        }
         self.sent_out.extend(out.iter().cloned());
         out
     }
 
+    /// Moves time forward by `d`, running the timers on the way (each due one at its time).
     pub fn advance(&mut self, d: Duration) {
-        self.now = self.now + d;
-        if self.s.poll_timeout().is_some_and(|t| t <= self.now) {
+        let end = self.now + d;
+        while let Some(t) = self.s.poll_timeout().filter(|&t| t <= end) {
+            self.now = self.now.max(t);
             self.s.handle_timeout(self.now);
+            self.tx();
         }
+        self.now = end;
     }
 
     pub fn conn(&self) -> &Conn {
         &self.s.tcp().conns[self.h.index as usize]
+    }
+
+    /// The state of our connection (CLOSED once its slot was released).
+    pub fn state(&self) -> TcpState {
+        let i = self.h.index as usize;
+        let c = &self.s.tcp().conns[i];
+        if self.s.tcp().tw.lookup(&c.key).is_some() {
+            TcpState::TimeWait
+        } else if self.s.tcp().live[i] && c.generation == self.h.generation {
+            c.state
+        } else if self.s.tcp().time_wait_entries() > 0 {
+            TcpState::TimeWait
+        } else {
+            TcpState::Closed
+        }
+    }
+
+    pub fn events(&mut self) -> Ready {
+        let mut r = Ready::empty();
+        while let Some(e) = self.s.tcp_mut().poll_event() {
+            if let TcpEvent::Conn { ready, .. } = e {
+                r |= ready;
+            }
+        }
+        r
     }
 }
 
@@ -239,4 +350,414 @@ proptest! {
             prop_assert_eq!(b, peer_byte(i as u32), "byte {} read wrong", i);
         }
     }
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn flags_of(out: &[SegInfo]) -> Vec<TcpFlags> {
+    out.iter().map(|s| s.flags()).collect()
+}
+
+const ACK: TcpFlags = TcpFlags::ACK;
+const FIN: TcpFlags = TcpFlags::FIN;
+const SYN: TcpFlags = TcpFlags::SYN;
+const RST: TcpFlags = TcpFlags::RST;
+
+#[test]
+fn passive_open_and_passive_close() {
+    let mut h = Harness::established(8192, 8192, true, true, Some(7));
+    assert_eq!(h.state(), TcpState::Established);
+    assert_eq!(h.s.tcp().stats().passive_opens, 1);
+    // Peer FIN → CLOSE-WAIT, FIN acknowledged at once, PEER_CLOSED reported.
+    let r = h.seg(FIN | ACK);
+    h.send(&r, b"bye");
+    let out = h.tx();
+    assert_eq!(flags_of(&out), [ACK]);
+    assert_eq!(out[0].repr.ack_number, h.peer_nxt);
+    assert_eq!(h.state(), TcpState::CloseWait);
+    assert!(h.events().contains(Ready::PEER_CLOSED | Ready::READABLE));
+    let mut buf = [0u8; 8];
+    assert_eq!(h.s.tcp_mut().read(h.h, &mut buf), Ok(3));
+    assert_eq!(h.s.tcp_mut().read(h.h, &mut buf), Ok(0), "end of stream");
+    // Close → LAST-ACK with our FIN → the peer's ACK → gone.
+    h.s.tcp_mut().close(h.now, h.h).unwrap();
+    let out = h.tx();
+    assert_eq!(flags_of(&out), [FIN | ACK]);
+    assert_eq!(h.s.tcp().stats().in_state(TcpState::LastAck), 1);
+    let r = h.seg(ACK);
+    h.send(&r, &[]);
+    assert_eq!(h.state(), TcpState::Closed);
+    assert_eq!(h.s.tcp().connections(), 0);
+    assert_eq!(h.s.tcp().time_wait_entries(), 0);
+    assert_eq!(h.s.tcp().stats().states, [0; TcpState::COUNT]);
+}
+
+#[test]
+fn active_open_and_active_close_through_time_wait() {
+    let mut h = Harness::active(true, true);
+    assert_eq!(h.state(), TcpState::Established);
+    let ev = h.events();
+    assert!(ev.contains(Ready::CONNECTED | Ready::WRITABLE), "{ev:?}");
+    assert_eq!(h.sent_out.last().unwrap().flags(), ACK, "the handshake's third segment");
+    h.s.tcp_mut().write(h.h, b"hello").unwrap();
+    h.s.tcp_mut().shutdown(h.h).unwrap();
+    assert_eq!(h.state(), TcpState::FinWait1);
+    let out = h.tx();
+    assert_eq!(flags_of(&out), [FIN | ACK | TcpFlags::PSH], "data and FIN in one segment");
+    assert_eq!(out[0].payload, b"hello");
+    let r = h.seg(ACK);
+    h.send(&r, &[]);
+    assert_eq!(h.state(), TcpState::FinWait2);
+    let r = h.seg(FIN | ACK);
+    h.send(&r, &[]);
+    assert_eq!(flags_of(&h.tx()), [ACK]);
+    assert_eq!(h.state(), TcpState::TimeWait);
+    assert!(h.events().contains(Ready::CLOSED | Ready::PEER_CLOSED));
+    assert_eq!(h.s.tcp().stats().in_state(TcpState::TimeWait), 1);
+    // A retransmitted FIN in TIME-WAIT is acknowledged again; an RST is ignored (RFC 1337).
+    let mut r = h.seg(FIN | ACK);
+    r.seq_number = h.peer_nxt.wrapping_sub(1);
+    h.rx_repr(&r, &[]);
+    assert_eq!(flags_of(&h.tx()), [ACK]);
+    let r = h.seg(RST);
+    h.rx_repr(&r, &[]);
+    assert!(h.tx().is_empty());
+    assert_eq!(h.s.tcp().time_wait_entries(), 1);
+    h.advance(Duration::from_secs(59));
+    assert_eq!(h.s.tcp().time_wait_entries(), 1);
+    h.advance(Duration::from_secs(2));
+    assert_eq!(h.s.tcp().time_wait_entries(), 0);
+    assert_eq!(h.s.tcp().stats().in_state(TcpState::TimeWait), 0);
+}
+
+#[test]
+fn simultaneous_close_goes_through_closing() {
+    let mut h = Harness::established(8192, 8192, true, true, None);
+    h.s.tcp_mut().shutdown(h.h).unwrap();
+    assert_eq!(flags_of(&h.tx()), [FIN | ACK]);
+    // The peer's FIN crosses ours: it does not acknowledge our FIN.
+    let mut r = h.seg(FIN | ACK);
+    r.ack_number = h.our_max.wrapping_sub(1);
+    h.send(&r, &[]);
+    assert_eq!(h.state(), TcpState::Closing);
+    assert_eq!(flags_of(&h.tx()), [ACK]);
+    let r = h.seg(ACK);
+    h.send(&r, &[]);
+    assert_eq!(h.state(), TcpState::TimeWait);
+}
+
+#[test]
+fn fin_ack_in_fin_wait_1_goes_straight_to_time_wait() {
+    let mut h = Harness::established(8192, 8192, false, false, None);
+    h.s.tcp_mut().shutdown(h.h).unwrap();
+    h.tx();
+    let r = h.seg(FIN | ACK);
+    h.send(&r, &[]);
+    assert_eq!(h.state(), TcpState::TimeWait);
+    assert_eq!(flags_of(&h.tx()), [ACK]);
+}
+
+#[test]
+fn simultaneous_open_through_syn_received() {
+    let mut h = Harness::syn_sent(true, true);
+    // The peer's SYN crosses ours.
+    let mut syn = h.seg(SYN);
+    syn.ack_number = 0;
+    syn.max_seg_size = Some(1400);
+    syn.sack_permitted = true;
+    h.send(&syn, &[]);
+    assert_eq!(h.state(), TcpState::SynReceived);
+    let out = h.tx();
+    assert_eq!(flags_of(&out), [SYN | ACK]);
+    assert_eq!(out[0].repr.seq_number, h.our_isn, "SYN-ACK repeats our ISN");
+    // Its SYN-ACK for our SYN: a challenge ACK (RFC 5961 §4), which completes both sides.
+    let r = h.seg(SYN | ACK);
+    h.rx_repr(&r, &[]);
+    assert_eq!(h.state(), TcpState::SynReceived);
+    assert_eq!(flags_of(&h.tx()), [ACK]);
+    let r = h.seg(ACK);
+    h.send(&r, &[]);
+    assert_eq!(h.state(), TcpState::Established);
+    assert!(h.events().contains(Ready::CONNECTED));
+    assert_eq!(h.conn().mss(), 1400 - 12);
+}
+
+/// Drives a fresh connection to `state` (active or passive as fits), with timestamps off so
+/// that segments can be replayed freely.
+fn in_state(state: TcpState) -> Harness {
+    match state {
+        TcpState::SynSent => Harness::syn_sent(false, false),
+        TcpState::SynReceived => {
+            let mut h = Harness::syn_sent(false, false);
+            let mut syn = h.seg(SYN);
+            syn.ack_number = 0;
+            h.send(&syn, &[]);
+            h.tx();
+            h
+        }
+        TcpState::Established => Harness::established(8192, 8192, false, false, None),
+        TcpState::FinWait1 => {
+            let mut h = in_state(TcpState::Established);
+            h.s.tcp_mut().shutdown(h.h).unwrap();
+            h.tx();
+            h
+        }
+        TcpState::FinWait2 => {
+            let mut h = in_state(TcpState::FinWait1);
+            let r = h.seg(ACK);
+            h.send(&r, &[]);
+            h
+        }
+        TcpState::CloseWait => {
+            let mut h = in_state(TcpState::Established);
+            let r = h.seg(FIN | ACK);
+            h.send(&r, &[]);
+            h.tx();
+            h
+        }
+        TcpState::Closing => {
+            let mut h = in_state(TcpState::FinWait1);
+            let mut r = h.seg(FIN | ACK);
+            r.ack_number = h.our_max.wrapping_sub(1);
+            h.send(&r, &[]);
+            h.tx();
+            h
+        }
+        TcpState::LastAck => {
+            let mut h = in_state(TcpState::CloseWait);
+            h.s.tcp_mut().shutdown(h.h).unwrap();
+            h.tx();
+            h
+        }
+        s => panic!("in_state({s})"),
+    }
+}
+
+const SYNCHRONIZED: [TcpState; 7] = [
+    TcpState::Established,
+    TcpState::FinWait1,
+    TcpState::FinWait2,
+    TcpState::CloseWait,
+    TcpState::Closing,
+    TcpState::LastAck,
+    TcpState::SynReceived,
+];
+
+#[test]
+fn every_state_is_reachable() {
+    for s in SYNCHRONIZED.iter().chain(&[TcpState::SynSent]) {
+        assert_eq!(in_state(*s).state(), *s);
+    }
+}
+
+#[test]
+fn rst_in_every_state() {
+    for state in SYNCHRONIZED {
+        // Out of window: silently dropped.
+        let mut h = in_state(state);
+        let mut r = h.seg(RST);
+        r.seq_number = h.peer_nxt.wrapping_add(1_000_000);
+        h.rx_repr(&r, &[]);
+        assert!(h.tx().is_empty(), "{state}: no reply to an out-of-window RST");
+        assert_eq!(h.state(), state);
+        // In window but not RCV.NXT: a challenge ACK (RFC 5961 §3.2), nothing else.
+        let mut r = h.seg(RST);
+        r.seq_number = h.peer_nxt.wrapping_add(10);
+        h.rx_repr(&r, &[]);
+        let out = h.tx();
+        assert_eq!(flags_of(&out), [ACK], "{state}: challenge ACK");
+        assert_eq!(out[0].repr.ack_number, h.peer_nxt);
+        assert_eq!(h.state(), state);
+        assert!(h.s.tcp().stats().challenge_acks >= 1);
+        // Exactly RCV.NXT: the connection is reset.
+        let r = h.seg(RST);
+        h.rx_repr(&r, &[]);
+        assert!(h.tx().is_empty(), "{state}: never answer an RST");
+        let tcp = h.s.tcp();
+        assert!(tcp.state(h.h).map_or(true, |s| s == TcpState::Closed), "{state}: reset");
+        assert!(h.events().contains(Ready::RESET), "{state}: RESET reported");
+        assert_eq!(h.s.tcp_mut().write(h.h, b"x"), Err(TcpError::Reset), "{state}");
+        assert_eq!(h.s.tcp().stats().resets_received, 1);
+    }
+    // SYN-SENT: an RST is acceptable only if it acknowledges our SYN.
+    let mut h = in_state(TcpState::SynSent);
+    let mut r = h.seg(RST);
+    r.flags = RST;
+    h.rx_repr(&r, &[]);
+    assert_eq!(h.state(), TcpState::SynSent, "RST without ACK ignored");
+    let r = h.seg(RST | ACK);
+    h.rx_repr(&r, &[]);
+    assert!(h.events().contains(Ready::RESET), "connection refused");
+    assert_eq!(h.s.tcp().stats().connect_failures, 1);
+}
+
+#[test]
+fn syn_on_a_synchronized_connection_gets_a_challenge_ack() {
+    for state in &SYNCHRONIZED[..6] {
+        let mut h = in_state(*state);
+        for seq in [0u32, 100, 1 << 30] {
+            h.now = h.now + ms(600); // past the per-connection rate limit
+            let mut r = h.seg(SYN);
+            r.seq_number = h.peer_nxt.wrapping_add(seq);
+            h.rx_repr(&r, &[]);
+            let out = h.tx();
+            assert_eq!(flags_of(&out), [ACK], "{state} seq +{seq}");
+            assert_eq!(out[0].repr.ack_number, h.peer_nxt);
+            assert_eq!(h.state(), *state);
+        }
+    }
+}
+
+#[test]
+fn acks_outside_the_acceptable_range_get_challenge_acks() {
+    let mut h = Harness::established(8192, 8192, false, false, None);
+    h.s.tcp_mut().write(h.h, &[7; 100]).unwrap();
+    h.tx();
+    // Acknowledging data never sent (RFC 5961 §5.2).
+    let mut r = h.seg(ACK);
+    r.ack_number = h.our_max.wrapping_add(5000);
+    h.rx_repr(&r, b"data");
+    assert_eq!(flags_of(&h.tx()), [ACK]);
+    assert_eq!(h.conn().readable(), 0, "the segment was dropped");
+    assert_eq!(h.s.tcp().stats().drops(TcpDrop::BadAck), 1);
+    // Far too old.
+    h.now = h.now + ms(600);
+    let mut r = h.seg(ACK);
+    r.ack_number = h.our_max.wrapping_sub(1 << 20);
+    h.rx_repr(&r, &[]);
+    assert_eq!(flags_of(&h.tx()), [ACK]);
+    assert_eq!(h.s.tcp().stats().drops(TcpDrop::BadAck), 2);
+    // A burst is rate limited per connection.
+    for _ in 0..5 {
+        let mut r = h.seg(ACK);
+        r.ack_number = h.our_max.wrapping_add(5000);
+        h.rx_repr(&r, &[]);
+    }
+    assert!(h.tx().is_empty());
+    assert!(h.s.tcp().stats().drops(TcpDrop::RateLimited) >= 5);
+}
+
+#[test]
+fn segments_for_no_socket_are_reset() {
+    let mut h = Harness::blank(stack(4096, 4096, |_| {}), false, false);
+    let mut syn = repr(5000, 81, 1000, 0, SYN, 65535);
+    syn.max_seg_size = Some(1460);
+    assert_eq!(h.rx_repr(&syn, &[]), Verdict::Drop(DropReason::NoSocket));
+    let out = h.tx();
+    assert_eq!(flags_of(&out), [RST | ACK]);
+    assert_eq!((out[0].repr.seq_number, out[0].repr.ack_number), (0, 1001));
+    let ack = repr(5000, 81, 1000, 777, ACK, 65535);
+    h.rx_repr(&ack, b"xyz");
+    let out = h.tx();
+    assert_eq!(flags_of(&out), [RST]);
+    assert_eq!(out[0].repr.seq_number, 777);
+    h.rx_repr(&repr(5000, 81, 1000, 0, RST, 0), &[]);
+    assert!(h.tx().is_empty(), "no RST for an RST");
+    assert_eq!(h.s.tcp().stats().drops(TcpDrop::NoSocket), 3);
+}
+
+#[test]
+fn unacceptable_acks_in_the_handshake_are_reset() {
+    // SYN-SENT: an ACK that does not cover our SYN.
+    let mut h = Harness::syn_sent(false, false);
+    let mut r = h.seg(SYN | ACK);
+    r.ack_number = h.our_isn.wrapping_add(100);
+    h.rx_repr(&r, &[]);
+    let out = h.tx();
+    assert_eq!(flags_of(&out), [RST]);
+    assert_eq!(out[0].repr.seq_number, h.our_isn.wrapping_add(100));
+    assert_eq!(h.state(), TcpState::SynSent);
+    // SYN-RECEIVED (passive): the same.
+    let mut s = stack(4096, 4096, |_| {});
+    s.tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 4).unwrap();
+    let mut h = Harness::blank(s, false, false);
+    let mut syn = h.seg(SYN);
+    syn.ack_number = 0;
+    h.send(&syn, &[]);
+    h.tx();
+    let mut r = h.seg(ACK);
+    r.ack_number = 12345;
+    h.rx_repr(&r, &[]);
+    let out = h.tx();
+    assert_eq!(flags_of(&out), [RST]);
+    assert_eq!(out[0].repr.seq_number, 12345);
+    assert_eq!(h.s.tcp().stats().in_state(TcpState::SynReceived), 1);
+    // A retransmitted SYN gets the SYN-ACK again.
+    h.rx_repr(&syn, &[]);
+    assert_eq!(flags_of(&h.tx()), [SYN | ACK]);
+    // An RST at RCV.NXT removes the half-open connection silently.
+    let r = h.seg(RST);
+    h.rx_repr(&r, &[]);
+    assert_eq!(h.s.tcp().connections(), 0);
+    assert_eq!(h.s.tcp().stats().in_state(TcpState::SynReceived), 0);
+}
+
+#[test]
+fn paws_drops_segments_with_old_timestamps() {
+    let mut h = Harness::established(8192, 8192, true, true, None);
+    let r = h.seg(ACK | TcpFlags::PSH);
+    h.send(&r, b"new");
+    h.tx();
+    // Replay with an older timestamp: dropped, answered with an ACK.
+    let mut old = h.seg(ACK | TcpFlags::PSH);
+    old.timestamps = Some(TcpTimestamps { tsval: 50, tsecr: 0 });
+    h.rx_repr(&old, b"old");
+    assert_eq!(flags_of(&h.tx()), [ACK]);
+    assert_eq!(h.conn().readable(), 3);
+    assert_eq!(h.s.tcp().stats().drops(TcpDrop::Paws), 1);
+}
+
+#[test]
+fn lost_syn_is_retransmitted_with_backoff_then_times_out() {
+    let mut h = Harness::syn_sent(true, true);
+    let t0 = h.now;
+    h.advance(Duration::from_secs(200));
+    let syns: Vec<Duration> = h
+        .sent_out
+        .iter()
+        .filter(|s| s.flags() == SYN)
+        .map(|s| {
+            // Timestamps carry our millisecond clock.
+            Duration::from_millis(u64::from(
+                s.ts().unwrap().tsval.wrapping_sub(h.sent_out[0].ts().unwrap().tsval),
+            ))
+        })
+        .collect();
+    let expect: Vec<Duration> =
+        [0u64, 1, 3, 7, 15, 31, 63].iter().map(|&s| Duration::from_secs(s)).collect();
+    assert_eq!(syns, expect, "1 s initial RTO, doubled each time, 6 retries");
+    assert!(h.events().contains(Ready::TIMED_OUT));
+    assert_eq!(h.state(), TcpState::Closed);
+    assert!(h.now - t0 > Duration::from_secs(127));
+    assert_eq!(h.s.tcp().stats().connect_failures, 1);
+}
+
+#[test]
+fn time_wait_reopens_for_a_syn_with_a_newer_timestamp() {
+    let mut h = Harness::established(8192, 8192, true, true, None);
+    h.s.tcp_mut().close(h.now, h.h).unwrap();
+    h.tx();
+    let r = h.seg(FIN | ACK);
+    h.send(&r, &[]);
+    h.tx();
+    assert_eq!(h.s.tcp().time_wait_entries(), 1);
+    // An old SYN (lower timestamp) is answered with the TIME-WAIT ACK.
+    let mut syn = h.seg(SYN);
+    syn.ack_number = 0;
+    syn.timestamps = Some(TcpTimestamps { tsval: 1, tsecr: 0 });
+    h.rx_repr(&syn, &[]);
+    assert_eq!(flags_of(&h.tx()), [ACK]);
+    // A new incarnation (RFC 6191): a new connection in SYN-RECEIVED, with an ISN above the old.
+    let mut syn = h.seg(SYN);
+    syn.ack_number = 0;
+    syn.seq_number = 5;
+    h.rx_repr(&syn, &[]);
+    let old_max = h.our_max;
+    let out = h.tx();
+    assert_eq!(flags_of(&out), [SYN | ACK]);
+    assert!(seq::gt(out[0].repr.seq_number, old_max));
+    assert_eq!(h.s.tcp().time_wait_entries(), 0);
+    assert_eq!(h.s.tcp().stats().time_wait_reused, 1);
 }
