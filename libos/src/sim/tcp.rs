@@ -462,3 +462,37 @@ pub fn pattern(n: usize, salt: u8) -> Vec<u8> {
         })
         .collect()
 }
+
+/// An ICMP "fragmentation needed" (type 3, code 4) from `src` to `dst` carrying next-hop
+/// `mtu` and `quote` (the original IPv4 header and the start of its payload).
+pub fn icmp_frag_needed(
+    src_mac: EthernetAddress,
+    dst_mac: EthernetAddress,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    mtu: u16,
+    quote: &[u8],
+) -> Vec<u8> {
+    let mut msg = vec![3u8, 4, 0, 0, 0, 0];
+    msg.extend_from_slice(&mtu.to_be_bytes());
+    msg.extend_from_slice(quote);
+    let c = checksum::checksum(&msg);
+    msg[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut f = vec![0u8; ETHERNET_HEADER_LEN + 20];
+    f[..6].copy_from_slice(&dst_mac.0);
+    f[6..12].copy_from_slice(&src_mac.0);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(&msg);
+    {
+        let mut ip = Ipv4Packet::new_unchecked(&mut f[14..]);
+        ip.set_version(4);
+        ip.set_header_len(20);
+        ip.set_total_len((20 + msg.len()) as u16);
+        ip.set_ttl(64);
+        ip.set_protocol(crate::wire::IpProtocol::Icmp);
+        ip.set_src_addr(src);
+        ip.set_dst_addr(dst);
+        ip.fill_checksum();
+    }
+    f
+}

@@ -4,7 +4,7 @@
 use core::time::Duration;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use super::tcp::{attach, pattern, segments_from, Peer, PeerConfig, SharedPeer};
+use super::tcp::{self, attach, pattern, segments_from, Peer, PeerConfig, SharedPeer};
 use super::{ip, LinkConfig, Sim};
 use crate::stack::StackConfig;
 use crate::tcp::{Ready, TcpState};
@@ -189,4 +189,329 @@ fn super_segments_out_and_coalesced_segments_in() {
         assert!(a.tso_frames > 0 && b.tso_frames > 0, "super-segments sent");
         assert!(a.gro_frames > 0 && b.gro_frames > 0, "coalesced segments received");
     }
+}
+
+/// Runs until every connection of `peer` is done (or `limit` of virtual time passes).
+fn run_until_done(sim: &mut Sim, peer: &SharedPeer, n: usize, limit: Duration) {
+    let end = sim.now() + limit;
+    while sim.now() < end {
+        {
+            let p = peer.borrow();
+            if p.conns.len() >= n && p.conns.iter().all(|c| c.done_at.is_some()) {
+                return;
+            }
+        }
+        sim.run_for(ms(100));
+    }
+}
+
+#[test]
+fn syn_cookies_under_a_syn_flood_while_a_transfer_continues() {
+    let mut sim = pair_with(LinkConfig::perfect(), 11, |c| {
+        c.tcp.syn_backlog = 16;
+        c.tcp.max_connections = 64;
+    });
+    sim.set_trace(false);
+    let flooder = sim.add_raw(crate::wire::EthernetAddress([2, 0, 0, 0, 0, 0x66]));
+    let up = pattern(4 << 20, 3);
+    let down = pattern(4 << 20, 4);
+    let (client, server) = transfer(&mut sim, up.clone(), down.clone());
+    sim.run_for(ms(5));
+    let mut rng = super::rng::Rng::new(99);
+    let mut flood = 0u32;
+    let mut second = None;
+    for round in 0..3000 {
+        for _ in 0..100 {
+            let src = Ipv4Addr::new(10, 0, 0, 100 + rng.below(100) as u8);
+            let mut r = tcp::repr(
+                1024 + rng.below(60000) as u16,
+                80,
+                rng.next_u64() as u32,
+                0,
+                TcpFlags::SYN,
+                65535,
+            );
+            r.max_seg_size = Some(1460);
+            r.timestamps = Some(crate::wire::TcpTimestamps { tsval: 1, tsecr: 0 });
+            r.window_scale = Some(7);
+            r.sack_permitted = true;
+            let f = tcp::tcp_frame(
+                crate::wire::EthernetAddress([2, 0, 0, 0, 0, 0x66]),
+                super::mac(2),
+                src,
+                ip(2),
+                &r,
+                &[],
+            );
+            sim.send_raw(flooder, &f);
+            flood += 1;
+        }
+        sim.run_for(ms(1));
+        if round == 100 {
+            // A new client during the flood: its SYN finds the SYN queue full.
+            let now = sim.now();
+            let h = sim.stack(0).tcp_connect(now, sa(2, 80), None).unwrap();
+            client.borrow_mut().add(h, b"during the flood".to_vec());
+            second = Some(h);
+        }
+        let p = server.borrow();
+        if round > 100 && p.conns.len() == 2 && p.conns.iter().all(|c| c.done_at.is_some()) {
+            break;
+        }
+    }
+    sim.run_for(ms(200));
+    let _ = second;
+    let c = client.borrow();
+    let s = server.borrow();
+    assert_eq!(s.conns.len(), 2);
+    assert!(s.conns[0].received == up, "the established transfer survived byte-exact");
+    assert!(c.conns[0].received == down);
+    assert_eq!(s.conns[1].received, b"during the flood");
+    drop((c, s));
+    let st = sim.stack(1).tcp().stats().clone();
+    assert!(flood > 10_000);
+    assert!(st.syn_cookies_sent > 10_000, "{st:?}");
+    assert_eq!(st.syn_cookies_validated, 1, "the new client came in through a cookie");
+    assert!(st.in_state(TcpState::SynReceived) <= 16, "the SYN queue stayed bounded");
+    assert!(sim.stack(1).tcp().connections() <= 18);
+}
+
+#[test]
+fn cookie_connections_keep_window_scaling_and_sack_through_timestamps() {
+    let mut sim = pair_with(lossy(), 12, |c| c.tcp.syn_cookies = crate::tcp::SynCookies::Always);
+    sim.set_trace(false);
+    let up = pattern(300_000, 1);
+    let down = pattern(300_000, 2);
+    let (client, server) = transfer(&mut sim, up.clone(), down.clone());
+    sim.run_for(ms(100));
+    let h = server.borrow().conns[0].handle.unwrap();
+    let info = sim.stack(1).tcp().info(h).unwrap();
+    assert!(info.ts && info.sack && info.wscale.is_some(), "{info:?}");
+    assert_eq!(info.mss, 1448);
+    run_until_done(&mut sim, &client, 1, Duration::from_secs(60));
+    sim.run_for(Duration::from_secs(2));
+    assert_delivered(&client, &server, &up, &down);
+    assert!(sim.stack(1).tcp().stats().syn_cookies_validated >= 1);
+}
+
+#[test]
+fn two_thousand_concurrent_connections_to_one_listener() {
+    const N: usize = 2000;
+    let mut sim = pair_with(LinkConfig::perfect(), 13, |c| {
+        c.tcp.max_connections = N + 16;
+        c.tcp.max_time_wait = N + 16;
+        c.tcp.rx_buffer = 8192;
+        c.tcp.tx_buffer = 8192;
+        c.tcp.syn_backlog = N;
+    });
+    sim.set_trace(false);
+    let server = Peer::new(PeerConfig { echo: true, ..PeerConfig::default() });
+    let l = sim.stack(1).tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 7), N).unwrap();
+    server.borrow_mut().listener = Some(l);
+    attach(&mut sim, 1, &server);
+    let client = Peer::new(PeerConfig::default());
+    attach(&mut sim, 0, &client);
+    let now = sim.now();
+    for k in 0..N {
+        let h = sim.stack(0).tcp_connect(now, sa(2, 7), None).unwrap();
+        client.borrow_mut().add(h, pattern(1000, k as u8));
+    }
+    assert_eq!(sim.stack(0).tcp().connections(), N);
+    run_until_done(&mut sim, &client, N, Duration::from_secs(30));
+    let c = client.borrow();
+    for (k, e) in c.conns.iter().enumerate() {
+        assert!(e.received == pattern(1000, k as u8), "connection {k} echoed");
+        assert!(e.done_at.is_some());
+    }
+    assert_eq!(sim.stack(1).tcp().stats().accepts as usize, N);
+    assert_eq!(
+        sim.stack(0).tcp().stats().syn_cookies_sent + sim.stack(1).tcp().stats().syn_cookies_sent,
+        0
+    );
+}
+
+#[test]
+fn a_full_accept_queue_holds_connections_back_until_accepted() {
+    let mut sim = pair_with(LinkConfig::perfect(), 14, |_| {});
+    let l = sim.stack(1).tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 2).unwrap();
+    let client = Peer::new(PeerConfig {
+        shutdown_when_sent: false,
+        close_when_done: false,
+        ..PeerConfig::default()
+    });
+    attach(&mut sim, 0, &client);
+    let now = sim.now();
+    for _ in 0..5 {
+        let h = sim.stack(0).tcp_connect(now, sa(2, 80), None).unwrap();
+        client.borrow_mut().add(h, Vec::new());
+    }
+    sim.run_for(ms(500));
+    assert_eq!(sim.stack(1).tcp().accept_pending(l).unwrap(), 2);
+    assert!(sim.stack(1).tcp().stats().listen_overflows >= 3);
+    let connected = client.borrow().conns.iter().filter(|e| e.connected_at.is_some()).count();
+    assert!(connected <= 2 + 3, "{connected}");
+    // Accepting makes room; the others get in with their SYN retransmissions.
+    let mut accepted = 0;
+    for _ in 0..20 {
+        while sim.stack(1).tcp_mut().accept(l).is_ok() {
+            accepted += 1;
+        }
+        sim.run_for(Duration::from_secs(1));
+    }
+    assert_eq!(accepted, 5);
+    assert!(client.borrow().conns.iter().all(|e| e.connected_at.is_some() && e.error.is_none()));
+}
+
+#[test]
+fn a_receiver_that_stops_reading_closes_the_window_and_the_sender_probes() {
+    let mut sim = pair_with(LinkConfig::perfect(), 15, |c| {
+        c.tcp.rx_buffer = 16 * 1024;
+    });
+    sim.set_trace(false);
+    let up = pattern(200_000, 5);
+    let server = Peer::new(PeerConfig { read: false, ..PeerConfig::default() });
+    let l = sim.stack(1).tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 4).unwrap();
+    server.borrow_mut().listener = Some(l);
+    attach(&mut sim, 1, &server);
+    let client = Peer::new(PeerConfig::default());
+    let now = sim.now();
+    let h = sim.stack(0).tcp_connect(now, sa(2, 80), None).unwrap();
+    client.borrow_mut().add(h, up.clone());
+    attach(&mut sim, 0, &client);
+    sim.run_for(Duration::from_secs(10));
+    let probes = sim.stack(0).tcp().stats().window_probes;
+    assert!((3..=10).contains(&probes), "probes with backoff over 10 s: {probes}");
+    assert!(sim.stack(0).tcp().info(h).unwrap().snd_wnd < 1024);
+    server.borrow_mut().cfg.read = true;
+    sim.run_for(ms(1));
+    run_until_done(&mut sim, &client, 1, Duration::from_secs(120));
+    sim.run_for(Duration::from_secs(1));
+    assert!(server.borrow().conns[0].received == up);
+}
+
+#[test]
+fn keepalive_between_two_stacks_detects_a_dead_peer() {
+    let mut sim = pair_with(LinkConfig::perfect(), 16, |_| {});
+    let server = Peer::new(PeerConfig { shutdown_when_sent: false, ..PeerConfig::default() });
+    let l = sim.stack(1).tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 4).unwrap();
+    server.borrow_mut().listener = Some(l);
+    attach(&mut sim, 1, &server);
+    let client = Peer::new(PeerConfig { shutdown_when_sent: false, ..PeerConfig::default() });
+    let now = sim.now();
+    let h = sim.stack(0).tcp_connect(now, sa(2, 80), None).unwrap();
+    client.borrow_mut().add(h, b"hi".to_vec());
+    attach(&mut sim, 0, &client);
+    sim.run_for(ms(100));
+    let ka = crate::tcp::Keepalive {
+        idle: Duration::from_secs(30),
+        interval: Duration::from_secs(5),
+        probes: 3,
+    };
+    let now = sim.now();
+    sim.stack(0).tcp_mut().set_keepalive(now, h, Some(ka)).unwrap();
+    sim.run_for(Duration::from_secs(300));
+    assert!(sim.stack(0).tcp().stats().keepalive_probes >= 9, "answered probes every 30 s");
+    assert_eq!(sim.stack(0).tcp().state(h), Ok(TcpState::Established));
+    sim.set_link(LinkConfig::lossy(1.0));
+    sim.run_for(Duration::from_secs(60));
+    assert!(client.borrow().conns[0].events.contains(Ready::TIMED_OUT));
+}
+
+#[test]
+fn simultaneous_open_between_two_stacks() {
+    let mut sim = pair_with(LinkConfig::perfect(), 17, |_| {});
+    let now = sim.now();
+    let a = sim.stack(0).tcp_connect(now, sa(2, 6000), Some(sa(1, 5000))).unwrap();
+    let b = sim.stack(1).tcp_connect(now, sa(1, 5000), Some(sa(2, 6000))).unwrap();
+    sim.run_for(ms(100));
+    assert_eq!(sim.stack(0).tcp().state(a), Ok(TcpState::Established));
+    assert_eq!(sim.stack(1).tcp().state(b), Ok(TcpState::Established));
+    sim.stack(0).tcp_mut().write(a, b"ping").unwrap();
+    sim.stack(1).tcp_mut().write(b, b"pong").unwrap();
+    sim.run_for(ms(100));
+    let mut buf = [0u8; 8];
+    assert_eq!(sim.stack(1).tcp_mut().read(b, &mut buf), Ok(4));
+    assert_eq!(&buf[..4], b"ping");
+    assert_eq!(sim.stack(0).tcp_mut().read(a, &mut buf), Ok(4));
+    assert_eq!(&buf[..4], b"pong");
+    // Simultaneous close: both end in TIME-WAIT via CLOSING.
+    sim.stack(0).tcp_mut().shutdown(a).unwrap();
+    sim.stack(1).tcp_mut().shutdown(b).unwrap();
+    sim.run_for(ms(100));
+    assert_eq!(sim.stack(0).tcp().time_wait_entries(), 1);
+    assert_eq!(sim.stack(1).tcp().time_wait_entries(), 1);
+}
+
+#[test]
+fn time_wait_is_bounded_and_reused_by_connect_when_safe() {
+    let mut sim = pair_with(LinkConfig::perfect(), 18, |c| {
+        c.tcp.max_time_wait = 4;
+        c.tcp.ephemeral_ports = (50000, 50000);
+    });
+    let server = Peer::new(PeerConfig { echo: true, ..PeerConfig::default() });
+    let l = sim.stack(1).tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 7), 16).unwrap();
+    server.borrow_mut().listener = Some(l);
+    attach(&mut sim, 1, &server);
+    let client = Peer::new(PeerConfig::default());
+    attach(&mut sim, 0, &client);
+    for k in 0..6u16 {
+        let now = sim.now();
+        let h = sim.stack(0).tcp_connect(now, sa(2, 7), Some(sa(1, 40000 + k))).unwrap();
+        client.borrow_mut().add(h, b"x".to_vec());
+        sim.run_for(ms(50));
+    }
+    assert_eq!(sim.stack(0).tcp().time_wait_entries(), 4);
+    assert_eq!(sim.stack(0).tcp().stats().time_wait_overflows, 2);
+    // The single ephemeral port: in TIME-WAIT after one connection; reused after a second.
+    let now = sim.now();
+    let h = sim.stack(0).tcp_connect(now, sa(2, 7), None).unwrap();
+    client.borrow_mut().add(h, b"y".to_vec());
+    sim.run_for(ms(50));
+    let now = sim.now();
+    assert_eq!(sim.stack(0).tcp_connect(now, sa(2, 7), None), Err(crate::tcp::TcpError::NoSpace));
+    sim.run_for(Duration::from_secs(1));
+    let now = sim.now();
+    let h = sim.stack(0).tcp_connect(now, sa(2, 7), None).unwrap();
+    client.borrow_mut().add(h, b"z".to_vec());
+    sim.run_for(ms(50));
+    assert_eq!(client.borrow().conns.last().unwrap().received, b"z");
+    assert!(sim.stack(0).tcp().stats().time_wait_reused >= 1);
+}
+
+#[test]
+fn cubic_backs_off_by_beta_and_grows_again() {
+    let mut sim = pair_with(LinkConfig::lossy(0.002), 19, |c| {
+        c.tcp.rx_buffer = 4 << 20;
+        c.tcp.tx_buffer = 4 << 20;
+        c.tcp.max_connections = 4;
+    });
+    sim.set_trace(false);
+    let up = pattern(64 << 20, 9);
+    let (client, _server) = transfer(&mut sim, up, Vec::new());
+    let h = client.borrow().conns[0].handle.unwrap();
+    let mut samples = Vec::new();
+    let mut last_fr = 0;
+    for _ in 0..20000 {
+        sim.run_for(Duration::from_micros(20));
+        let Ok(info) = sim.stack(0).tcp().info(h) else { break };
+        let fr = info.stats.fast_retransmits;
+        samples.push((info.cwnd, fr, info.ssthresh));
+        if fr > last_fr {
+            last_fr = fr;
+        }
+    }
+    // Find a fast retransmit out of congestion avoidance and check the reduction.
+    let mut checked = 0;
+    for w in samples.windows(2) {
+        let ((c0, f0, _), (_, f1, s1)) = (w[0], w[1]);
+        if f1 == f0 + 1 && c0 > 20 * 1448 {
+            let ratio = f64::from(s1) / f64::from(c0);
+            // ssthresh = β × the window at the loss, which is at least the last sample's.
+            assert!((0.69..1.0).contains(&ratio), "ssthresh {s1} / cwnd {c0} = {ratio}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 1, "saw a reduction");
+    let max = samples.iter().map(|s| s.0).max().unwrap();
+    assert!(max > 100 * 1448, "the window grew to {max}");
 }

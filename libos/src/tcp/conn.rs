@@ -556,6 +556,16 @@ impl Conn {
         self.mss = base - if self.ts_ok { 12 } else { 0 };
     }
 
+    /// The state a completed handshake enters: FIN-WAIT-1 if the application already shut
+    /// down sending.
+    fn open_state(&self) -> TcpState {
+        if self.fin_queued {
+            TcpState::FinWait1
+        } else {
+            TcpState::Established
+        }
+    }
+
     /// Initial window and quick-ACK mode once the handshake completes.
     fn establish(&mut self, cfg: &TcpConfig) {
         let mss = u32::from(self.mss);
@@ -750,6 +760,19 @@ impl Conn {
                     self.ka_at = Some(now + ka.idle);
                 }
             }
+        }
+    }
+
+    /// Arms the persist timer when data waits for a window that is closed (or too small to
+    /// send anything) and nothing is in flight to bring an update (RFC 9293 §3.8.6.1).
+    pub fn check_persist(&mut self, now: Instant) {
+        if !self.state.is_synchronized() || self.rtx_at.is_some() || self.outstanding() {
+            return;
+        }
+        let unsent = self.unsent();
+        let room = seq::dist(self.snd_nxt, self.snd_una.wrapping_add(self.snd_wnd));
+        if unsent > 0 && room < unsent.min(u32::from(self.mss)) {
+            self.arm_persist(now);
         }
     }
 
@@ -1030,7 +1053,7 @@ impl Conn {
             self.snd_wl2 = seg.ack;
             self.take_rtt_sample(env.now, seg, seq::gt(seg.ack, self.rtt_seq));
             self.establish(env.cfg);
-            self.state = TcpState::Established;
+            self.state = self.open_state();
             self.ev |= Ready::CONNECTED | Ready::WRITABLE;
             self.ack_now = true;
             self.rtx_at = None;
@@ -1189,7 +1212,7 @@ impl Conn {
                 self.snd_wl1 = seg.seq;
                 self.snd_wl2 = seg.ack;
                 self.establish(env.cfg);
-                self.state = TcpState::Established;
+                self.state = self.open_state();
                 self.syn_pending = false;
                 self.rtx_at = None;
                 if self.owner == Owner::App {
@@ -1650,6 +1673,15 @@ impl Conn {
         match self.probe {
             Probe::Window => {
                 self.probe = Probe::None;
+                let room = seq::dist(self.snd_nxt, self.snd_una.wrapping_add(self.snd_wnd));
+                let unsent = self.unsent();
+                if room > 0 && unsent > 0 && !self.outstanding() {
+                    // A small window the sender-side SWS rules kept us from using: the
+                    // override timeout sends what fits (RFC 9293 §3.8.6.2.1 (4)).
+                    let len = room.min(unsent) as usize;
+                    let (s, fin) = (self.snd_nxt, self.fin_queued && len as u32 == unsent);
+                    return Some(self.data_segment(env, cap, s, len.min(mss), fin, mss, false));
+                }
                 if self.sbuf.len() > 0 {
                     let off = seq::dist(self.buf_seq, self.snd_una) as usize;
                     let mut out = self.out_base(now, cap, self.snd_una, TcpFlags::empty());
@@ -1920,7 +1952,9 @@ impl Conn {
     /// Shuts down sending: the FIN goes after the queued data (RFC 9293 §3.10.4 CLOSE).
     pub fn shutdown(&mut self) {
         match self.state {
-            TcpState::SynReceived | TcpState::Established => {
+            // RFC 9293 §3.10.4: queued until ESTABLISHED is reached.
+            TcpState::SynSent | TcpState::SynReceived => self.fin_queued = true,
+            TcpState::Established => {
                 self.fin_queued = true;
                 self.state = TcpState::FinWait1;
             }

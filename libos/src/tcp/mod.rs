@@ -350,6 +350,7 @@ impl Tcp {
             self.release(i);
             return;
         }
+        c.check_persist(now);
         if c.wants_tx() && !c.in_txq {
             c.in_txq = true;
             self.txq.push(i as u32);

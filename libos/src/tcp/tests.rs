@@ -761,3 +761,324 @@ fn time_wait_reopens_for_a_syn_with_a_newer_timestamp() {
     assert_eq!(h.s.tcp().time_wait_entries(), 0);
     assert_eq!(h.s.tcp().stats().time_wait_reused, 1);
 }
+
+/// Data segments (payload, retransmissions included) we sent since `from`.
+fn data_segs(h: &Harness, from: usize) -> Vec<(u32, usize)> {
+    h.sent_out[from..]
+        .iter()
+        .filter(|s| !s.payload.is_empty())
+        .map(|s| (s.repr.seq_number.wrapping_sub(h.our_isn.wrapping_add(1)), s.payload.len()))
+        .collect()
+}
+
+#[test]
+fn rto_backs_off_and_karn_ignores_retransmitted_samples() {
+    let mut h = Harness::established(8192, 8192, false, false, None);
+    h.now = h.now + ms(50);
+    h.s.tcp_mut().write(h.h, &[1; 1000]).unwrap();
+    h.tx();
+    // A first RTT sample of 50 ms.
+    h.now = h.now + ms(50);
+    let r = h.seg(ACK);
+    h.send(&r, &[]);
+    let srtt = h.s.tcp().info(h.h).unwrap().srtt.unwrap();
+    assert!(srtt > ms(1), "{srtt:?}");
+    let rto = h.s.tcp().info(h.h).unwrap().rto;
+    assert_eq!(rto, ms(200), "the 200 ms floor");
+    let start = h.sent_out.len();
+    let t0 = h.now;
+    h.s.tcp_mut().write(h.h, &[2; 1000]).unwrap();
+    h.tx();
+    let mut times = Vec::new();
+    for _ in 0..2000 {
+        let before = h.sent_out.len();
+        h.advance(ms(1));
+        if h.sent_out.len() > before {
+            times.push((h.now - t0).as_millis() as u64);
+        }
+    }
+    assert_eq!(times, [200, 600, 1400], "RTO doubles: 200, 400, 800 ms");
+    assert_eq!(data_segs(&h, start).len(), 4);
+    assert_eq!(h.s.tcp().stats().rto_events, 3);
+    // The ACK of retransmitted data gives no RTT sample (Karn), and the backoff stays until a
+    // fresh sample.
+    h.now = h.now + ms(10);
+    let r = h.seg(ACK);
+    h.send(&r, &[]);
+    assert_eq!(h.s.tcp().info(h.h).unwrap().srtt.unwrap(), srtt);
+    assert!(h.s.tcp().info(h.h).unwrap().rto > ms(200));
+    assert_eq!(h.state(), TcpState::Established);
+}
+
+#[test]
+fn rto_gives_up_after_max_retries() {
+    let s = stack(8192, 8192, |c| c.max_retries = 3);
+    let mut h = Harness::passive_with(s, false, false, None);
+    h.s.tcp_mut().write(h.h, &[1; 100]).unwrap();
+    h.tx();
+    h.advance(Duration::from_secs(30));
+    assert_eq!(data_segs(&h, 0).len(), 4);
+    assert!(h.events().contains(Ready::TIMED_OUT));
+    assert_eq!(h.s.tcp_mut().write(h.h, b"x"), Err(TcpError::TimedOut));
+    assert_eq!(h.s.tcp().stats().timeouts, 1);
+}
+
+/// Ten full segments in flight from an established connection without SACK.
+fn ten_in_flight(ts: bool, sack: bool) -> Harness {
+    let mut h = Harness::established(65536, 65536, ts, sack, Some(7));
+    h.s.tcp_mut().write(h.h, &vec![9; 10 * 1460]).unwrap();
+    let out = h.tx();
+    assert_eq!(out.len(), 10, "initial window of 10 segments");
+    h
+}
+
+fn ack_at(h: &mut Harness, off: u32, sack: &[(u32, u32)]) {
+    let mut r = h.seg(ACK);
+    let base = h.our_isn.wrapping_add(1);
+    r.ack_number = base.wrapping_add(off);
+    let blocks: Vec<(u32, u32)> =
+        sack.iter().map(|&(a, b)| (base.wrapping_add(a), base.wrapping_add(b))).collect();
+    r.sack_ranges = SackBlocks::from_slice(&blocks).unwrap();
+    h.send(&r, &[]);
+}
+
+#[test]
+fn newreno_fast_retransmit_and_partial_acks() {
+    const M: u32 = 1460;
+    let mut h = ten_in_flight(false, false);
+    ack_at(&mut h, M, &[]);
+    let cwnd0 = h.s.tcp().info(h.h).unwrap().cwnd;
+    h.tx();
+    let start = h.sent_out.len();
+    // Segment 2 is lost: three duplicate ACKs.
+    for _ in 0..2 {
+        ack_at(&mut h, M, &[]);
+    }
+    // Limited transmit (RFC 3042): two dupacks release no retransmission (and no new data:
+    // everything is sent).
+    assert!(data_segs(&h, start).is_empty());
+    h.tx();
+    ack_at(&mut h, M, &[]);
+    h.tx();
+    assert_eq!(data_segs(&h, start), [(M, M as usize)], "fast retransmit of the hole");
+    assert_eq!(h.s.tcp().stats().fast_retransmits, 1);
+    let info = h.s.tcp().info(h.h).unwrap();
+    assert_eq!(info.ssthresh, (cwnd0 as f64 * 0.7) as u32, "CUBIC's β = 0.7");
+    assert_eq!(info.cwnd, info.ssthresh + 3 * 1460, "NewReno inflation");
+    // A partial ACK up to segment 5: the next hole (segment 6) goes at once (RFC 6582).
+    ack_at(&mut h, 5 * M, &[]);
+    h.tx();
+    assert_eq!(data_segs(&h, start)[1], (5 * M, M as usize));
+    // The full ACK ends recovery.
+    ack_at(&mut h, 10 * M, &[]);
+    assert_eq!(h.conn().mode(), conn::Mode::Open);
+    assert!(h.s.tcp().info(h.h).unwrap().cwnd <= info.ssthresh);
+}
+
+#[test]
+#[allow(non_snake_case)]
+fn sack_recovery_retransmits_only_the_holes() {
+    let mut h = ten_in_flight(true, true);
+    let M = u32::from(h.conn().mss());
+    assert!(h.sack);
+    let start = h.sent_out.len();
+    // Segments 2 and 6 (offsets M and 5M) are lost; the rest arrive and are SACKed.
+    ack_at(&mut h, M, &[(2 * M, 5 * M)]);
+    ack_at(&mut h, M, &[(6 * M, 10 * M), (2 * M, 5 * M)]);
+    h.tx();
+    let rtx = data_segs(&h, start);
+    assert_eq!(rtx, [(M, M as usize), (5 * M, M as usize)], "exactly the holes");
+    assert_eq!(h.s.tcp().stats().sack_recoveries, 1);
+    assert_eq!(h.conn().mode(), conn::Mode::Recovery);
+    ack_at(&mut h, 10 * M, &[]);
+    assert_eq!(h.conn().mode(), conn::Mode::Open);
+    assert_eq!(h.s.tcp().stats().retransmits, 2);
+}
+
+#[test]
+#[allow(non_snake_case)]
+fn rto_after_sack_loss_resends_everything_unacknowledged() {
+    let mut h = ten_in_flight(true, true);
+    let M = u32::from(h.conn().mss());
+    let start = h.sent_out.len();
+    h.advance(ms(1100));
+    let rtx = data_segs(&h, start);
+    assert!(!rtx.is_empty());
+    assert_eq!(rtx[0], (0, M as usize), "go back to SND.UNA");
+    assert!(h.s.tcp().info(h.h).unwrap().cwnd >= M);
+    assert_eq!(h.conn().mode(), conn::Mode::Loss);
+    // Each ACK opens the window (slow start) and the rest goes out in order.
+    for k in 1..=10 {
+        ack_at(&mut h, k * M, &[]);
+        h.tx();
+    }
+    let offs: Vec<u32> = data_segs(&h, start).iter().map(|s| s.0).collect();
+    for k in 0..10 {
+        assert!(offs.contains(&(k * M)), "segment {k} resent");
+    }
+    assert_eq!(h.conn().mode(), conn::Mode::Open);
+}
+
+#[test]
+fn zero_window_is_probed_with_backoff_then_resumes() {
+    let mut h = Harness::established(8192, 65536, false, false, None);
+    let mut r = h.seg(ACK);
+    r.window_len = 0;
+    h.send(&r, &[]);
+    h.s.tcp_mut().write(h.h, &[5; 3000]).unwrap();
+    assert!(data_segs(&h, 0).is_empty() && h.tx().is_empty(), "nothing while the window is 0");
+    let start = h.sent_out.len();
+    let t0 = h.now;
+    let mut times = Vec::new();
+    for _ in 0..1500 {
+        let before = h.sent_out.len();
+        h.advance(ms(1));
+        if h.sent_out.len() > before {
+            times.push((h.now - t0).as_millis() as u64);
+            // The peer answers each probe: still no room.
+            let mut r = h.seg(ACK);
+            r.window_len = 0;
+            r.ack_number = h.our_isn.wrapping_add(1);
+            h.send(&r, &[]);
+        }
+    }
+    assert_eq!(times, [200, 600, 1400], "probes back off");
+    for s in &h.sent_out[start..] {
+        assert_eq!(s.payload.len(), 1, "a one-octet probe");
+    }
+    assert_eq!(h.s.tcp().stats().window_probes, 3);
+    // The window opens: everything flows, starting with the probed octet.
+    let mut r = h.seg(ACK);
+    r.ack_number = h.our_isn.wrapping_add(1);
+    h.send(&r, &[]);
+    let out = h.tx();
+    assert_eq!(out[0].repr.seq_number, h.our_isn.wrapping_add(1));
+    let mut total: usize = out.iter().map(|s| s.payload.len()).sum();
+    assert_eq!(total, 2920, "full segments; Nagle holds the 80-byte tail");
+    let r = h.seg(ACK);
+    h.send(&r, &[]);
+    total += h.tx().iter().map(|s| s.payload.len()).sum::<usize>();
+    assert_eq!(total, 3000);
+}
+
+#[test]
+fn keepalive_probes_an_idle_peer_then_gives_up() {
+    let mut h = Harness::established(8192, 8192, true, false, None);
+    let ka =
+        Keepalive { idle: Duration::from_secs(10), interval: Duration::from_secs(2), probes: 3 };
+    h.s.tcp_mut().set_keepalive(h.now, h.h, Some(ka)).unwrap();
+    let start = h.sent_out.len();
+    h.advance(Duration::from_secs(10) + ms(1));
+    let probes = &h.sent_out[start..];
+    assert_eq!(probes.len(), 1);
+    assert_eq!(probes[0].repr.seq_number, h.our_isn, "SEG.SEQ = SND.UNA − 1");
+    assert!(probes[0].payload.is_empty());
+    // The peer answers: the connection stays, the next probe waits a full idle time.
+    let r = h.seg(ACK);
+    h.send(&r, &[]);
+    h.advance(Duration::from_secs(9));
+    assert_eq!(h.sent_out.len(), start + 1);
+    // Now silence: three probes 2 s apart, then an RST and TIMED_OUT.
+    h.advance(Duration::from_secs(20));
+    let after: Vec<TcpFlags> = h.sent_out[start + 1..].iter().map(|s| s.flags()).collect();
+    assert_eq!(after, [ACK, ACK, ACK, RST | ACK]);
+    assert!(h.events().contains(Ready::TIMED_OUT));
+    assert_eq!(h.s.tcp().stats().keepalive_probes, 4);
+}
+
+#[test]
+fn delayed_acks_after_the_quick_start() {
+    let mut h = Harness::established(65536, 8192, false, false, None);
+    // Quick ACKs: the first 16 segments are acknowledged at once.
+    for _ in 0..16 {
+        let r = h.seg(ACK);
+        h.send(&r, &[1; 100]);
+        assert_eq!(flags_of(&h.tx()), [ACK]);
+    }
+    // Then one small segment waits for the delayed-ACK timer (40 ms).
+    let r = h.seg(ACK);
+    h.send(&r, &[1; 100]);
+    assert!(h.tx().is_empty());
+    let n = h.sent_out.len();
+    h.advance(ms(39));
+    assert_eq!(h.sent_out.len(), n);
+    h.advance(ms(1));
+    assert_eq!(h.sent_out.len(), n + 1);
+    assert_eq!(h.s.tcp().stats().delayed_acks, 1);
+    // Two full-sized segments are acknowledged at once (RFC 9293 §3.8.6.3).
+    let r = h.seg(ACK);
+    h.send(&r, &[1; 1460]);
+    let r = h.seg(ACK);
+    h.send(&r, &[1; 1460]);
+    assert_eq!(flags_of(&h.tx()), [ACK]);
+    // Out-of-order data is acknowledged at once (a duplicate ACK).
+    let mut r = h.seg(ACK);
+    r.seq_number = h.peer_nxt.wrapping_add(1000);
+    h.rx_repr(&r, &[1; 10]);
+    let out = h.tx();
+    assert_eq!(flags_of(&out), [ACK]);
+    assert_eq!(out[0].repr.ack_number, h.peer_nxt);
+}
+
+#[test]
+fn nagle_holds_small_segments_while_data_is_unacknowledged() {
+    let mut h = Harness::established(8192, 65536, false, false, None);
+    h.s.tcp_mut().write(h.h, b"a").unwrap();
+    assert_eq!(h.tx().len(), 1, "nothing in flight: sent at once");
+    h.s.tcp_mut().write(h.h, b"b").unwrap();
+    h.s.tcp_mut().write(h.h, b"c").unwrap();
+    assert!(h.tx().is_empty(), "held while 'a' is unacknowledged");
+    let r = h.seg(ACK);
+    h.send(&r, &[]);
+    let out = h.tx();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].payload, b"bc", "coalesced");
+    // TCP_NODELAY sends at once.
+    h.s.tcp_mut().set_nodelay(h.h, true).unwrap();
+    h.s.tcp_mut().write(h.h, b"d").unwrap();
+    assert_eq!(h.tx().len(), 1);
+}
+
+#[test]
+fn reading_reopens_a_closed_window_with_an_update() {
+    let mut h = Harness::established(4096, 8192, false, false, None);
+    let mut sent = 0;
+    while sent < 8000 {
+        let r = h.seg(ACK);
+        if h.send(&r, &[3; 1000]) != Verdict::Consumed {
+            h.peer_nxt = h.peer_nxt.wrapping_sub(1000);
+            break;
+        }
+        sent += 1000;
+    }
+    let out = h.tx();
+    let last = out.last().unwrap();
+    assert_eq!(last.repr.window_len, 0, "the window closed");
+    assert!(h.conn().readable() >= 4000);
+    let mut buf = [0u8; 8192];
+    let n = h.s.tcp_mut().read(h.h, &mut buf).unwrap();
+    assert!(n >= 4000);
+    let out = h.tx();
+    assert_eq!(flags_of(&out), [ACK], "a window update");
+    assert!(out[0].repr.window_len as usize >= 4000);
+}
+
+#[test]
+fn icmp_fragmentation_needed_lowers_the_mss() {
+    let mut h = Harness::established(8192, 65536, false, false, None);
+    h.s.tcp_mut().write(h.h, &[4; 4000]).unwrap();
+    let out = h.tx();
+    assert_eq!(out[0].payload.len(), 1460);
+    // A router says the path carries 1200 bytes, quoting our first segment.
+    let seg = tcp_frame(US, PEER, US_IP, PEER_IP, &out[0].repr, &out[0].payload);
+    let quote = &seg[14..14 + 28];
+    let icmp = crate::sim::tcp::icmp_frag_needed(PEER, US, PEER_IP, US_IP, 1200, quote);
+    let mut b = [Frame::new(&icmp, icmp.len())];
+    h.s.handle_rx(h.now, &mut b[..]);
+    assert_eq!(h.s.tcp().stats().pmtu_updates, 1);
+    assert_eq!(h.s.tcp().info(h.h).unwrap().mss, 1160);
+    let out = h.tx();
+    assert!(!out.is_empty());
+    assert!(out.iter().all(|s| s.payload.len() <= 1160));
+    assert_eq!(out[0].repr.seq_number, h.our_isn.wrapping_add(1), "resent at the new size");
+}
