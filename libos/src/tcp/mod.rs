@@ -835,24 +835,26 @@ impl Tcp {
                 break;
             }
         }
-        let mut turns = self.txq.len();
-        while turns > 0 && slots.remaining() > 0 {
-            let Some(&i) = self.txq.front() else { break };
+        // Round robin: a connection sends up to `TX_BURST` frames per turn and, if it has
+        // more, goes to the back of the queue (`after` requeues it); a whole pass in which
+        // nobody fills a slot ends the call.
+        let mut idle = 0;
+        while slots.remaining() > 0 && idle <= self.txq.len() {
+            let Some(i) = self.txq.pop() else { break };
             let i = i as usize;
-            turns -= 1;
+            self.conns[i].in_txq = false;
             if !self.live[i] {
-                self.txq.pop();
-                self.conns[i].in_txq = false;
                 continue;
             }
             let prev = self.conns[i].state;
-            let more = self.tx_conn(now, i, slots, env);
-            self.txq.pop();
-            self.conns[i].in_txq = false;
-            self.after(i, prev, now);
-            if more && slots.remaining() == 0 {
-                break;
+            let before = slots.remaining();
+            self.tx_conn(now, i, slots, env);
+            if slots.remaining() < before {
+                idle = 0;
+            } else {
+                idle += 1;
             }
+            self.after(i, prev, now);
         }
     }
 
