@@ -308,6 +308,14 @@ impl Sim {
         self.steps
     }
 
+    /// The TCP counters of stack node `i` (default counters for a raw host).
+    pub fn nodes_tcp_stats(&self, i: usize) -> crate::tcp::TcpStats {
+        match self.nodes.get(i).map(|n| &n.kind) {
+            Some(NodeKind::Stack(s)) => s.tcp().stats().clone(),
+            _ => crate::tcp::TcpStats::default(),
+        }
+    }
+
     /// Frames a raw host received, with their arrival times.
     pub fn inbox(&self, i: usize) -> &[(Instant, Vec<u8>)] {
         self.nodes.get(i).map_or(&[], |n| &n.inbox[..])

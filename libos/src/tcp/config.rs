@@ -494,6 +494,10 @@ pub struct TcpStats {
     pub fast_retransmits: u64,
     /// Recoveries driven by SACK (RFC 6675).
     pub sack_recoveries: u64,
+    /// Retransmissions found lost by SACK (resent without waiting for a timeout).
+    pub lost_retransmits: u64,
+    /// Tail-loss probes sent (RFC 8985 §7).
+    pub tail_loss_probes: u64,
     /// Zero-window probes sent.
     pub window_probes: u64,
     /// Keep-alive probes sent.

@@ -102,6 +102,8 @@ enum Probe {
     Window,
     /// A keep-alive probe: `SEG.SEQ = SND.UNA − 1`, no data (RFC 1122 §4.2.3.6).
     Keepalive,
+    /// A tail loss probe (RFC 8985 §7): one new segment, or the last one again.
+    Tail,
 }
 
 /// A received segment, parsed and checksum-verified.
@@ -286,6 +288,9 @@ pub(crate) struct Conn {
     recover: u32,
     high_rxt: u32,
     rtx_head: bool,
+    /// The head retransmitted at `.0` while `SND.NXT` was `.1`: if data sent after it gets
+    /// SACKed while the head stays unacknowledged, the retransmission was lost too.
+    rtx_mark: Option<(u32, u32)>,
     dupacks: u32,
     sb: Scoreboard,
     max_flight: u32,
@@ -294,6 +299,13 @@ pub(crate) struct Conn {
     // Timers.
     rtx_at: Option<Instant>,
     persist: bool,
+    /// `rtx_at` is a tail-loss probe timeout (RFC 8985 §7), not the RTO.
+    tlp_armed: bool,
+    /// A tail-loss probe was sent and not yet resolved by an advancing ACK.
+    tlp_out: bool,
+    /// Unsacked data below this is lost (a SACK answered a tail-loss probe: what was sent
+    /// before the probe had two RTTs to arrive, as RACK reasons, RFC 8985 §6).
+    lost_below: u32,
     persist_backoff: u8,
     probe_out: bool,
     retries: u8,
@@ -400,12 +412,16 @@ impl Conn {
             recover: iss,
             high_rxt: iss,
             rtx_head: false,
+            rtx_mark: None,
             dupacks: 0,
             sb: Scoreboard::default(),
             max_flight: 0,
             syn_retransmitted: false,
             rtx_at: None,
             persist: false,
+            tlp_armed: false,
+            tlp_out: false,
+            lost_below: iss,
             persist_backoff: 0,
             probe_out: false,
             retries: 0,
@@ -731,14 +747,40 @@ impl Conn {
 
     fn arm_rtx(&mut self, now: Instant) {
         if self.rtx_at.is_none() || self.persist {
-            self.persist = false;
-            self.rtx_at = Some(now + self.rtt.rto());
+            self.restart_rtx(now);
         }
     }
 
+    /// Starts the retransmission timer, as a tail-loss probe timeout when one is allowed.
     fn restart_rtx(&mut self, now: Instant) {
         self.persist = false;
-        self.rtx_at = Some(now + self.rtt.rto());
+        match self.pto() {
+            Some(pto) => {
+                self.tlp_armed = true;
+                self.rtx_at = Some(now + pto);
+            }
+            None => {
+                self.tlp_armed = false;
+                self.rtx_at = Some(now + self.rtt.rto());
+            }
+        }
+    }
+
+    /// The tail-loss probe timeout (RFC 8985 §7.2, Linux's `tcp_schedule_loss_probe`): two
+    /// smoothed RTTs, at least 10 ms, plus a delayed-ACK allowance when a single segment is
+    /// out; never beyond the RTO. `None` where no probe is allowed (no SACK, no RTT sample,
+    /// in recovery, or a probe already out).
+    fn pto(&self) -> Option<Duration> {
+        if !self.sack_ok || self.mode != Mode::Open || self.tlp_out || !self.state.is_synchronized()
+        {
+            return None;
+        }
+        let srtt = self.rtt.srtt()?;
+        let mut pto = (srtt * 2).max(Duration::from_millis(10));
+        if seq::dist(self.snd_una, self.snd_nxt) <= u32::from(self.mss) {
+            pto = pto.max(srtt + srtt / 2 + Duration::from_millis(200));
+        }
+        Some(pto.min(self.rtt.rto()))
     }
 
     fn arm_persist(&mut self, now: Instant) {
@@ -797,6 +839,9 @@ impl Conn {
             if self.persist {
                 self.persist = false;
                 self.on_persist(env);
+            } else if self.tlp_armed {
+                self.tlp_armed = false;
+                self.on_tlp(env);
             } else {
                 self.on_rto(env);
             }
@@ -816,6 +861,16 @@ impl Conn {
             self.persist_backoff = self.persist_backoff.saturating_add(1);
         }
         let _ = env;
+    }
+
+    fn on_tlp(&mut self, env: &mut Env<'_>) {
+        if !self.state.is_synchronized() || !self.outstanding() {
+            return;
+        }
+        self.tlp_out = true;
+        self.probe = Probe::Tail;
+        env.stats.tail_loss_probes += 1;
+        self.rtx_at = Some(env.now + self.rtt.rto());
     }
 
     fn on_rto(&mut self, env: &mut Env<'_>) {
@@ -867,8 +922,14 @@ impl Conn {
                 self.recovery_point = self.snd_max;
                 self.recover = self.snd_max;
                 self.high_rxt = self.snd_una;
-                // RFC 2018 §8: the receiver may have reneged; forget what it SACKed.
-                self.sb.clear();
+                self.rtx_mark = None;
+                self.tlp_out = false;
+                if self.rtt.backoffs() > 0 {
+                    // A second timeout in a row: the receiver may have reneged (RFC 2018 §8);
+                    // forget what it SACKed. After a first one the SACK information is kept
+                    // and only holes are resent (RFC 6675 §5.1, as Linux does).
+                    self.sb.clear();
+                }
                 self.dupacks = 0;
                 self.rtx_head = false;
                 self.rtt.back_off();
@@ -944,7 +1005,7 @@ impl Conn {
                 let lost_end = if self.mode == Mode::Loss {
                     self.recovery_point
                 } else {
-                    self.sb.lost_boundary(una, u32::from(self.mss))
+                    self.lost_boundary()
                 };
                 let lost_end = seq::min(lost_end, nxt);
                 let rtx_end = seq::min(self.high_rxt, nxt);
@@ -952,6 +1013,16 @@ impl Conn {
                 u(nxt).saturating_sub(u(lost_end)).saturating_add(u(rtx_end))
             }
         }
+    }
+
+    /// Below this, every unSACKed byte counts as lost: RFC 6675 `IsLost`, or everything
+    /// before a SACKed tail-loss probe.
+    fn lost_boundary(&self) -> u32 {
+        let b = self.sb.lost_boundary(self.snd_una, u32::from(self.mss));
+        if self.sb.is_empty() {
+            return b;
+        }
+        seq::max(b, seq::min(self.lost_below, self.sb.highest().unwrap_or(b)))
     }
 
     /// Bytes the congestion window lets us add to the network now.
@@ -990,6 +1061,8 @@ impl Conn {
             self.cc.set_cwnd(w, mss);
         }
         self.rtx_head = true;
+        self.tlp_out = false;
+        self.tlp_armed = false;
         env.stats.fast_retransmits += 1;
         self.stats.fast_retransmits += 1;
     }
@@ -1308,6 +1381,11 @@ impl Conn {
         let sack_news = self.sack_ok
             && !seg.sack.is_empty()
             && self.sb.update(seq::max(ack, self.snd_una), self.snd_max, seg.sack.as_slice());
+        if sack_news && self.tlp_out {
+            if let Some(top) = self.sb.highest() {
+                self.lost_below = seq::max(self.lost_below, top);
+            }
+        }
         if seq::gt(ack, self.snd_una) {
             let acked = seq::dist(self.snd_una, ack);
             self.take_rtt_sample(now, seg, seq::gt(ack, self.rtt_seq));
@@ -1328,6 +1406,7 @@ impl Conn {
             self.retries = 0;
             self.probe_out = false;
             self.persist_backoff = 0;
+            self.tlp_out = false;
             match self.mode {
                 Mode::Open => {
                     let ev = AckEvent {
@@ -1395,6 +1474,21 @@ impl Conn {
                 }
             }
         }
+        // Lost retransmission of the head (Linux's `tcp_mark_lost_retrans`): data sent after
+        // it has been SACKed, DupThresh segments' worth, and the head is still missing.
+        if let Some((head, mark)) = self.rtx_mark {
+            if seq::gt(self.snd_una, head) || self.mode == Mode::Open || !self.sack_ok {
+                self.rtx_mark = None;
+            } else if self
+                .sb
+                .highest()
+                .is_some_and(|top| seq::ge(top, mark.wrapping_add(DUP_THRESH * mss)))
+            {
+                self.rtx_mark = None;
+                self.rtx_head = true;
+                env.stats.lost_retransmits += 1;
+            }
+        }
         // A probe byte the peer did not take is sent again as new data once it opens.
         if self.probe_out && self.snd_wnd > 0 && ack == self.snd_una {
             self.probe_out = false;
@@ -1410,10 +1504,17 @@ impl Conn {
             self.persist_backoff = 0;
         }
         // Loss detection (RFC 5681 §3.2, RFC 6675 §5, RFC 6582 §3.2 step 2).
-        if self.mode == Mode::Open && self.outstanding() && seq::gt(self.snd_una, self.recover) {
-            let sack_lost = self.sack_ok
-                && !self.sb.is_empty()
-                && seq::gt(self.sb.lost_boundary(self.snd_una, mss), self.snd_una);
+        // RFC 6582's guard: no new recovery for losses of data sent before the last one began
+        // (`recover`). With SACK the scoreboard shows losses among newer data, so once all
+        // older data is acknowledged recovery may start again (RFC 6675 §5).
+        let past_recover = if self.sack_ok {
+            seq::ge(self.snd_una, self.recover)
+        } else {
+            seq::gt(self.snd_una, self.recover)
+        };
+        if self.mode == Mode::Open && self.outstanding() && past_recover {
+            let sack_lost =
+                self.sack_ok && !self.sb.is_empty() && seq::gt(self.lost_boundary(), self.snd_una);
             if self.dupacks >= DUP_THRESH || sack_lost {
                 self.enter_recovery(env);
             }
@@ -1698,6 +1799,29 @@ impl Conn {
                     return Some(out);
                 }
             }
+            Probe::Tail => {
+                self.probe = Probe::None;
+                let room = seq::dist(self.snd_nxt, self.snd_una.wrapping_add(self.snd_wnd));
+                let unsent = self.unsent();
+                if unsent > 0 && room > 0 {
+                    let len = (unsent.min(room) as usize).min(mss);
+                    let fin = self.fin_queued && len as u32 == unsent;
+                    let s = self.snd_nxt;
+                    return Some(self.data_segment(env, cap, s, len, fin, mss, false));
+                }
+                if self.outstanding() {
+                    // The last segment again (with the FIN if that was last).
+                    let fin = self.fin_sent;
+                    let end = self.data_end();
+                    let start = seq::max(self.snd_una, end.wrapping_sub(mss as u32));
+                    let len = seq::dist(start, end) as usize;
+                    let start = if len == 0 && !fin { self.snd_una } else { start };
+                    let saved = self.high_rxt;
+                    let out = self.data_segment(env, cap, start, len, fin, mss, true);
+                    self.high_rxt = saved;
+                    return Some(out);
+                }
+            }
             Probe::Keepalive => {
                 self.probe = Probe::None;
                 let out = self.out_base(now, cap, self.snd_una.wrapping_sub(1), TcpFlags::empty());
@@ -1754,6 +1878,9 @@ impl Conn {
         let segs = len.div_ceil(mss).max(1) as u64;
         self.stats.segs_out += segs;
         if rtx {
+            if s == self.snd_una {
+                self.rtx_mark = Some((s, self.snd_nxt));
+            }
             self.high_rxt = seq::max(self.high_rxt, end);
             env.stats.retransmits += segs;
             self.stats.retransmits += segs;
@@ -1799,7 +1926,7 @@ impl Conn {
             match self.mode {
                 Mode::Open | Mode::NewReno => return None,
                 Mode::Recovery => {
-                    let lost = self.sb.lost_boundary(self.snd_una, u32::from(self.mss));
+                    let lost = self.lost_boundary();
                     (self.sb.next_hole(start, seq::min(lost, limit)), false)
                 }
                 Mode::Loss => {
@@ -2011,6 +2138,36 @@ impl Conn {
     /// Becomes the application's (accepted) or nobody's (closed).
     pub fn set_owner(&mut self, owner: Owner) {
         self.owner = owner;
+    }
+
+    /// A one-line summary for debugging.
+    pub fn debug_line(&self) -> String {
+        let b = self.iss.wrapping_add(1);
+        let r = |x: u32| x.wrapping_sub(b);
+        format!(
+            "{} {:?} owner {:?} una {} nxt {} max {} data_end {} fin q{} s{} mode {:?} rp {} hr {} \
+             cwnd {} pipe {} wnd {} rtx_at {:?} persist {} sacked {:?} rtx_head {} dupacks {}",
+            self.state,
+            self.key.remote(),
+            self.owner,
+            r(self.snd_una),
+            r(self.snd_nxt),
+            r(self.snd_max),
+            r(self.data_end()),
+            self.fin_queued,
+            self.fin_sent,
+            self.mode,
+            r(self.recovery_point),
+            r(self.high_rxt),
+            self.cc.cwnd(),
+            self.pipe(),
+            self.snd_wnd,
+            self.rtx_at,
+            self.persist,
+            self.sb.ranges().iter().map(|&(a, e)| (r(a), r(e))).collect::<Vec<_>>(),
+            self.rtx_head,
+            self.dupacks,
+        )
     }
 
     /// Bytes `[off, off + len)` of the send buffer, as at most two slices.

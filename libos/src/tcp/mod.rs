@@ -224,6 +224,19 @@ impl Tcp {
         self.conns.len() - self.free.len()
     }
 
+    /// A one-line dump of every live connection's sequence and recovery state (debugging).
+    #[doc(hidden)]
+    pub fn debug_dump(&self) -> String {
+        let mut out = String::new();
+        for (i, c) in self.conns.iter().enumerate() {
+            if self.live[i] {
+                out.push_str(&c.debug_line());
+                out.push('\n');
+            }
+        }
+        out
+    }
+
     /// TIME-WAIT entries.
     pub fn time_wait_entries(&self) -> usize {
         self.tw.len()
