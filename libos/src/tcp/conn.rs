@@ -1118,6 +1118,9 @@ impl Conn {
             return (Some(TcpDrop::Ignored), None);
         }
         self.take_syn(env.now, seg);
+        // Until our first ACK, the peer may fill the window our SYN offered (unscaled).
+        let offered = self.usable_space(mem.rx.len()).min(65535);
+        self.rcv_adv = self.rbuf.nxt().wrapping_add(offered);
         if has_ack {
             self.snd_una = seg.ack;
             self.snd_wnd = u32::from(seg.wnd);

@@ -364,6 +364,8 @@ const ACK: TcpFlags = TcpFlags::ACK;
 const FIN: TcpFlags = TcpFlags::FIN;
 const SYN: TcpFlags = TcpFlags::SYN;
 const RST: TcpFlags = TcpFlags::RST;
+const SYNACK: TcpFlags = TcpFlags::from_bits(0x12);
+const FINACK: TcpFlags = TcpFlags::from_bits(0x11);
 
 #[test]
 fn passive_open_and_passive_close() {
@@ -1092,4 +1094,115 @@ fn icmp_fragmentation_needed_lowers_the_mss() {
     assert!(!out.is_empty());
     assert!(out.iter().all(|s| s.payload.len() <= 1160));
     assert_eq!(out[0].repr.seq_number, h.our_isn.wrapping_add(1), "resent at the new size");
+}
+
+#[test]
+fn data_right_after_the_syn_ack_is_accepted_before_our_first_ack() {
+    let mut h = Harness::syn_sent(false, false);
+    let mut sa = h.seg(SYN | ACK);
+    sa.max_seg_size = Some(1460);
+    // The SYN-ACK and two data segments arrive in one batch, before we answer.
+    let f1 = tcp_frame(PEER, US, PEER_IP, US_IP, &sa, &[]);
+    h.peer_nxt = h.peer_nxt.wrapping_add(1);
+    let d1 = h.seg(ACK);
+    let f2 = tcp_frame(PEER, US, PEER_IP, US_IP, &d1, &[1; 1000]);
+    h.peer_nxt = h.peer_nxt.wrapping_add(1000);
+    let d2 = h.seg(ACK);
+    let f3 = tcp_frame(PEER, US, PEER_IP, US_IP, &d2, &[2; 1000]);
+    let mut b = [Frame::new(&f1, f1.len()), Frame::new(&f2, f2.len()), Frame::new(&f3, f3.len())];
+    h.s.handle_rx(h.now, &mut b[..]);
+    assert!(
+        b.iter().all(|f| f.verdict == Verdict::Consumed),
+        "{:?}",
+        b.iter().map(|f| f.verdict).collect::<Vec<_>>()
+    );
+    assert_eq!(h.conn().readable(), 2000);
+    let out = h.tx();
+    assert_eq!(flags_of(&out), [ACK], "one ACK for the whole batch");
+    assert_eq!(out[0].repr.ack_number, h.peer_nxt.wrapping_add(1000));
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Ev {
+    /// The peer's FIN, acknowledging everything we sent.
+    PeerFin,
+    /// The peer's FIN, not acknowledging our FIN.
+    PeerFinCrossing,
+    /// An ACK of everything we sent.
+    PeerAck,
+    /// An RST at RCV.NXT.
+    PeerRst,
+    /// A SYN-ACK for our SYN.
+    PeerSynAck,
+    /// A SYN (simultaneous open).
+    PeerSyn,
+    AppShutdown,
+    AppClose,
+}
+
+/// RFC 9293 §3.3.2's transitions, one row each: from, event, to, what we send.
+#[test]
+fn state_transition_table() {
+    use TcpState::*;
+    const NONE: &[TcpFlags] = &[];
+    let table: &[(TcpState, Ev, TcpState, &[TcpFlags])] = &[
+        (SynSent, Ev::PeerSynAck, Established, &[ACK]),
+        (SynSent, Ev::PeerSyn, SynReceived, &[SYNACK]),
+        (SynSent, Ev::PeerRst, SynSent, NONE), // no ACK of our SYN: ignored
+        (SynSent, Ev::AppClose, Closed, NONE),
+        (SynReceived, Ev::PeerAck, Established, NONE),
+        (SynReceived, Ev::PeerRst, Closed, NONE),
+        (Established, Ev::PeerFin, CloseWait, &[ACK]),
+        (Established, Ev::AppShutdown, FinWait1, &[FINACK]),
+        (Established, Ev::PeerRst, Closed, NONE),
+        (Established, Ev::AppClose, FinWait1, &[FINACK]),
+        (FinWait1, Ev::PeerAck, FinWait2, NONE),
+        (FinWait1, Ev::PeerFin, TimeWait, &[ACK]),
+        (FinWait1, Ev::PeerFinCrossing, Closing, &[ACK]),
+        (FinWait1, Ev::PeerRst, Closed, NONE),
+        (FinWait2, Ev::PeerFin, TimeWait, &[ACK]),
+        (FinWait2, Ev::PeerRst, Closed, NONE),
+        (CloseWait, Ev::AppShutdown, LastAck, &[FINACK]),
+        (CloseWait, Ev::AppClose, LastAck, &[FINACK]),
+        (CloseWait, Ev::PeerRst, Closed, NONE),
+        (Closing, Ev::PeerAck, TimeWait, NONE),
+        (Closing, Ev::PeerRst, Closed, NONE),
+        (LastAck, Ev::PeerAck, Closed, NONE),
+        (LastAck, Ev::PeerRst, Closed, NONE),
+    ];
+    for &(from, ev, to, reply) in table {
+        let mut h = in_state(from);
+        match ev {
+            Ev::PeerFin | Ev::PeerFinCrossing => {
+                let mut r = h.seg(FIN | ACK);
+                if let Ev::PeerFinCrossing = ev {
+                    r.ack_number = h.our_max.wrapping_sub(1);
+                }
+                h.send(&r, &[]);
+            }
+            Ev::PeerAck => {
+                let r = h.seg(ACK);
+                h.send(&r, &[]);
+            }
+            Ev::PeerRst => {
+                let r = h.seg(RST);
+                h.rx_repr(&r, &[]);
+            }
+            Ev::PeerSynAck => {
+                let mut r = h.seg(SYN | ACK);
+                r.max_seg_size = Some(1460);
+                h.send(&r, &[]);
+            }
+            Ev::PeerSyn => {
+                let mut r = h.seg(SYN);
+                r.ack_number = 0;
+                h.send(&r, &[]);
+            }
+            Ev::AppShutdown => h.s.tcp_mut().shutdown(h.h).unwrap(),
+            Ev::AppClose => h.s.tcp_mut().close(h.now, h.h).unwrap(),
+        }
+        let out = h.tx();
+        assert_eq!(h.state(), to, "{from} + {ev:?}");
+        assert_eq!(flags_of(&out), reply, "{from} + {ev:?}: reply");
+    }
 }
