@@ -240,6 +240,10 @@ fn tcp_benches(c: &mut Criterion) {
                 sent
             })
         });
+        // The benchmark measured real work: every ACK acknowledged data that was sent.
+        let st = a.tcp().stats();
+        assert_eq!(st.drops(libos::tcp::TcpDrop::BadAck), 0, "{st:?}");
+        assert!(st.segs_out > 64 && (!tso || st.tso_frames > 0), "{st:?}");
     }
 
     // 64 small writes, then what goes out.
