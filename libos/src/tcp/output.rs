@@ -291,7 +291,7 @@ mod tests {
         }
         // Two pieces, the second at an odd offset, sum like one.
         let whole: Vec<u8> = (0..101u32).map(|i| (i * 13) as u8).collect();
-        let mut out = vec![0u8; 101];
+        let mut out = [0u8; 101];
         let (a, b) = out.split_at_mut(37);
         let s = checksum::add(
             copy_and_sum(a, &whole[..37]),
