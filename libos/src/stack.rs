@@ -305,14 +305,18 @@ enum Dest {
 /// A `Stack` is a state machine without I/O. The worker loop (or the simulator) drives it:
 ///
 /// 1. Build it with [`Stack::new`] at `now`; it queues its gratuitous ARP announcements.
-/// 2. Bind sockets ([`udp_bind`](Self::udp_bind)) and attach generators as needed.
+/// 2. Bind sockets ([`udp_bind`](Self::udp_bind)) and attach generators as needed; open TCP
+///    listeners and connections ([`tcp_listen`](Self::tcp_listen),
+///    [`tcp_connect`](Self::tcp_connect)); the TCP socket calls are on
+///    [`tcp_mut`](Self::tcp_mut).
 /// 3. Loop:
 ///    - when frames arrive, [`handle_rx`](Self::handle_rx) with the whole batch; then apply
 ///      each frame's [`Verdict`] (transmit in place, deliver, or free);
 ///    - when [`poll_timeout`](Self::poll_timeout) has passed,
 ///      [`handle_timeout`](Self::handle_timeout) (ARP retransmissions, reassembly expiry,
 ///      announcements);
-///    - let socket owners [`udp_recv`](Self::udp_recv) and [`udp_send`](Self::udp_send);
+///    - let socket owners [`udp_recv`](Self::udp_recv) and [`udp_send`](Self::udp_send),
+///      and TCP services drain [`Tcp::poll_event`] and read and write;
 ///    - then [`poll_tx`](Self::poll_tx) with free transmit buffers, as long as it fills all of
 ///      them ([`wants_tx`](Self::wants_tx) says whether anything is waiting);
 ///    - sleep (or spin) until the next frame or [`poll_timeout`](Self::poll_timeout).

@@ -254,7 +254,7 @@ impl fmt::Debug for Ready {
     }
 }
 
-/// What [`crate::Stack::tcp_poll_event`] reports.
+/// What [`super::Tcp::poll_event`] reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TcpEvent {
     /// A listener has established connections waiting for `tcp_accept`.

@@ -4,7 +4,7 @@
 //! connection code asks of them, and stable labels for metrics
 //! (`xdpos_tcp_connections{state="established"}`).
 //!
-//! What it never does: decide transitions; those happen in [`super::conn`] where the events
+//! What it never does: decide transitions; those happen in the connection code (`conn`) where the events
 //! are (segment arrival, user calls, timeouts), as in RFC 9293 §3.10.
 //!
 //! References: RFC 9293 §3.3.2 (state diagram), §3.10 (event processing).
