@@ -65,10 +65,13 @@ impl RecvBuf {
         self.nxt
     }
 
-    /// Moves `RCV.NXT` past a control flag (SYN or FIN) that occupies sequence space.
+    /// Moves `RCV.NXT` past a control flag (SYN or FIN) that occupies sequence space. Nothing
+    /// follows a FIN: out-of-order data beyond it is forgotten.
     #[inline]
     pub fn advance_flag(&mut self) {
         self.nxt = self.nxt.wrapping_add(1);
+        self.n_ooo = 0;
+        self.n_recent = 0;
     }
 
     /// In-order bytes waiting to be read.

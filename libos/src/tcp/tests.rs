@@ -234,6 +234,11 @@ impl Harness {
     }
 }
 
+/// `n` property-test cases, or `PROPTEST_CASES` when set (for long runs in release).
+fn cases(n: u32) -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(n)
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Seg { seq: i32, ack: i32, flags: u8, len: u16, wnd: u16, sack: Option<(i32, u16)>, ts: i32 },
@@ -261,7 +266,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(256), .. ProptestConfig::default() })]
 
     /// Arbitrary segments (any flags, sequence and acknowledgment numbers near the live ones,
     /// SACK blocks, timestamps), writes, reads and time: never a panic; SND.UNA ≤ SND.NXT ≤
@@ -1204,5 +1209,61 @@ fn state_transition_table() {
         let out = h.tx();
         assert_eq!(h.state(), to, "{from} + {ev:?}");
         assert_eq!(flags_of(&out), reply, "{from} + {ev:?}: reply");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(128), .. ProptestConfig::default() })]
+
+    /// Arbitrary segments from many 4-tuples at a listener (SYNs with any options, ACKs with
+    /// any numbers, RSTs, data), with time passing and the application accepting now and then:
+    /// never a panic; the tables stay within their bounds; the per-state counts add up.
+    #[test]
+    fn arbitrary_segments_at_a_listener_keep_the_tables_bounded(
+        segs in proptest::collection::vec(
+            (0u16..6, any::<u32>(), any::<u32>(), any::<u8>(), proptest::option::of(0u16..3000),
+             proptest::option::of(0u8..20), any::<bool>(), proptest::option::of(any::<u32>()),
+             0usize..64, 0u8..4),
+            1..150),
+        cookies in 0u8..3,
+    ) {
+        let s = stack(4096, 4096, |c| {
+            c.syn_backlog = 2;
+            c.max_time_wait = 2;
+            c.syn_cookies = match cookies { 0 => SynCookies::Off, 1 => SynCookies::Auto, _ => SynCookies::Always };
+        });
+        let mut h = Harness::blank(s, false, false);
+        let l = h.s.tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 2).unwrap();
+        let mut accepted = Vec::new();
+        for (port, seqn, ackn, flags, mss, ws, sackp, ts, len, action) in segs {
+            let mut r = repr(5000 + port, if port == 5 { 81 } else { 80 }, seqn, ackn, TcpFlags::from_bits(flags), 4096);
+            r.max_seg_size = mss;
+            r.window_scale = ws;
+            r.sack_permitted = sackp;
+            r.timestamps = ts.map(|v| TcpTimestamps { tsval: v, tsecr: v.rotate_left(7) });
+            h.rx_repr(&r, &vec![0x42; len]);
+            match action {
+                0 => h.advance(ms(300)),
+                1 => {
+                    if let Ok(c) = h.s.tcp_mut().accept(l) {
+                        accepted.push(c);
+                    }
+                }
+                2 => {
+                    if let Some(c) = accepted.pop() {
+                        let _ = h.s.tcp_mut().close(h.now, c);
+                    }
+                }
+                _ => {}
+            }
+            h.tx();
+            let tcp = h.s.tcp();
+            prop_assert!(tcp.connections() <= 4);
+            prop_assert!(tcp.time_wait_entries() <= 2);
+            prop_assert!(tcp.stats().in_state(TcpState::SynReceived) <= 2);
+            let live: u64 = tcp.stats().states.iter().sum::<u64>() - tcp.stats().in_state(TcpState::TimeWait);
+            prop_assert_eq!(live as usize, tcp.connections());
+            prop_assert_eq!(tcp.stats().in_state(TcpState::TimeWait) as usize, tcp.time_wait_entries());
+        }
     }
 }
