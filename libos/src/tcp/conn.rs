@@ -313,6 +313,8 @@ pub(crate) struct Conn {
     ka_at: Option<Instant>,
     ka_probes: u8,
     last_rx: Instant,
+    /// When new data was last sent (restart after idle, RFC 5681 §4.1).
+    last_send: Instant,
     last_oow: Option<Instant>,
 
     // ACK state.
@@ -429,6 +431,7 @@ impl Conn {
             ka_at: None,
             ka_probes: 0,
             last_rx: now,
+            last_send: now,
             last_oow: None,
             ack_now: false,
             extra_acks: 0,
@@ -1897,6 +1900,7 @@ impl Conn {
                 self.rtt_at = Some(now);
             }
             self.snd_nxt = end;
+            self.last_send = now;
         }
         if seq::gt(end, self.snd_max) {
             self.snd_max = end;
@@ -1988,6 +1992,14 @@ impl Conn {
                 return Some(self.data_segment(env, cap, self.snd_nxt, 0, true, mss, false));
             }
             return None;
+        }
+        if !self.outstanding() && self.mode == Mode::Open && now - self.last_send > self.rtt.rto() {
+            // Restart after idle (RFC 5681 §4.1, Linux's tcp_slow_start_after_idle): the
+            // window measured before the pause no longer says anything about the path.
+            let iw = env.cfg.initial_cwnd.max(1) * u32::from(self.mss);
+            if self.cc.cwnd() > iw {
+                self.cc.set_cwnd(iw, u32::from(self.mss));
+            }
         }
         let wnd_end = self.snd_una.wrapping_add(self.snd_wnd);
         let wnd_room = seq::dist(self.snd_nxt, wnd_end) as usize;

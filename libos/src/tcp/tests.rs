@@ -1267,3 +1267,28 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_window_restarts_after_idle() {
+    let mut h = Harness::established(65536, 1 << 20, false, true, Some(7));
+    // Grow the window with a few round trips.
+    for _ in 0..6 {
+        h.s.tcp_mut().write(h.h, &vec![1; 64 * 1460]).unwrap();
+        h.tx();
+        h.now = h.now + ms(1);
+        let r = h.seg(ACK);
+        h.send(&r, &[]);
+    }
+    let grown = h.s.tcp().info(h.h).unwrap().cwnd;
+    assert!(grown > 20 * 1460, "{grown}");
+    while h.conn().send_queued() > 0 {
+        h.tx();
+        let r = h.seg(ACK);
+        h.send(&r, &[]);
+    }
+    // Idle for longer than the RTO: the next burst starts from the initial window.
+    h.advance(Duration::from_secs(2));
+    h.s.tcp_mut().write(h.h, &vec![2; 64 * 1460]).unwrap();
+    let out = h.tx();
+    assert_eq!(out.len(), 10, "initial window after idle");
+}
