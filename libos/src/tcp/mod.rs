@@ -1277,11 +1277,11 @@ impl Tcp {
         if n > 0 || empty {
             return Ok(n);
         }
-        if c.peer_closed() {
-            return Ok(0);
+        if c.why.intersects(Ready::RESET | Ready::TIMED_OUT) {
+            return Err(Tcp::failure(c));
         }
-        if c.state == TcpState::Closed {
-            return Err(Tcp::failure(c)).or(Ok(0));
+        if c.peer_closed() || c.state == TcpState::Closed {
+            return Ok(0);
         }
         Err(TcpError::WouldBlock)
     }

@@ -586,6 +586,7 @@ fn rst_in_every_state() {
         assert!(tcp.state(h.h).map_or(true, |s| s == TcpState::Closed), "{state}: reset");
         assert!(h.events().contains(Ready::RESET), "{state}: RESET reported");
         assert_eq!(h.s.tcp_mut().write(h.h, b"x"), Err(TcpError::Reset), "{state}");
+        assert_eq!(h.s.tcp_mut().read(h.h, &mut [0u8; 4]), Err(TcpError::Reset), "{state}");
         assert_eq!(h.s.tcp().stats().resets_received, 1);
     }
     // SYN-SENT: an RST is acceptable only if it acknowledges our SYN.
