@@ -52,6 +52,9 @@ impl Default for Keepalive {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TcpConfig {
     /// Connection slots (SYN-RECEIVED connections included; TIME-WAIT entries are separate).
+    /// Each reserves `rx_buffer + tx_buffer` bytes of address space at `Stack::new` (touched
+    /// only when used): for tens of thousands of connections, shrink the buffers (10,000 ×
+    /// 2 × 16 KiB = 320 MiB).
     pub max_connections: usize,
     /// Listening sockets.
     pub max_listeners: usize,
