@@ -1293,3 +1293,84 @@ fn the_window_restarts_after_idle() {
     let out = h.tx();
     assert_eq!(out.len(), 10, "initial window after idle");
 }
+
+#[test]
+fn a_coalesced_frame_is_one_segment_acknowledged_as_many() {
+    let mut h = Harness::established(65536, 8192, true, true, None);
+    // Use up the quick-ACK start so that the ACK decision rests on the segment count.
+    for _ in 0..16 {
+        let r = h.seg(ACK);
+        h.send(&r, &[0; 10]);
+        h.tx();
+    }
+    let mut buf = [0u8; 256];
+    let _ = h.s.tcp_mut().read(h.h, &mut buf);
+    // Ten 1448-byte segments coalesced by GRO below the stack: one frame, checksums verified
+    // by the layer below (its TCP checksum field holds the TSO pseudo-header sum).
+    let r = h.seg(ACK);
+    let payload: Vec<u8> = (0..14480u32).map(|i| i as u8).collect();
+    let mut f = tcp_frame(PEER, US, PEER_IP, US_IP, &r, &payload);
+    f[34 + 16] ^= 0xff; // whatever is in the checksum field is not verified
+    let mut b = [Frame::new(&f, f.len())];
+    b[0].hdr = NetHdr {
+        csum: Csum::Valid,
+        gso: Gso::TcpV4 { size: 1448, hdr_len: (14 + 20 + 32) as u16 },
+        segments: 10,
+    };
+    h.s.handle_rx(h.now, &mut b[..]);
+    assert_eq!(b[0].verdict, Verdict::Consumed);
+    h.peer_nxt = h.peer_nxt.wrapping_add(14480);
+    assert_eq!(h.s.tcp().stats().gro_frames, 1);
+    assert_eq!(h.conn().readable(), 14480);
+    let out = h.tx();
+    assert_eq!(flags_of(&out), [ACK], "ten segments' worth: acknowledged at once");
+    assert_eq!(out[0].repr.ack_number, h.peer_nxt);
+    let mut got = vec![0u8; 14480];
+    assert_eq!(h.s.tcp_mut().read(h.h, &mut got), Ok(14480));
+    assert_eq!(got, payload);
+    // The same frame without the device's word is verified, and fails.
+    let r = h.seg(ACK);
+    let mut f = tcp_frame(PEER, US, PEER_IP, US_IP, &r, b"bad");
+    f[34 + 16] ^= 0xff;
+    let mut b = [Frame::new(&f, f.len())];
+    h.s.handle_rx(h.now, &mut b[..]);
+    assert_eq!(b[0].verdict, Verdict::Drop(DropReason::BadChecksum));
+    assert_eq!(h.conn().readable(), 0);
+}
+
+#[test]
+fn syn_cookies_without_timestamps_carry_only_the_mss() {
+    let s = stack(8192, 8192, |c| c.syn_cookies = SynCookies::Always);
+    let mut h = Harness::blank(s, false, false);
+    let l = h.s.tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 4).unwrap();
+    let mut syn = h.seg(SYN);
+    syn.ack_number = 0;
+    syn.max_seg_size = Some(1400);
+    syn.window_scale = Some(7);
+    syn.sack_permitted = true;
+    h.send(&syn, &[]);
+    let out = h.tx();
+    assert_eq!(flags_of(&out), [SYNACK]);
+    let sa = &out[0].repr;
+    assert_eq!((sa.max_seg_size, sa.window_scale, sa.sack_permitted), (Some(1460), None, false));
+    assert_eq!(h.s.tcp().connections(), 0, "no state kept");
+    h.our_isn = sa.seq_number;
+    h.our_max = sa.seq_number.wrapping_add(1);
+    // The ACK brings the connection to life; the MSS comes back from the cookie's table.
+    let r = h.seg(ACK);
+    h.send(&r, b"first");
+    let c = h.s.tcp_mut().accept(l).unwrap();
+    let info = h.s.tcp().info(c).unwrap();
+    assert_eq!((info.mss, info.wscale, info.sack, info.ts), (1300, None, false, false));
+    let mut buf = [0u8; 8];
+    assert_eq!(h.s.tcp_mut().read(c, &mut buf), Ok(5));
+    assert_eq!(h.s.tcp().stats().syn_cookies_validated, 1);
+    assert_eq!(flags_of(&h.tx()), [ACK]);
+    // A forged ACK (wrong cookie) is reset.
+    let mut bad = h.seg(ACK);
+    bad.src_port = 6000;
+    bad.ack_number = 12345;
+    h.rx_repr(&bad, &[]);
+    assert_eq!(flags_of(&h.tx()), [RST]);
+    assert_eq!(h.s.tcp().stats().syn_cookies_failed, 1);
+}
