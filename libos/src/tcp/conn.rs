@@ -737,15 +737,38 @@ impl Conn {
         }
         if (self.mode == Mode::Recovery || self.mode == Mode::Loss)
             && self.cwnd_room() >= u32::from(self.mss)
+            && self.has_hole_to_resend()
         {
             return true;
         }
         if self.fin_queued && !self.fin_sent && self.unsent() == 0 {
             return true;
         }
-        // New data: only if the peer's window and the congestion window leave room.
-        let wnd_end = self.snd_una.wrapping_add(self.snd_wnd);
-        self.unsent() > 0 && seq::lt(self.snd_nxt, wnd_end) && self.cwnd_room() > 0
+        // New data: only what `new_data` would send (the windows leave room, and Nagle does
+        // not hold a small tail back).
+        let unsent = self.unsent();
+        if unsent == 0 {
+            return false;
+        }
+        let wnd_room = seq::dist(self.snd_nxt, self.snd_una.wrapping_add(self.snd_wnd));
+        let sendable = unsent.min(wnd_room).min(self.cwnd_room());
+        let mss = u32::from(self.mss);
+        sendable >= mss
+            || (sendable == unsent && (self.nodelay || !self.outstanding() || self.fin_queued))
+    }
+
+    /// Whether recovery has a hole to resend now (NextSeg's rules 1 and 3, or go-back-N after
+    /// a timeout), so that a connection waiting on ACKs does not sit in the transmit queue.
+    fn has_hole_to_resend(&self) -> bool {
+        let limit = if self.fin_sent { self.fin_seq().wrapping_add(1) } else { self.data_end() };
+        let limit = seq::min(limit, self.snd_max);
+        let start = seq::max(self.high_rxt, self.snd_una);
+        let end = match self.mode {
+            Mode::Loss => self.recovery_point,
+            Mode::Recovery => seq::max(self.lost_boundary(), self.sb.highest().unwrap_or(start)),
+            Mode::Open | Mode::NewReno => return false,
+        };
+        self.sb.next_hole(start, seq::min(end, limit)).is_some()
     }
 
     fn arm_rtx(&mut self, now: Instant) {

@@ -1374,3 +1374,23 @@ fn syn_cookies_without_timestamps_carry_only_the_mss() {
     assert_eq!(flags_of(&h.tx()), [RST]);
     assert_eq!(h.s.tcp().stats().syn_cookies_failed, 1);
 }
+
+#[test]
+fn nothing_to_send_means_no_transmit_work() {
+    // Blocked by a zero window: the persist timer runs, the transmit queue is idle.
+    let mut h = Harness::established(8192, 65536, false, false, None);
+    let mut r = h.seg(ACK);
+    r.window_len = 0;
+    h.send(&r, &[]);
+    h.s.tcp_mut().write(h.h, &[5; 3000]).unwrap();
+    h.tx();
+    assert!(!h.s.wants_tx(), "zero window");
+    assert!(h.s.poll_timeout().is_some(), "persist timer");
+    // In recovery, once the holes are resent, waiting for ACKs is not transmit work.
+    let mut h = ten_in_flight(true, true);
+    let m = u32::from(h.conn().mss());
+    ack_at(&mut h, m, &[(2 * m, 10 * m)]);
+    h.tx();
+    assert_eq!(h.conn().mode(), conn::Mode::Recovery);
+    assert!(!h.s.wants_tx(), "recovery waiting on ACKs");
+}
