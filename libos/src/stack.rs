@@ -946,6 +946,22 @@ impl Stack {
         };
         let keep = match IpProtocol::from(key.protocol) {
             IpProtocol::Udp => self.rx_reassembled_udp(now, slot, key, dest, &offender, &mut job),
+            IpProtocol::Tcp if dest == Dest::Unicast && !link_bcast => {
+                let payload = self.reasm.payload(slot);
+                let v = self.tcp.on_segment(
+                    now,
+                    key.src,
+                    key.dst,
+                    peer,
+                    payload,
+                    NetHdr::NONE,
+                    &self.routes,
+                );
+                if let Verdict::Drop(r) = v {
+                    self.stats.drop(r);
+                }
+                false
+            }
             IpProtocol::Icmp => {
                 let payload = self.reasm.payload_mut(slot);
                 let p = Icmpv4Packet::new_checked(&*payload);

@@ -1394,3 +1394,28 @@ fn nothing_to_send_means_no_transmit_work() {
     assert_eq!(h.conn().mode(), conn::Mode::Recovery);
     assert!(!h.s.wants_tx(), "recovery waiting on ACKs");
 }
+
+#[test]
+fn a_segment_in_ip_fragments_is_reassembled_and_delivered() {
+    let mut h = Harness::established(8192, 8192, false, false, None);
+    let r = h.seg(ACK | TcpFlags::PSH);
+    let payload: Vec<u8> = (0..1200u32).map(|i| (i * 3) as u8).collect();
+    let whole = tcp_frame(PEER, US, PEER_IP, US_IP, &r, &payload);
+    let frags = crate::sim::frames::ipv4_fragments(
+        PEER,
+        US,
+        PEER_IP,
+        US_IP,
+        crate::wire::IpProtocol::Tcp,
+        77,
+        &whole[34..],
+        576,
+    );
+    assert!(frags.len() >= 3);
+    for f in &frags {
+        let mut b = [Frame::new(f, f.len())];
+        h.s.handle_rx(h.now, &mut b[..]);
+    }
+    assert_eq!(h.conn().readable(), 1200);
+    assert_eq!(h.s.stats().icmp_errors_sent, 0);
+}
