@@ -158,6 +158,13 @@ pub struct WorkerConfig {
     /// then runs as soon as it has work instead of waiting for the scheduler to preempt a
     /// spinning worker.
     pub yield_when_empty: bool,
+    /// Yield the CPU after every busy iteration: for a sender that shares its core with the
+    /// receive work its transmissions raise (a NAPI kthread pinned there), which then processes
+    /// the whole burst at once instead of waiting for the scheduler.
+    pub yield_when_busy: bool,
+    /// CPU pause hints (`spin_loop`) after an empty poll: polling the rings in a tight loop
+    /// pulls their cache lines away from the core that is filling them.
+    pub empty_pause: u32,
     /// Longest sleep of an idle worker (traffic wakes it at once; it also never sleeps past
     /// the stack's next timer). Bounds how late it sees a stop request.
     pub idle_wait: Duration,
@@ -174,6 +181,8 @@ impl Default for WorkerConfig {
             burst: DEFAULT_BURST,
             spin: Duration::from_millis(1),
             yield_when_empty: false,
+            yield_when_busy: false,
+            empty_pause: 0,
             idle_wait: Duration::from_millis(50),
             busy_poll: false,
         }
@@ -666,6 +675,9 @@ impl<P: WorkerPort, A: App> Worker<P, A> {
                 if self.cfg.yield_when_empty {
                     std::thread::yield_now();
                 }
+                for _ in 0..self.cfg.empty_pause {
+                    core::hint::spin_loop();
+                }
                 empties += 1;
                 if empties % CHECK_EVERY == 0 && self.idle_check(until) {
                     break;
@@ -682,6 +694,9 @@ impl<P: WorkerPort, A: App> Worker<P, A> {
             busy += 1;
             if busy % PUBLISH_EVERY == 0 {
                 self.publish();
+            }
+            if self.cfg.yield_when_busy {
+                std::thread::yield_now();
             }
         }
         self.publish();

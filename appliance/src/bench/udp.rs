@@ -97,6 +97,16 @@ pub struct UdpArgs {
     /// xdpos receivers yield the CPU after every empty poll.
     #[arg(long)]
     pub rx_yield: bool,
+    /// CPU pause hints after an empty poll of the xdpos workers.
+    #[arg(long, default_value_t = 0)]
+    pub empty_pause: u32,
+    /// xdpos senders yield the CPU after every burst.
+    #[arg(long)]
+    pub tx_yield: bool,
+    /// Leave out a sample when other processes (not this benchmark, not the kernel's network
+    /// threads) used more than this percentage of a CPU during its window (shared machines).
+    #[arg(long)]
+    pub max_foreign: Option<f64>,
 }
 
 /// UDP port of every stream (discard).
@@ -604,12 +614,14 @@ impl UdpBench {
             let (rx, tx) = (&counts[0], &counts[1]);
             let full_warmup = plan.stop.sleep(plan.warmup);
             let cpu0 = CpuTimes::now();
+            let foreign0 = Foreign::now();
             let t0 = Instant::now();
             let (r0, s0) = (rx.read()?, tx.read()?);
             let full_window = full_warmup && plan.stop.sleep(plan.window);
             let (r1, s1) = (rx.read()?, tx.read()?);
             let secs = t0.elapsed().as_secs_f64().max(1e-6);
             let cpu = cpu0.shares(&CpuTimes::now());
+            let foreign = foreign0.since(secs);
             stop.store(true, Ordering::Relaxed);
             drop(_stop_gen);
             let mut reports = Vec::new();
@@ -617,6 +629,15 @@ impl UdpBench {
                 reports.push(t.join().map_err(|_| anyhow!("an end's thread panicked"))??);
             }
             anyhow::ensure!(full_window || plan.stop.requested(), "window cut short");
+            if let Some(max) = args.max_foreign {
+                anyhow::ensure!(
+                    foreign.0 <= max,
+                    "disturbed: other processes used {:.0}% of a CPU during the window (most: \
+                     {}); sample left out",
+                    foreign.0,
+                    foreign.1
+                );
+            }
             let (got, sent) = (r1.saturating_sub(r0) as f64, s1.saturating_sub(s0) as f64);
             let pps = got / secs;
             let loss = if sent > 0.0 { (1.0 - got / sent).max(0.0) } else { 0.0 };
@@ -625,6 +646,7 @@ impl UdpBench {
                 ("goodput_bps", pps * size as f64 * 8.0),
                 ("loss", loss),
                 ("sent_pps", sent / secs),
+                ("foreign%", foreign.0),
             ];
             for (i, c) in cpu.iter().enumerate().take(2) {
                 m.push((["cpu0_busy%", "cpu1_busy%"][i], c.busy));
@@ -866,6 +888,10 @@ fn xdpos_end(
         }
         prog.own_addr(addr)?;
         let mut wcfg = WorkerConfig { burst: c.args.burst, ..WorkerConfig::default() };
+        wcfg.empty_pause = c.args.empty_pause;
+        if matches!(end, End::XdposTx { .. }) {
+            wcfg.yield_when_busy = c.args.tx_yield;
+        }
         if end == End::XdposRx {
             wcfg.spin = Duration::from_micros(c.args.rx_spin_us);
             wcfg.busy_poll = c.busy_poll;
@@ -1034,6 +1060,70 @@ fn live_gen(
         Some(n.max(GEN_FIRST))
     })?;
     Ok(EndReport::default())
+}
+
+/// CPU time of other people's processes: every task of the machine except this process and
+/// the kernel threads that do network work for the measurement (NAPI, softirq, workqueues).
+struct Foreign(std::collections::HashMap<(u32, u32), (String, u64)>);
+
+impl Foreign {
+    /// Kernel threads that work for the measurement, by name prefix.
+    const OURS: [&'static str; 4] = ["napi/", "ksoftirqd/", "kworker/", "migration/"];
+
+    fn now() -> Foreign {
+        let me = std::process::id();
+        let mut m = std::collections::HashMap::new();
+        let Ok(procs) = std::fs::read_dir("/proc") else { return Foreign(m) };
+        for p in procs.filter_map(Result::ok) {
+            let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            if pid == me {
+                continue;
+            }
+            let Ok(tasks) = std::fs::read_dir(p.path().join("task")) else { continue };
+            for t in tasks.filter_map(Result::ok) {
+                let Some(tid) = t.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                    continue;
+                };
+                let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else { continue };
+                let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+                    continue;
+                };
+                let comm = &stat[open + 1..close];
+                if Self::OURS.iter().any(|o| comm.starts_with(o)) {
+                    continue;
+                }
+                let f: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+                let ticks = f
+                    .get(11)
+                    .zip(f.get(12))
+                    .and_then(|(u, s)| Some(u.parse::<u64>().ok()? + s.parse::<u64>().ok()?));
+                if let Some(ticks) = ticks {
+                    m.insert((pid, tid), (comm.to_string(), ticks));
+                }
+            }
+        }
+        Foreign(m)
+    }
+
+    /// Percent of one CPU other processes used since `self`, over `secs`, and the name of the
+    /// busiest.
+    fn since(&self, secs: f64) -> (f64, String) {
+        let later = Foreign::now();
+        let mut by: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+        for (k, (comm, ticks)) in &later.0 {
+            let before = self.0.get(k).map_or(0, |(_, t)| *t);
+            let d = ticks.saturating_sub(before);
+            if d > 0 {
+                *by.entry(comm.as_str()).or_default() += d;
+            }
+        }
+        let hz = 100.0; // USER_HZ on Linux
+        let total: u64 = by.values().sum();
+        let top = by.iter().max_by_key(|(_, &t)| t).map(|(c, _)| c.to_string()).unwrap_or_default();
+        (100.0 * total as f64 / hz / secs.max(1e-3), top)
+    }
 }
 
 /// `xdpos bench udp`.
