@@ -413,3 +413,128 @@ fn auto_mode_falls_back_to_skb_where_native_xdp_is_missing() {
     .unwrap();
     assert_no_xdp(&ns);
 }
+
+/// A worker's sockets on two interfaces share one UMEM (`XskGroup`): every frame received on
+/// F's port toward A is transmitted from the same memory on F's port toward B and back (an L2
+/// cross-connect), so kernel hosts A and B on one subnet talk through F: a kernel UDP echo in B
+/// answers every datagram from A.
+#[test]
+fn a_shared_umem_group_cross_connects_two_interfaces_without_copying() {
+    use nic::afxdp::XskGroup;
+    use std::net::Ipv4Addr;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use xdpos::rig::{mac_str, Chain, ChainOpts};
+    sweep();
+    let opts = ChainOpts {
+        queues: 1,
+        a_cidr: (Ipv4Addr::new(10, 0, 0, 1), 24),
+        b_cidr: (Ipv4Addr::new(10, 0, 0, 2), 24),
+        gateways: None,
+    };
+    let chain = Chain::new("xc", &opts).unwrap();
+    chain
+        .ns_a
+        .sh(&format!(
+            "ip neigh replace {} lladdr {} dev xa0 nud permanent",
+            chain.b.ip,
+            mac_str(&chain.b.mac)
+        ))
+        .unwrap();
+    chain
+        .ns_b
+        .sh(&format!(
+            "ip neigh replace {} lladdr {} dev xb0 nud permanent",
+            chain.a.ip,
+            mac_str(&chain.a.mac)
+        ))
+        .unwrap();
+    let stop = AtomicBool::new(false);
+    let (ready_tx, ready_rx) = mpsc::channel();
+    const N: u32 = 300;
+    std::thread::scope(|s| {
+        let f = s.spawn(|| {
+            chain.ns_f.enter().unwrap();
+            let pa = XdpProgram::attach(&chain.fa.ifname, XdpMode::Auto).unwrap();
+            let pb = XdpProgram::attach(&chain.fb.ifname, XdpMode::Auto).unwrap();
+            let cfg = |i: &str| XskConfig { frames: 4096, ..XskConfig::new(i, 0) };
+            let mut group =
+                XskGroup::open(&[(cfg(&chain.fa.ifname), &pa), (cfg(&chain.fb.ifname), &pb)])
+                    .unwrap();
+            pa.steer_all().unwrap();
+            pb.steer_all().unwrap();
+            ready_tx.send(()).unwrap();
+            let mut forwarded = [0u64; 2];
+            let mut b = Burst::new();
+            let deadline = Instant::now() + DEADLINE;
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                for (from, to) in [(0, 1), (1, 0)] {
+                    let n = group.port(from).rx_burst(&mut b);
+                    // The very descriptors received on one socket go out on the other.
+                    let sent = group.port(to).tx_burst(&mut b);
+                    assert!(sent <= n);
+                    forwarded[from] += sent as u64;
+                    group.port(to).free_burst(&mut b);
+                    group.port(to).reclaim();
+                }
+            }
+            pa.steer_none().unwrap();
+            pb.steer_none().unwrap();
+            let settle = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < settle {
+                group.port(0).reclaim();
+                group.port(1).reclaim();
+                let c = group.frame_counts();
+                if c.tx == 0 && c.kernel == 0 && c.completion == 0 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let counts = group.audit().unwrap_or_else(|e| panic!("{e}"));
+            let (s0, s1) = (group.port(0).stats(), group.port(1).stats());
+            (forwarded, counts, s0, s1)
+        });
+        ready_rx.recv_timeout(DEADLINE).unwrap();
+        let echo = s.spawn(|| {
+            chain.ns_b.enter().unwrap();
+            let sock = kernel_udp(chain.b.ip, 9000);
+            let mut buf = [0u8; 2048];
+            let mut n = 0;
+            let deadline = Instant::now() + DEADLINE;
+            while n < N && Instant::now() < deadline {
+                if let Ok((len, from)) = sock.recv_from(&mut buf) {
+                    sock.send_to(&buf[..len], from).unwrap();
+                    n += 1;
+                }
+            }
+            n
+        });
+        let got = chain
+            .ns_a
+            .run_in(|| {
+                let sock = kernel_udp(chain.a.ip, 0);
+                let dst = SocketAddrV4::new(chain.b.ip, 9000);
+                let mut got = 0;
+                let mut buf = [0u8; 2048];
+                for i in 0..N {
+                    sock.send_to(&payload(i, 200), dst).unwrap();
+                    if let Ok(len) = sock.recv(&mut buf) {
+                        if check_payload(&buf[..len]) == Some(i) {
+                            got += 1;
+                        }
+                    }
+                }
+                got
+            })
+            .unwrap();
+        let echoed = echo.join().unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (forwarded, counts, s0, s1) = f.join().unwrap();
+        assert_eq!(echoed, N, "B's kernel received every datagram through F\n{}", chain.dump());
+        assert_eq!(got, N, "A received every echo through F\n{}", chain.dump());
+        assert!(forwarded[0] >= u64::from(N) && forwarded[1] >= u64::from(N), "{forwarded:?}");
+        assert_eq!(s0.rx_packets, s1.tx_packets, "what F received toward A left toward B");
+        assert_eq!(s1.rx_packets, s0.tx_packets);
+        assert_eq!((counts.held, counts.kernel, counts.total), (0, 0, 4096), "{counts:?}");
+    });
+    assert_no_xdp(&chain.ns_f);
+}

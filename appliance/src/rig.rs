@@ -343,3 +343,148 @@ pub fn mac_str(mac: &[u8; 6]) -> String {
     let m = mac;
     format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
 }
+
+/// Options of a [`Chain`].
+#[derive(Debug, Clone)]
+pub struct ChainOpts {
+    /// RX and TX queues on every veth.
+    pub queues: u32,
+    /// A's address with its prefix length.
+    pub a_cidr: (Ipv4Addr, u8),
+    /// B's address with its prefix length.
+    pub b_cidr: (Ipv4Addr, u8),
+    /// Default routes of A and B (their gateways on F's side), if F routes.
+    pub gateways: Option<(Ipv4Addr, Ipv4Addr)>,
+}
+
+impl Default for ChainOpts {
+    /// A router's rig: A 10.0.1.2/24 behind gateway 10.0.1.1, B 10.0.2.2/24 behind 10.0.2.1.
+    fn default() -> Self {
+        ChainOpts {
+            queues: 1,
+            a_cidr: (Ipv4Addr::new(10, 0, 1, 2), 24),
+            b_cidr: (Ipv4Addr::new(10, 0, 2, 2), 24),
+            gateways: Some((Ipv4Addr::new(10, 0, 1, 1), Ipv4Addr::new(10, 0, 2, 1))),
+        }
+    }
+}
+
+/// Topology `chain`: A —veth— F —veth— B, for forwarding. F is the device under test (its
+/// veths `xf0` toward A and `xf1` toward B, up, no kernel address); A and B are kernel hosts
+/// with offloads off.
+#[derive(Debug)]
+pub struct Chain {
+    /// Host A's end.
+    pub a: End,
+    /// F's end toward A.
+    pub fa: End,
+    /// F's end toward B.
+    pub fb: End,
+    /// Host B's end.
+    pub b: End,
+    /// Namespace A.
+    pub ns_a: Netns,
+    /// Namespace F.
+    pub ns_f: Netns,
+    /// Namespace B.
+    pub ns_b: Netns,
+}
+
+impl Chain {
+    /// Builds the chain.
+    pub fn new(tag: &str, opts: &ChainOpts) -> Result<Chain> {
+        let ns_a = Netns::create(&format!("{tag}a"))?;
+        let ns_f = Netns::create(&format!("{tag}f"))?;
+        let ns_b = Netns::create(&format!("{tag}b"))?;
+        let end = |ifname: &str, last: u8, ip: Ipv4Addr| End {
+            ifname: ifname.into(),
+            mac: [0x02, 0x00, 0x00, 0x00, 0x01, last],
+            ip,
+        };
+        let (ga, gb) = opts.gateways.unwrap_or((Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED));
+        let a = end("xa0", 0x0a, opts.a_cidr.0);
+        let fa = end("xf0", 0xf0, ga);
+        let fb = end("xf1", 0xf1, gb);
+        let b = end("xb0", 0x0b, opts.b_cidr.0);
+        let q = opts.queues.to_string();
+        for (x, nx, y, ny) in [(&a, &ns_a, &fa, &ns_f), (&b, &ns_b, &fb, &ns_f)] {
+            run(Command::new("ip").args([
+                "link",
+                "add",
+                &x.ifname,
+                "netns",
+                nx.name(),
+                "numtxqueues",
+                &q,
+                "numrxqueues",
+                &q,
+                "address",
+                &mac_str(&x.mac),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &y.ifname,
+                "netns",
+                ny.name(),
+                "numtxqueues",
+                &q,
+                "numrxqueues",
+                &q,
+                "address",
+                &mac_str(&y.mac),
+            ]))?;
+        }
+        for (ns, e, (ip, len), gw) in [
+            (&ns_a, &a, opts.a_cidr, opts.gateways.map(|g| g.0)),
+            (&ns_b, &b, opts.b_cidr, opts.gateways.map(|g| g.1)),
+        ] {
+            let route = gw.map(|g| format!(" && ip route add default via {g}")).unwrap_or_default();
+            ns.sh(&format!(
+                "ip addr add {ip}/{len} dev {i} && ip link set {i} up && \
+                 ethtool -K {i} tx off tso off gso off >/dev/null{route}",
+                i = e.ifname
+            ))?;
+        }
+        ns_f.sh(&format!("ip link set {} up && ip link set {} up", fa.ifname, fb.ifname))?;
+        let chain = Chain { a, fa, fb, b, ns_a, ns_f, ns_b };
+        for (ns, i) in [
+            (&chain.ns_a, &chain.a.ifname),
+            (&chain.ns_f, &chain.fa.ifname),
+            (&chain.ns_f, &chain.fb.ifname),
+            (&chain.ns_b, &chain.b.ifname),
+        ] {
+            wait_oper_up(ns, i, Duration::from_secs(5))?;
+        }
+        Ok(chain)
+    }
+
+    /// `ip -s link` of the three namespaces, for a failure dump.
+    pub fn dump(&self) -> String {
+        format!(
+            "--- A ---\n{}\n--- F ---\n{}\n--- B ---\n{}",
+            self.ns_a.link_stats(),
+            self.ns_f.link_stats(),
+            self.ns_b.link_stats()
+        )
+    }
+}
+
+/// Waits until `ifname` in `ns` reports carrier.
+fn wait_oper_up(ns: &Netns, ifname: &str, limit: Duration) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let st = ns.sh(&format!("cat /sys/class/net/{ifname}/operstate"));
+        if matches!(&st, Ok(x) if x.trim() == "up") {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(RigError::Failed {
+                cmd: format!("wait for carrier on {ifname} in {}", ns.name()),
+                status: "timeout".into(),
+                stderr: format!("{st:?}"),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

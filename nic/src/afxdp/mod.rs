@@ -8,6 +8,9 @@
 //!   owns (a whole interface, or addresses and ports) and counts its verdicts.
 //! - [`XskPort`]: one socket bound to one queue, with its own UMEM and rings, owned by one
 //!   worker.
+//! - [`XskGroup`]: several sockets (one per interface queue a worker polls) sharing one UMEM,
+//!   so a frame received on one port is transmitted from the same memory on another
+//!   ([`GroupPort`] is the port view of one member).
 //! - [`cleanup`]: removes what a crashed instance left attached.
 //!
 //! Modules: `sys` (system calls), `ring` (the four rings), `umem` (frame memory and the free
@@ -19,7 +22,7 @@ pub(crate) mod sys;
 mod umem;
 mod xdp_prog;
 
-pub use socket::{BindMode, XdpStatistics, XskConfig, XskPort, TX_HEADROOM};
+pub use socket::{BindMode, GroupPort, XdpStatistics, XskConfig, XskGroup, XskPort, TX_HEADROOM};
 pub use xdp_prog::{
     cleanup, Attach, AttachedMode, CleanupAction, Counter, L4Proto, Verdicts, XdpMode, XdpProgram,
     MAX_QUEUES, PROG_NAME,

@@ -1,11 +1,13 @@
-//! # An AF_XDP socket as a [`Port`]
+//! # AF_XDP sockets as [`Port`]s
 //!
-//! What it is: one socket bound to one queue of one interface, with its own UMEM and its four
-//! rings, implementing the batched [`Port`] trait. It is `Send` and meant to be owned by exactly
-//! one worker thread.
+//! What it is: a socket bound to one queue of one interface, with its four rings, implementing
+//! the batched [`Port`] trait; either alone with a UMEM of its own ([`XskPort`]), or as one of
+//! several sockets of one worker sharing a UMEM ([`XskGroup`], `XDP_SHARED_UMEM`), so a frame
+//! received on one interface can be sent from the same memory on another. Both are `Send` and
+//! meant to be owned by exactly one worker thread.
 //!
-//! What it owns: the socket, the UMEM ([`Umem`]), the rings. Its slot in the XDP program's
-//! XSKMAP is filled by [`XskPort::open`] and emptied by the kernel when the socket closes.
+//! What it owns: the sockets, the UMEM ([`Umem`]), the rings. A socket's slot in its XDP
+//! program's XSKMAP is filled by `open` and emptied by the kernel when the socket closes.
 //!
 //! Frame life cycle (every frame in exactly one place, see [`FrameCounts`]):
 //! free list → fill ring → (kernel copies a packet in) → RX ring → held by the user →
@@ -129,17 +131,19 @@ pub struct XdpStatistics {
     pub tx_ring_empty_descs: u64,
 }
 
-/// One AF_XDP socket bound to one queue (see the module documentation).
+/// One socket: its descriptor, its four rings, who it is and its counters. The UMEM it uses
+/// lives beside it, in the [`XskPort`] or [`XskGroup`] that owns both.
 #[derive(Debug)]
-pub struct XskPort {
-    // Rings before the socket and the UMEM: unmapped first.
+struct Socket {
     fill: ProdRing<u64>,
     comp: ConsRing<u64>,
     rx: ConsRing<libc::xdp_desc>,
     tx: ProdRing<libc::xdp_desc>,
     fd: OwnedFd,
-    umem: Umem,
     burst: u32,
+    /// Frames this socket keeps on its fill ring at most (its share of the UMEM).
+    fill_target: u32,
+    ring_size: u32,
     need_wakeup: bool,
     zero_copy: bool,
     ifname: String,
@@ -147,18 +151,15 @@ pub struct XskPort {
     stats: PortStats,
 }
 
-impl XskPort {
-    /// Creates the socket and its UMEM, binds it to `cfg.ifname` queue `cfg.queue`, puts it in
-    /// `prog`'s XSKMAP slot for that queue and fills the fill ring.
-    pub fn open(cfg: &XskConfig, prog: &XdpProgram) -> Result<XskPort, NicError> {
-        let port = Self::bind(cfg)?;
-        prog.register(port.queue, port.fd.as_fd())?;
-        Ok(port)
-    }
-
-    /// Like [`XskPort::open`] without registering in an XDP program (the socket receives
-    /// nothing until someone puts it in an XSKMAP; transmit works).
-    pub fn bind(cfg: &XskConfig) -> Result<XskPort, NicError> {
+impl Socket {
+    /// Creates and binds a socket. The first socket of a UMEM registers it (`shared_with`
+    /// `None`); later ones share the first one's (`XDP_SHARED_UMEM`, each with its own fill and
+    /// completion rings, which the kernel requires when the interface or queue differs).
+    fn bind(
+        cfg: &XskConfig,
+        umem: &Umem,
+        shared_with: Option<BorrowedFd<'_>>,
+    ) -> Result<Socket, NicError> {
         cfg.validate()?;
         let what = format!("{} queue {}", cfg.ifname, cfg.queue);
         let ifindex = sys::ifindex(&cfg.ifname)
@@ -178,10 +179,11 @@ impl XskPort {
         };
 
         let fd = sys::xsk_socket().map_err(err("socket(AF_XDP)"))?;
-        let umem = Umem::new(cfg.frames, cfg.frame_size).map_err(err("mmap(umem)"))?;
-        let reg = umem.registration();
-        sys::set_xdp_opt(fd.as_fd(), libc::XDP_UMEM_REG, &reg, "setsockopt(XDP_UMEM_REG)")
-            .map_err(err("setsockopt(XDP_UMEM_REG)"))?;
+        if shared_with.is_none() {
+            let reg = umem.registration();
+            sys::set_xdp_opt(fd.as_fd(), libc::XDP_UMEM_REG, &reg, "setsockopt(XDP_UMEM_REG)")
+                .map_err(err("setsockopt(XDP_UMEM_REG)"))?;
+        }
         for (opt, call) in [
             (libc::XDP_UMEM_FILL_RING, "setsockopt(XDP_UMEM_FILL_RING)"),
             (libc::XDP_UMEM_COMPLETION_RING, "setsockopt(XDP_UMEM_COMPLETION_RING)"),
@@ -210,20 +212,28 @@ impl XskPort {
         let tx = ProdRing::new(fd.as_fd(), &off.tx, n, libc::XDP_PGOFF_TX_RING as u64)
             .map_err(err("mmap(tx ring)"))?;
 
-        let mut flags = match cfg.bind {
-            BindMode::Auto => 0,
-            BindMode::Copy => libc::XDP_COPY,
-            BindMode::ZeroCopy => libc::XDP_ZEROCOPY,
+        let (flags, shared_fd) = match shared_with {
+            // A sharing socket inherits copy/zero-copy and need_wakeup from the UMEM's first
+            // socket; the kernel refuses those flags beside XDP_SHARED_UMEM.
+            Some(first) => (libc::XDP_SHARED_UMEM, first.as_raw_fd() as u32),
+            None => {
+                let mut flags = match cfg.bind {
+                    BindMode::Auto => 0,
+                    BindMode::Copy => libc::XDP_COPY,
+                    BindMode::ZeroCopy => libc::XDP_ZEROCOPY,
+                };
+                if cfg.need_wakeup {
+                    flags |= libc::XDP_USE_NEED_WAKEUP;
+                }
+                (flags, 0)
+            }
         };
-        if cfg.need_wakeup {
-            flags |= libc::XDP_USE_NEED_WAKEUP;
-        }
         let addr = libc::sockaddr_xdp {
             sxdp_family: libc::AF_XDP as u16,
             sxdp_flags: flags,
             sxdp_ifindex: ifindex,
             sxdp_queue_id: cfg.queue,
-            sxdp_shared_umem_fd: 0,
+            sxdp_shared_umem_fd: shared_fd,
         };
         sys::bind(fd.as_fd(), &addr).map_err(err("bind"))?;
         let (opts, _): (libc::xdp_options, usize) =
@@ -237,68 +247,34 @@ impl XskPort {
             let _ = sys::set_xdp_opt(fd.as_fd(), sys::XDP_MAX_TX_SKB_BUDGET, &budget, "");
         }
         tracing::debug!(
-            ifname = %cfg.ifname, queue = cfg.queue, zero_copy,
+            ifname = %cfg.ifname, queue = cfg.queue, zero_copy, shared = shared_with.is_some(),
             frames = cfg.frames, frame_size = cfg.frame_size, ring = n, "af_xdp socket bound"
         );
-        let mut port = XskPort {
+        Ok(Socket {
             fill,
             comp,
             rx,
             tx,
             fd,
-            umem,
             burst: cfg.burst as u32,
-            need_wakeup: cfg.need_wakeup,
+            fill_target: n,
+            ring_size: n,
+            need_wakeup: shared_with.is_none() && cfg.need_wakeup,
             zero_copy,
             ifname: cfg.ifname.clone(),
             queue: cfg.queue,
             stats: PortStats::default(),
-        };
-        port.refill();
-        Ok(port)
+        })
     }
 
-    /// Whether the socket is bound in zero-copy mode.
-    pub fn zero_copy(&self) -> bool {
-        self.zero_copy
+    fn what(&self) -> String {
+        format!("{} queue {}", self.ifname, self.queue)
     }
 
-    /// Interface name.
-    pub fn ifname(&self) -> &str {
-        &self.ifname
-    }
-
-    /// Queue index.
-    pub fn queue(&self) -> u32 {
-        self.queue
-    }
-
-    /// The socket (for `poll`/`mio` registration).
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-
-    /// Waits up to `timeout_ms` for received frames (sleeping in the kernel instead of
-    /// spinning). Returns whether the RX ring has frames.
-    pub fn wait_rx(&mut self, timeout_ms: i32) -> Result<bool, NicError> {
-        if self.rx.peek(1) > 0 {
-            return Ok(true);
-        }
-        sys::poll_readable(self.fd.as_fd(), timeout_ms)
-            .map_err(|e| NicError::sys("poll", format!("{} queue {}", self.ifname, self.queue), e))
-    }
-
-    /// The kernel's counters for this socket (`XDP_STATISTICS`).
-    pub fn xdp_statistics(&self) -> Result<XdpStatistics, NicError> {
+    fn xdp_statistics(&self) -> Result<XdpStatistics, NicError> {
         let (s, _): (libc::xdp_statistics, usize) =
             sys::get_xdp_opt(self.fd.as_fd(), libc::XDP_STATISTICS, "getsockopt(XDP_STATISTICS)")
-                .map_err(|e| {
-                NicError::sys(
-                    "getsockopt(XDP_STATISTICS)",
-                    format!("{} queue {}", self.ifname, self.queue),
-                    e,
-                )
-            })?;
+                .map_err(|e| NicError::sys("getsockopt(XDP_STATISTICS)", self.what(), e))?;
         Ok(XdpStatistics {
             rx_dropped: s.rx_dropped,
             rx_invalid_descs: s.rx_invalid_descs,
@@ -308,9 +284,210 @@ impl XskPort {
             tx_ring_empty_descs: s.tx_ring_empty_descs,
         })
     }
+}
+
+/// One AF_XDP socket bound to one queue, with a UMEM of its own (see the module
+/// documentation). A group of one: [`XskGroup`] is the same with several sockets sharing a UMEM.
+#[derive(Debug)]
+pub struct XskPort {
+    group: XskGroup,
+}
+
+impl XskPort {
+    /// Creates the socket and its UMEM, binds it to `cfg.ifname` queue `cfg.queue`, puts it in
+    /// `prog`'s XSKMAP slot for that queue and fills the fill ring.
+    pub fn open(cfg: &XskConfig, prog: &XdpProgram) -> Result<XskPort, NicError> {
+        Ok(XskPort { group: XskGroup::open(&[(cfg.clone(), prog)])? })
+    }
+
+    /// Like [`XskPort::open`] without registering in an XDP program (the socket receives
+    /// nothing until someone puts it in an XSKMAP; transmit works).
+    pub fn bind(cfg: &XskConfig) -> Result<XskPort, NicError> {
+        Ok(XskPort { group: XskGroup::bind(std::slice::from_ref(cfg))? })
+    }
+
+    fn sock(&self) -> &Socket {
+        &self.group.socks[0]
+    }
+
+    /// Whether the socket is bound in zero-copy mode.
+    pub fn zero_copy(&self) -> bool {
+        self.sock().zero_copy
+    }
+
+    /// Interface name.
+    pub fn ifname(&self) -> &str {
+        &self.sock().ifname
+    }
+
+    /// Queue index.
+    pub fn queue(&self) -> u32 {
+        self.sock().queue
+    }
+
+    /// The socket (for `poll`/`mio` registration).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.sock().fd.as_fd()
+    }
+
+    /// Waits up to `timeout_ms` for received frames (sleeping in the kernel instead of
+    /// spinning). Returns whether the RX ring has frames.
+    pub fn wait_rx(&mut self, timeout_ms: i32) -> Result<bool, NicError> {
+        self.group.wait_rx(timeout_ms)
+    }
+
+    /// The kernel's counters for this socket (`XDP_STATISTICS`).
+    pub fn xdp_statistics(&self) -> Result<XdpStatistics, NicError> {
+        self.sock().xdp_statistics()
+    }
 
     /// A deeper frame-accounting check than [`FrameCounts::check`]: besides the sum, no frame
     /// may appear twice among the free list and the four rings, nor be there while held.
+    pub fn audit(&self) -> Result<FrameCounts, NicError> {
+        self.group.audit()
+    }
+}
+
+/// Several AF_XDP sockets (one per interface queue) sharing one UMEM (`XDP_SHARED_UMEM`), so a
+/// frame received on one can be sent from the same memory on another: the forwarding worker's
+/// zero-copy path between ports. Each socket has its own fill and completion rings and takes
+/// an equal share of the UMEM on its fill ring; the free list is common.
+///
+/// [`XskGroup::port`] gives the [`Port`] view of socket `i`; frames it hands out may go back
+/// through any socket of the group.
+#[derive(Debug)]
+pub struct XskGroup {
+    // Sockets before the UMEM: their rings are unmapped and descriptors closed first.
+    socks: Vec<Socket>,
+    umem: Umem,
+}
+
+impl XskGroup {
+    /// Binds one socket per configuration, all on one UMEM sized by the first configuration
+    /// (`frame_size`, `frames`; the others must agree), and registers each in its program's
+    /// XSKMAP. The (interface, queue) pairs must differ.
+    pub fn open(members: &[(XskConfig, &XdpProgram)]) -> Result<XskGroup, NicError> {
+        let cfgs: Vec<XskConfig> = members.iter().map(|(c, _)| c.clone()).collect();
+        let group = Self::bind(&cfgs)?;
+        for (s, (_, prog)) in group.socks.iter().zip(members) {
+            prog.register(s.queue, s.fd.as_fd())?;
+        }
+        Ok(group)
+    }
+
+    /// [`XskGroup::open`] without registering in XDP programs.
+    pub fn bind(cfgs: &[XskConfig]) -> Result<XskGroup, NicError> {
+        let Some(first) = cfgs.first() else {
+            return Err(NicError::Invalid {
+                what: "sockets in a group",
+                value: 0,
+                why: "need at least one",
+            });
+        };
+        if cfgs.len() > sys::MAX_GROUP {
+            return Err(NicError::Invalid {
+                what: "sockets in a group",
+                value: cfgs.len() as u64,
+                why: "at most 64",
+            });
+        }
+        first.validate()?;
+        for (i, c) in cfgs.iter().enumerate() {
+            if c.frame_size != first.frame_size || c.frames != first.frames {
+                return Err(NicError::Invalid {
+                    what: "frame_size/frames of a shared UMEM",
+                    value: i as u64,
+                    why: "every socket of a group must use the first one's frame_size and frames",
+                });
+            }
+            if cfgs[..i].iter().any(|o| o.ifname == c.ifname && o.queue == c.queue) {
+                return Err(NicError::Invalid {
+                    what: "socket of a group",
+                    value: u64::from(c.queue),
+                    why: "each interface queue may appear once in a group",
+                });
+            }
+        }
+        let umem = Umem::new(first.frames, first.frame_size).map_err(|e| {
+            NicError::sys("mmap(umem)", format!("{} queue {}", first.ifname, first.queue), e)
+        })?;
+        let mut socks: Vec<Socket> = Vec::with_capacity(cfgs.len());
+        for c in cfgs {
+            let s = Socket::bind(c, &umem, socks.first().map(|f| f.fd.as_fd()))?;
+            socks.push(s);
+        }
+        // Half the UMEM waits on the fill rings, shared equally; the rest is for frames in
+        // flight and for transmit.
+        let share = (first.frames / 2 / cfgs.len() as u32).max(1);
+        for s in &mut socks {
+            s.fill_target = s.ring_size.min(share);
+        }
+        let mut group = XskGroup { socks, umem };
+        for i in 0..group.socks.len() {
+            group.port(i).refill();
+        }
+        Ok(group)
+    }
+
+    /// Sockets in the group.
+    pub fn len(&self) -> usize {
+        self.socks.len()
+    }
+
+    /// Whether the group has no socket (never true for a bound group).
+    pub fn is_empty(&self) -> bool {
+        self.socks.is_empty()
+    }
+
+    /// The [`Port`] of socket `i` (panics if `i >= len()`, a programming error).
+    #[inline]
+    pub fn port(&mut self, i: usize) -> GroupPort<'_> {
+        assert!(
+            i < self.socks.len(),
+            "af_xdp: group has {} sockets, not {}",
+            self.socks.len(),
+            i + 1
+        );
+        GroupPort { umem: &mut self.umem, socks: &mut self.socks, i }
+    }
+
+    /// Interface and queue of socket `i`.
+    pub fn member(&self, i: usize) -> Option<(&str, u32)> {
+        self.socks.get(i).map(|s| (s.ifname.as_str(), s.queue))
+    }
+
+    /// The kernel's counters of socket `i`.
+    pub fn xdp_statistics(&self, i: usize) -> Result<XdpStatistics, NicError> {
+        match self.socks.get(i) {
+            Some(s) => s.xdp_statistics(),
+            None => Err(NicError::Invalid {
+                what: "socket index",
+                value: i as u64,
+                why: "out of range",
+            }),
+        }
+    }
+
+    /// Waits up to `timeout_ms` for any socket of the group to have received frames.
+    pub fn wait_rx(&mut self, timeout_ms: i32) -> Result<bool, NicError> {
+        for s in &mut self.socks {
+            if s.rx.peek(1) > 0 {
+                return Ok(true);
+            }
+        }
+        let fds: Vec<BorrowedFd<'_>> = self.socks.iter().map(|s| s.fd.as_fd()).collect();
+        sys::poll_readable_any(&fds, timeout_ms)
+            .map_err(|e| NicError::sys("poll", self.socks[0].what(), e))
+    }
+
+    /// Frame accounting of the whole UMEM, over every socket's rings.
+    pub fn frame_counts(&self) -> FrameCounts {
+        frame_counts(&self.umem, &self.socks)
+    }
+
+    /// A deeper frame-accounting check than [`FrameCounts::check`]: besides the sum, no frame
+    /// may appear twice among the free list and every socket's four rings, nor be there while
+    /// held.
     pub fn audit(&self) -> Result<FrameCounts, NicError> {
         let counts = self.frame_counts();
         counts.check()?;
@@ -326,82 +503,138 @@ impl XskPort {
             }
         };
         self.umem.free_list().iter().for_each(|&a| mark(a));
-        self.fill.for_each_pending(&mut mark);
-        self.comp.for_each_pending(&mut mark);
-        self.rx.for_each_pending(|d| mark(d.addr));
-        self.tx.for_each_pending(|d| mark(d.addr));
+        for s in &self.socks {
+            s.fill.for_each_pending(&mut mark);
+            s.comp.for_each_pending(&mut mark);
+            s.rx.for_each_pending(|d| mark(d.addr));
+            s.tx.for_each_pending(|d| mark(d.addr));
+        }
         if dup {
             return Err(NicError::Accounting(counts));
         }
         Ok(counts)
     }
+}
 
-    /// Moves free frames onto the fill ring (one submit), waking the kernel if it asks.
+/// The [`Port`] view of one socket of an [`XskGroup`] (and of an [`XskPort`]): receive and
+/// transmit use this socket's rings; frames, the free list and the accounting are the group's.
+#[derive(Debug)]
+pub struct GroupPort<'a> {
+    umem: &'a mut Umem,
+    socks: &'a mut [Socket],
+    i: usize,
+}
+
+impl GroupPort<'_> {
+    #[inline]
+    fn s(&mut self) -> &mut Socket {
+        &mut self.socks[self.i]
+    }
+
+    /// Moves free frames onto this socket's fill ring, up to its share (one submit), waking
+    /// the kernel if it asks.
     fn refill(&mut self) {
         let free = self.umem.free_count();
+        let s = &mut self.socks[self.i];
+        // Room on the fill ring within this socket's share of the UMEM.
+        let room = s.fill.free(s.burst).saturating_sub(s.ring_size - s.fill_target);
         if free == 0 {
-            // Starved only if the fill ring has room it cannot use.
-            if self.fill.free(self.burst) >= self.burst {
-                self.stats.fill_starved += 1;
+            if room >= s.burst {
+                s.stats.fill_starved += 1;
             }
             return;
         }
-        let n = self.fill.free(free).min(free);
+        let n = room.min(free);
         for i in 0..n {
             // `n <= free_count`, so the pop succeeds.
             if let Some(addr) = self.umem.pop_free() {
-                self.fill.write(i, addr);
+                s.fill.write(i, addr);
             }
         }
-        self.fill.submit(n);
-        if n > 0 && self.need_wakeup && self.fill.needs_wakeup() {
-            sys::kick_rx(self.fd.as_fd());
-            self.stats.kicks += 1;
+        s.fill.submit(n);
+        if n > 0 && s.need_wakeup && s.fill.needs_wakeup() {
+            sys::kick_rx(s.fd.as_fd());
+            s.stats.kicks += 1;
         }
     }
 
     /// Kicks the kernel to transmit if it asked for it (or always without need_wakeup).
     fn kick_tx(&mut self) {
-        if !self.need_wakeup || self.tx.needs_wakeup() {
-            self.stats.kicks += 1;
-            if sys::kick_tx(self.fd.as_fd()).is_err() {
-                self.stats.kick_errors += 1;
+        let s = self.s();
+        if !s.need_wakeup || s.tx.needs_wakeup() {
+            s.stats.kicks += 1;
+            if sys::kick_tx(s.fd.as_fd()).is_err() {
+                s.stats.kick_errors += 1;
             }
         }
     }
 }
 
-impl Port for XskPort {
+/// What an AF_XDP socket offers: no checksum or segmentation offload (the port completes
+/// partial checksums in software), zero copy where the driver binds so.
+fn caps(umem: &Umem, s: &Socket) -> Caps {
+    Caps {
+        rx_csum: false,
+        tx_csum: false,
+        tso: false,
+        rx_gro: false,
+        zero_copy: s.zero_copy,
+        max_frame: (umem.frame_size() - TX_HEADROOM) as usize,
+    }
+}
+
+/// Frame accounting of a UMEM over the rings of every socket that uses it. The kernel's
+/// indices are read once each; under traffic the snapshot may be torn, after traffic it is
+/// exact.
+fn frame_counts(umem: &Umem, socks: &[Socket]) -> FrameCounts {
+    let mut c = FrameCounts {
+        total: umem.frames(),
+        free: umem.free_count(),
+        held: umem.held_count(),
+        ..FrameCounts::default()
+    };
+    for s in socks {
+        let fill_cons = s.fill.kernel_consumed();
+        let rx_prod = s.rx.kernel_produced();
+        let tx_cons = s.tx.kernel_consumed();
+        let comp_prod = s.comp.kernel_produced();
+        c.fill += s.fill.produced().wrapping_sub(fill_cons);
+        c.rx += rx_prod.wrapping_sub(s.rx.consumed());
+        c.tx += s.tx.produced().wrapping_sub(tx_cons);
+        c.completion += comp_prod.wrapping_sub(s.comp.consumed());
+        c.kernel = c
+            .kernel
+            .wrapping_add(fill_cons.wrapping_sub(rx_prod))
+            .wrapping_add(tx_cons.wrapping_sub(comp_prod));
+    }
+    c
+}
+
+impl Port for GroupPort<'_> {
     fn caps(&self) -> Caps {
-        Caps {
-            rx_csum: false,
-            tx_csum: false,
-            tso: false,
-            rx_gro: false,
-            zero_copy: self.zero_copy,
-            max_frame: (self.umem.frame_size() - TX_HEADROOM) as usize,
-        }
+        caps(self.umem, &self.socks[self.i])
     }
 
     #[inline]
     fn rx_burst(&mut self, out: &mut Burst) -> usize {
         self.refill();
-        let want = self.burst.min(out.spare() as u32);
-        let n = self.rx.peek(want);
+        let s = &mut self.socks[self.i];
+        let want = s.burst.min(out.spare() as u32);
+        let n = s.rx.peek(want);
         if n == 0 {
             return 0;
         }
         let mut bytes = 0u64;
         for i in 0..n {
-            let d = self.rx.read(i);
+            let d = s.rx.read(i);
             self.umem.hold(d.addr);
             bytes += u64::from(d.len);
             out.push(Desc { addr: d.addr, len: d.len, hdr: NetHdr::NONE });
         }
-        self.rx.release(n);
-        self.stats.rx_packets += u64::from(n);
-        self.stats.rx_bytes += bytes;
-        self.stats.rx_bursts += 1;
+        s.rx.release(n);
+        s.stats.rx_packets += u64::from(n);
+        s.stats.rx_bytes += bytes;
+        s.stats.rx_bursts += 1;
         n as usize
     }
 
@@ -412,39 +645,41 @@ impl Port for XskPort {
         }
         self.reclaim();
         let want = batch.len() as u32;
-        let room = self.tx.free(want).min(want);
+        let room = self.socks[self.i].tx.free(want).min(want);
         let mut written = 0u32;
         let mut bytes = 0u64;
         let mut taken = 0usize;
         for d in batch.iter().take(room as usize) {
             taken += 1;
             if !self.umem.is_held(d.addr) {
-                self.stats.invalid_descs += 1;
+                self.socks[self.i].stats.invalid_descs += 1;
                 continue;
             }
             if let Csum::Partial { .. } = d.hdr.csum {
                 let mut hdr = d.hdr;
                 let frame = self.umem.bytes_mut(d.addr, d.len as usize);
                 if offload::csum::complete(frame, &mut hdr).is_err() {
-                    self.stats.invalid_descs += 1;
+                    self.socks[self.i].stats.invalid_descs += 1;
                     self.free(d);
                     continue;
                 }
-                self.stats.tx_csum_sw += 1;
+                self.socks[self.i].stats.tx_csum_sw += 1;
             }
             self.umem.release(d.addr);
-            self.tx.write(written, libc::xdp_desc { addr: d.addr, len: d.len, options: 0 });
+            let s = &mut self.socks[self.i];
+            s.tx.write(written, libc::xdp_desc { addr: d.addr, len: d.len, options: 0 });
             written += 1;
             bytes += u64::from(d.len);
         }
+        let s = &mut self.socks[self.i];
         if written > 0 {
-            self.tx.submit(written);
-            self.stats.tx_packets += u64::from(written);
-            self.stats.tx_bytes += bytes;
-            self.stats.tx_bursts += 1;
+            s.tx.submit(written);
+            s.stats.tx_packets += u64::from(written);
+            s.stats.tx_bytes += bytes;
+            s.stats.tx_bursts += 1;
         }
         if room < want {
-            self.stats.tx_ring_full += 1;
+            s.stats.tx_ring_full += 1;
         }
         batch.consume_front(taken);
         // Kick also when nothing new fit: the ring is full of frames waiting for a kick.
@@ -478,20 +713,22 @@ impl Port for XskPort {
         if self.umem.release(desc.addr) {
             self.umem.push_free(desc.addr);
         } else {
-            self.stats.invalid_descs += 1;
+            self.socks[self.i].stats.invalid_descs += 1;
         }
     }
 
     #[inline]
     fn reclaim(&mut self) -> usize {
-        let n = self.comp.peek(self.comp_batch());
+        let s = &mut self.socks[self.i];
+        // Enough to keep up with a full TX ring.
+        let n = s.comp.peek(s.burst * 4);
         for i in 0..n {
-            let addr = self.comp.read(i);
+            let addr = s.comp.read(i);
             self.umem.push_free(addr);
         }
         if n > 0 {
-            self.comp.release(n);
-            self.stats.completions += u64::from(n);
+            s.comp.release(n);
+            s.stats.completions += u64::from(n);
         }
         n as usize
     }
@@ -516,41 +753,69 @@ impl Port for XskPort {
         TX_HEADROOM as usize
     }
 
+    /// The whole group's accounting (the UMEM is shared).
     fn frame_counts(&self) -> FrameCounts {
-        // Read the kernel's indices once each; under traffic the snapshot may be torn, after
-        // traffic it is exact.
-        let fill_cons = self.fill.kernel_consumed();
-        let rx_prod = self.rx.kernel_produced();
-        let tx_cons = self.tx.kernel_consumed();
-        let comp_prod = self.comp.kernel_produced();
-        FrameCounts {
-            total: self.umem.frames(),
-            free: self.umem.free_count(),
-            fill: self.fill.produced().wrapping_sub(fill_cons),
-            rx: rx_prod.wrapping_sub(self.rx.consumed()),
-            held: self.umem.held_count(),
-            tx: self.tx.produced().wrapping_sub(tx_cons),
-            completion: comp_prod.wrapping_sub(self.comp.consumed()),
-            kernel: fill_cons.wrapping_sub(rx_prod).wrapping_add(tx_cons.wrapping_sub(comp_prod)),
-        }
+        frame_counts(self.umem, self.socks)
     }
 
     fn stats(&self) -> PortStats {
-        self.stats
+        self.socks[self.i].stats
     }
 }
 
-impl XskPort {
-    /// Completions reclaimed per call: enough to keep up with a full TX ring.
+impl Port for XskPort {
+    fn caps(&self) -> Caps {
+        caps(&self.group.umem, self.sock())
+    }
     #[inline]
-    fn comp_batch(&self) -> u32 {
-        self.burst * 4
+    fn rx_burst(&mut self, out: &mut Burst) -> usize {
+        self.group.port(0).rx_burst(out)
+    }
+    #[inline]
+    fn tx_burst(&mut self, batch: &mut Burst) -> usize {
+        self.group.port(0).tx_burst(batch)
+    }
+    fn alloc_burst(&mut self, out: &mut Burst, n: usize) -> usize {
+        self.group.port(0).alloc_burst(out, n)
+    }
+    fn free_burst(&mut self, batch: &mut Burst) {
+        self.group.port(0).free_burst(batch)
+    }
+    #[inline]
+    fn free(&mut self, desc: &Desc) {
+        self.group.port(0).free(desc)
+    }
+    #[inline]
+    fn reclaim(&mut self) -> usize {
+        self.group.port(0).reclaim()
+    }
+    #[inline]
+    fn frame(&self, desc: &Desc) -> &[u8] {
+        self.group.umem.bytes(desc.addr, desc.len as usize)
+    }
+    #[inline]
+    fn frame_mut(&mut self, desc: &Desc) -> &mut [u8] {
+        self.group.umem.bytes_mut(desc.addr, desc.len as usize)
+    }
+    #[inline]
+    fn room_mut(&mut self, desc: &Desc) -> &mut [u8] {
+        let room = self.group.umem.room(desc.addr);
+        self.group.umem.bytes_mut(desc.addr, room)
+    }
+    fn headroom(&self) -> usize {
+        TX_HEADROOM as usize
+    }
+    fn frame_counts(&self) -> FrameCounts {
+        self.group.frame_counts()
+    }
+    fn stats(&self) -> PortStats {
+        self.sock().stats
     }
 }
 
 impl AsRawFd for XskPort {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        self.fd.as_raw_fd()
+        self.sock().fd.as_raw_fd()
     }
 }
 
