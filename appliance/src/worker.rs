@@ -11,26 +11,31 @@
 //!   pinned by whoever spawns its thread.
 //!
 //! One iteration of [`Worker::run`] (DESIGN.md §1), one batch:
-//! 1. read the clock once: every stack call of the iteration gets the same `now`;
-//! 2. apply the neighbour facts sibling workers learned ([`Siblings`]);
-//! 3. `rx_burst` → [`Stack::handle_rx`] → apply each verdict: `Transmit` puts the *same*
-//!    descriptor, with the verdict's length and offload header, on the TX burst; `Deliver` hands
-//!    the frame to [`App::deliver`] and frees it; `Consumed` and `Drop` free it;
-//! 4. [`Stack::handle_timeout`] once [`Stack::poll_timeout`] has passed;
-//! 5. [`App::poll`]: socket owners receive and send between batches;
-//! 6. pass what ARP taught the stack to the siblings;
-//! 7. [`Stack::poll_tx`] into frames from `alloc_burst`, offered only the room the TX burst has
+//! 1. `rx_burst` (after driving the port's busy polling, if configured);
+//! 2. if anything arrived or waits to be sent, read the clock once: every stack call of the
+//!    iteration gets the same `now`; otherwise the iteration ends here (an empty poll), and
+//!    every [`CHECK_EVERY`] empty polls the rest runs anyway for the timers and the app;
+//! 3. apply the neighbour facts sibling workers learned ([`Siblings`]);
+//! 4. [`Stack::handle_rx`] → apply each verdict: `Transmit` puts the *same* descriptor, with
+//!    the verdict's length and offload header, on the TX burst; `Deliver` hands the frame to
+//!    [`App::deliver`] and frees it; `Consumed` and `Drop` free it;
+//! 5. [`Stack::handle_timeout`] once [`Stack::poll_timeout`] has passed;
+//! 6. [`App::poll`]: socket owners receive and send between batches;
+//! 7. pass what ARP taught the stack to the siblings;
+//! 8. [`Stack::poll_tx`] into frames from `alloc_burst`, offered only the room the TX burst has
 //!    left (so a generator slows down to what the ring takes: back-pressure, not loss);
-//! 8. one `tx_burst` for replies and originated frames together: one kick per batch.
+//! 9. one `tx_burst` for replies and originated frames together: one kick per batch.
 //!
-//! Idle: after finding its port empty for [`WorkerConfig::spin`] (timed with the clock it reads
-//! anyway, not by counting polls: a count of empty polls is over in microseconds, shorter than
-//! the gaps between the bursts of a sender running at a million packets per second, and a
-//! worker asleep in `poll(2)` makes the kernel pay a wake-up on the *sender's* CPU for every
-//! burst) the worker sleeps on the port ([`WorkerPort::idle_wait`], `poll(2)` on the AF_XDP
-//! socket, woken by traffic) for at most [`WorkerConfig::idle_wait`], and never past the
-//! stack's next timer, then counts the sleep. A worker with something to send (a generator, a
-//! TX backlog) never sleeps.
+//! Idle: after finding its port empty for [`WorkerConfig::spin`] (timed, not counted: a count
+//! of empty polls is over in microseconds, shorter than the gaps between the bursts of a sender
+//! running at a million packets per second, and a worker asleep in `poll(2)` makes the kernel
+//! pay a wake-up on the *sender's* CPU for every burst) the worker sleeps on the port
+//! ([`WorkerPort::idle_wait`], `poll(2)` on the AF_XDP socket, woken by traffic) for at most
+//! [`WorkerConfig::idle_wait`], and never past the stack's next timer, then counts the sleep.
+//! A worker with something to send (a generator, a TX backlog) never sleeps. Placement knobs for
+//! a worker that shares its core with the device's receive work: [`WorkerConfig::busy_poll`],
+//! [`WorkerConfig::yield_when_empty`], [`WorkerConfig::yield_when_busy`],
+//! [`WorkerConfig::empty_pause`] (all off by default; docs/udp.md has what they did on veth).
 //!
 //! Transmit back-pressure: frames the TX ring cannot take stay in the TX burst and go first on
 //! the next iteration; beyond one burst of backlog the newest are freed and counted
@@ -45,7 +50,8 @@
 //!
 //! What it never does on the fast path: allocate (every burst and the verdict array are fixed
 //! arrays owned by the worker), lock, log, read the clock or make a system call per packet (one
-//! `rx_burst`, at most one `tx_burst` kick and one clock read per iteration).
+//! `rx_burst`, at most one `tx_burst` kick and one clock read per busy iteration; counters are
+//! published with relaxed stores every few busy iterations).
 //!
 //! Shutdown: when stopped, the worker frees every frame it holds, drains what still arrives
 //! (counted in [`WorkerReport::drained`]), waits (bounded) for the device to finish its

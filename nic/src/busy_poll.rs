@@ -24,6 +24,8 @@ const SO_BUSY_POLL: libc::c_int = 46;
 const SO_PREFER_BUSY_POLL: libc::c_int = 69;
 /// `SO_BUSY_POLL_BUDGET`.
 const SO_BUSY_POLL_BUDGET: libc::c_int = 70;
+/// `SO_INCOMING_NAPI_ID`.
+const SO_INCOMING_NAPI_ID: libc::c_int = 56;
 
 /// Busy-polling settings of one socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +69,29 @@ pub fn enable(fd: BorrowedFd<'_>, cfg: BusyPoll) -> io::Result<()> {
     set(fd, SO_BUSY_POLL_BUDGET, cfg.budget, "SO_BUSY_POLL_BUDGET")
 }
 
+/// The NAPI context the socket's traffic last came from (`SO_INCOMING_NAPI_ID`); 0 when the
+/// kernel marked none, in which case busy polling the socket polls nothing.
+pub fn incoming_napi_id(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    let mut v: libc::c_uint = 0;
+    let mut len = core::mem::size_of::<libc::c_uint>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are live and sized for the option; the kernel writes at most `len`
+    // bytes into `v` and updates `len`.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_INCOMING_NAPI_ID,
+            (&mut v as *mut libc::c_uint).cast(),
+            &mut len,
+        )
+    };
+    if ret < 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("getsockopt(SO_INCOMING_NAPI_ID): {e}")));
+    }
+    Ok(v)
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::UdpSocket;
@@ -83,5 +108,6 @@ mod tests {
             Ok(()) => {}
             Err(e) => assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{e}"),
         }
+        assert_eq!(incoming_napi_id(s.as_fd()).unwrap(), 0, "nothing received yet");
     }
 }
