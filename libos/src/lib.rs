@@ -9,7 +9,8 @@
 //! (received batches, transmit slots, verdicts); [`iface`] holds addresses, routes and the
 //! ARP cache; [`ipv4`] fragmentation and reassembly; [`icmp`] the error policy and rate
 //! limit; [`udp`] the sockets; [`tcp`] the TCP endpoints; [`stats`] drop reasons and
-//! counters; [`time`] the `Instant` every call takes.
+//! counters; [`time`] the `Instant` every call takes. [`fib`] is the longest-prefix-match
+//! forwarding table of a router.
 //!
 //! What it owns: protocol knowledge. Parsing and emitting frames, checksums, and the
 //! virtio-net-style offload header ([`wire::NetHdr`]) that travels with every frame between the
@@ -24,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 pub mod batch;
+pub mod fib;
 pub mod icmp;
 pub mod iface;
 pub mod ipv4;
