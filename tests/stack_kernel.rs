@@ -46,6 +46,9 @@ fn echo_host(pair: &Pair, queues: u32) -> EchoService {
         attach: nic::afxdp::Attach::Link,
         socket: XskConfig::default(),
         tx_csum: TxCsum::Auto,
+        services: Default::default(),
+        tcp: Default::default(),
+        worker: Default::default(),
     };
     pair.ns_b.run_in(|| EchoService::start(&cfg)).unwrap().unwrap()
 }

@@ -82,6 +82,9 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         attach: Attach::Link,
         socket: XskConfig::default(),
         tx_csum: TxCsum::Auto,
+        services: Default::default(),
+        tcp: Default::default(),
+        worker: Default::default(),
     };
     let service = pair.ns_b.run_in(|| EchoService::start(&cfg))??;
     println!(

@@ -9,6 +9,13 @@
 //! fragmented datagrams, whose echoes leave fragmented again. `xdpos echo` serves it and
 //! `xdpos demo` drives it with kernel clients.
 //!
+//! TCP: the same host serves the TCP services of [`crate::services`] (echo, sink, source,
+//! sockperf, iperf3) on the ports of [`EchoConfig::services`], each worker running a
+//! [`Services`] app over its stack's TCP ([`EchoConfig::tcp`] sizes the connection table and
+//! buffers). A connection lives on the queue its packets arrive on; iperf3's control and data
+//! connections must arrive on one queue (a single-queue interface, or RSS that keeps one
+//! client on one queue).
+//!
 //! Steering ([`Steer`]): by default the steering program takes the whole address
 //! (`XdpProgram::own_addr`: every IPv4 packet to it and ARP for it), so the host's kernel
 //! keeps the interface's other addresses and traffic. [`Steer::Port`] takes only the UDP port
@@ -47,6 +54,7 @@ use nic::afxdp::{
 };
 use nic::{FrameCounts, Port, PortStats};
 
+use crate::services::{ServiceStats, Services, ServicesConfig};
 use crate::worker::{self, Clock, TxCsum, Worker, WorkerConfig, WorkerCounters};
 
 /// What the steering program hands to the service.
@@ -55,7 +63,8 @@ pub enum Steer {
     /// Every IPv4 packet to the address and ARP for it: xdpos is the host at that address.
     #[default]
     Addr,
-    /// Only UDP to the service port at the address; the kernel keeps its ARP and ICMP.
+    /// Only UDP to the service port and TCP to the services' ports at the address; the kernel
+    /// keeps its ARP and ICMP.
     Port,
 }
 
@@ -94,6 +103,34 @@ pub struct EchoConfig {
     pub socket: XskConfig,
     /// Who computes transmit checksums.
     pub tx_csum: TxCsum,
+    /// The TCP services and their ports.
+    pub services: ServicesConfig,
+    /// TCP tunables of every queue's stack (connection table, buffers, offloads).
+    pub tcp: libos::tcp::TcpConfig,
+    /// How the workers run (burst is taken from `socket.burst`).
+    pub worker: WorkerConfig,
+}
+
+impl EchoConfig {
+    /// A UDP echo host at `addr` on every given queue of `ifname` with the defaults: no TCP
+    /// service, link attachment, native XDP with SKB fallback.
+    pub fn new(ifname: &str, addr: Ipv4Cidr, port: u16, queues: Vec<u32>) -> EchoConfig {
+        EchoConfig {
+            ifname: ifname.to_string(),
+            addr,
+            port,
+            steer: Steer::Addr,
+            queues,
+            cpus: Vec::new(),
+            mode: XdpMode::Auto,
+            attach: Attach::Link,
+            socket: XskConfig::default(),
+            tx_csum: TxCsum::Auto,
+            services: ServicesConfig::default(),
+            tcp: libos::tcp::TcpConfig::default(),
+            worker: WorkerConfig::default(),
+        }
+    }
 }
 
 /// Parses `A.B.C.D` or `A.B.C.D/len` (a bare address is a /32, as with `ip addr add`).
@@ -131,6 +168,12 @@ pub struct WorkerReport {
     pub stack: Stats,
     /// Sleeps while idle.
     pub sleeps: u64,
+    /// The TCP services' counters.
+    pub services: ServiceStats,
+    /// The stack's TCP counters.
+    pub tcp: libos::tcp::TcpStats,
+    /// The last iperf3 test this queue served.
+    pub iperf3: Option<crate::services::iperf3::TestRecord>,
 }
 
 impl WorkerReport {
@@ -154,6 +197,29 @@ impl WorkerReport {
             s.icmp_errors_sent,
             s.reassembled,
             s.fragments_sent
+        ) + &self.tcp_line()
+    }
+
+    /// The TCP part of [`line`](Self::line) (empty when the queue saw no TCP).
+    fn tcp_line(&self) -> String {
+        let (v, t) = (&self.services, &self.tcp);
+        if t.segs_in == 0 && v.accepted == 0 && v.connected == 0 {
+            return String::new();
+        }
+        format!(
+            "; tcp accepted {} closed {} failed {} bytes in {} out {}, segs in {} out {}, \
+             retransmits {}, syn cookies {}, sockperf replies {}, iperf3 tests {}",
+            v.accepted,
+            v.closed,
+            v.failed,
+            v.bytes_in,
+            v.bytes_out,
+            t.segs_in,
+            t.segs_out,
+            t.retransmits,
+            t.syn_cookies_sent,
+            v.sockperf_replies,
+            v.iperf3_tests
         )
     }
 }
@@ -190,23 +256,31 @@ impl EchoService {
             let sc = XskConfig { ifname: cfg.ifname.clone(), queue: q, ..cfg.socket.clone() };
             let port = XskPort::open(&sc, &prog)
                 .with_context(|| format!("open {} queue {q}", cfg.ifname))?;
-            let (stack, echo) = echo_stack(cfg, EthernetAddress(mac), &port, i == 0, clock)?;
-            workers.push((port, stack, echo));
+            let (mut stack, echo) = echo_stack(cfg, EthernetAddress(mac), &port, i == 0, clock)?;
+            let services = Services::new(&cfg.services, &mut stack)
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .context("open the TCP services' listeners")?;
+            workers.push((port, stack, echo, services));
         }
         // Take the traffic only once every queue has its socket and stack.
         match cfg.steer {
             Steer::Addr => prog.own_addr(cfg.addr.addr)?,
-            Steer::Port => prog.own_port(Some(cfg.addr.addr), L4Proto::Udp, cfg.port)?,
+            Steer::Port => {
+                prog.own_port(Some(cfg.addr.addr), L4Proto::Udp, cfg.port)?;
+                for (p, _) in cfg.services.listeners() {
+                    prog.own_port(Some(cfg.addr.addr), L4Proto::Tcp, p)?;
+                }
+            }
         }
-        let wcfg = WorkerConfig { burst: cfg.socket.burst, ..WorkerConfig::default() };
+        let wcfg = WorkerConfig { burst: cfg.socket.burst, ..cfg.worker };
         let mut handles = Vec::new();
         let mut counters = Vec::new();
         let stop = Arc::new(AtomicBool::new(false));
         let sibs = worker::siblings(workers.len());
-        for (i, ((port, stack, echo), sib)) in workers.into_iter().zip(sibs).enumerate() {
+        for (i, ((port, stack, echo, services), sib)) in workers.into_iter().zip(sibs).enumerate() {
             let queue = port.queue();
             let cpu = (!cfg.cpus.is_empty()).then(|| cfg.cpus[i % cfg.cpus.len()]);
-            let w = Worker::new(port, stack, (), wcfg, clock).with_siblings(sib);
+            let w = Worker::new(port, stack, services, wcfg, clock).with_siblings(sib);
             counters.push((queue, w.counters().clone()));
             let stop = stop.clone();
             let h = std::thread::Builder::new()
@@ -271,6 +345,7 @@ fn echo_stack(
     clock: Clock,
 ) -> anyhow::Result<(Stack, UdpHandle)> {
     let mut sc = StackConfig::new(mac, &[cfg.addr]);
+    sc.tcp = cfg.tcp.clone();
     sc.tx_csum_offload = cfg.tx_csum.offload(&port.caps());
     if !announce {
         sc.arp.announce_count = 0;
@@ -288,7 +363,7 @@ fn echo_stack(
 
 /// One worker thread: pin, run until stopped, report.
 fn run_worker(
-    mut w: Worker<XskPort>,
+    mut w: Worker<XskPort, Services>,
     queue: u32,
     cpu: Option<usize>,
     echo: UdpHandle,
@@ -310,6 +385,9 @@ fn run_worker(
         dropped: r.dropped(),
         stack: r.stack.clone(),
         sleeps: r.sleeps,
+        services: w.app().stats(),
+        tcp: w.stack().tcp().stats().clone(),
+        iperf3: w.app().iperf3().last().cloned(),
     })
 }
 

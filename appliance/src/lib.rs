@@ -2,8 +2,9 @@
 //!
 //! The binary's library half: the worker loop that runs a libos stack over one NIC queue
 //! ([`worker`]), the UDP echo service built on it ([`echo`]), the demo ([`demo`]), the
-//! benchmark harness ([`bench`]) and the namespace test rig ([`rig`]) it shares with the
-//! integration tests; the CLI lives in `main.rs`.
+//! benchmark harness ([`bench`]), the TCP services ([`services`]: sink, source, echo, sockperf,
+//! iperf3) and the namespace test rig ([`rig`]) it shares with the integration tests; the CLI
+//! lives in `main.rs`.
 #![forbid(unsafe_code)]
 
 pub mod bench;
@@ -11,4 +12,5 @@ pub mod demo;
 pub mod echo;
 pub mod raw;
 pub mod rig;
+pub mod services;
 pub mod worker;

@@ -24,8 +24,10 @@ enum Cmd {
     /// print what happens, and remove everything.
     Demo(xdpos::demo::DemoArgs),
     /// Be an IPv4 host at --addr on AF_XDP sockets of an interface (one pinned worker and one
-    /// libos stack per queue: ARP, ping, UDP echo on --port, port unreachable, reassembly)
-    /// until SIGTERM/SIGINT or --seconds.
+    /// libos stack per queue: ARP, ping, UDP echo on --port, port unreachable, reassembly, and
+    /// the TCP services asked for: --tcp-echo, --tcp-sink, --tcp-source, --sockperf, --iperf3)
+    /// until SIGTERM/SIGINT or --seconds. `xdpos serve` is the same command.
+    #[command(alias = "serve")]
     Echo(EchoArgs),
     /// Remove what a crashed instance left behind: steering programs attached through netlink
     /// that no process owns, and the namespaces of dead rigs.
@@ -88,6 +90,60 @@ struct EchoArgs {
     /// Stop after this many seconds (default: run until SIGTERM/SIGINT).
     #[arg(long)]
     seconds: Option<f64>,
+    #[command(flatten)]
+    tcp: TcpArgs,
+}
+
+/// The TCP services and the TCP tunables of `xdpos echo`.
+#[derive(Debug, clap::Args)]
+struct TcpArgs {
+    /// TCP echo on this port (every byte back).
+    #[arg(long, value_name = "PORT")]
+    tcp_echo: Option<u16>,
+    /// TCP sink (discard) on this port.
+    #[arg(long, value_name = "PORT")]
+    tcp_sink: Option<u16>,
+    /// TCP source on this port (sends a test pattern until the client closes).
+    #[arg(long, value_name = "PORT")]
+    tcp_source: Option<u16>,
+    /// sockperf server (TCP framing) on this port.
+    #[arg(long, value_name = "PORT")]
+    sockperf: Option<u16>,
+    /// iperf3 server on this port (the stock `iperf3 -c` client, forward and -R).
+    #[arg(long, value_name = "PORT")]
+    iperf3: Option<u16>,
+    /// TCP connection slots per queue.
+    #[arg(long, default_value_t = 1024)]
+    tcp_max_conns: usize,
+    /// TCP receive and send buffer per connection, bytes.
+    #[arg(long, default_value_t = 256 * 1024)]
+    tcp_buffer: usize,
+    /// Accept queue of each TCP listener.
+    #[arg(long, default_value_t = 1024)]
+    tcp_backlog: usize,
+}
+
+impl TcpArgs {
+    fn services(&self) -> xdpos::services::ServicesConfig {
+        xdpos::services::ServicesConfig {
+            echo: self.tcp_echo,
+            sink: self.tcp_sink,
+            source: self.tcp_source,
+            sockperf: self.sockperf,
+            iperf3: self.iperf3,
+            backlog: self.tcp_backlog,
+        }
+    }
+
+    fn tcp(&self) -> libos::tcp::TcpConfig {
+        libos::tcp::TcpConfig {
+            max_connections: self.tcp_max_conns,
+            max_time_wait: self.tcp_max_conns,
+            rx_buffer: self.tcp_buffer,
+            tx_buffer: self.tcp_buffer,
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -145,15 +201,21 @@ fn echo(a: &EchoArgs) -> anyhow::Result<()> {
             ..XskConfig::default()
         },
         tx_csum: a.tx_csum,
+        services: a.tcp.services(),
+        tcp: a.tcp.tcp(),
+        worker: Default::default(),
     };
     let service = EchoService::start(&cfg)?;
     // A line on stdout that scripts and tests wait for.
+    let tcp: Vec<String> =
+        cfg.services.listeners().map(|(p, s)| format!(", {s:?} on tcp {p}")).collect();
     println!(
-        "ready: echo on {} port {} at {} ({} XDP)",
+        "ready: echo on {} port {} at {} ({} XDP){}",
         cfg.ifname,
         cfg.port,
         cfg.addr,
-        service.xdp_mode()
+        service.xdp_mode(),
+        tcp.concat()
     );
     match a.seconds {
         Some(s) => {
