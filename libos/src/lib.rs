@@ -9,8 +9,9 @@
 //! (received batches, transmit slots, verdicts); [`iface`] holds addresses, routes and the
 //! ARP cache; [`ipv4`] fragmentation and reassembly; [`icmp`] the error policy and rate
 //! limit; [`udp`] the sockets; [`tcp`] the TCP endpoints; [`stats`] drop reasons and
-//! counters; [`time`] the `Instant` every call takes. [`fib`] is the longest-prefix-match
-//! forwarding table of a router.
+//! counters; [`time`] the `Instant` every call takes. A router worker adds [`fib`], the
+//! longest-prefix-match forwarding table shared by all workers, and [`forward`], the IPv4
+//! router over one stack per interface.
 //!
 //! What it owns: protocol knowledge. Parsing and emitting frames, checksums, and the
 //! virtio-net-style offload header ([`wire::NetHdr`]) that travels with every frame between the
@@ -26,6 +27,7 @@
 
 pub mod batch;
 pub mod fib;
+pub mod forward;
 pub mod icmp;
 pub mod iface;
 pub mod ipv4;

@@ -488,6 +488,13 @@ impl Stack {
         self.neighbors.learn(now, hint.ip, hint.mac, how);
     }
 
+    /// The ARP cache, for the router (`crate::forward`): it resolves next hops and parks
+    /// packets waiting for resolution on the egress interface's stack, which sends the
+    /// requests and, once resolved, the packets.
+    pub(crate) fn neighbors_mut(&mut self) -> &mut NeighborCache {
+        &mut self.neighbors
+    }
+
     /// Adds a static ARP entry; `false` if the cache has no room for it.
     pub fn add_static_neighbor(&mut self, ip: Ipv4Addr, mac: EthernetAddress) -> bool {
         self.neighbors.add_static(ip, mac)
@@ -751,7 +758,9 @@ impl Stack {
         }
     }
 
-    fn queue_error(
+    /// Queues an ICMP error from `our_addr` about `original` to the offender (via `peer`), if
+    /// RFC 1122's rules and the rate limit allow it (the router's errors go through here too).
+    pub(crate) fn queue_error(
         &mut self,
         now: Instant,
         offender: &Offender,
