@@ -450,7 +450,9 @@ fn a_shared_umem_group_cross_connects_two_interfaces_without_copying() {
         .unwrap();
     let stop = AtomicBool::new(false);
     let (ready_tx, ready_rx) = mpsc::channel();
-    const N: u32 = 300;
+    // More than a socket's share of the fill ring (4096 frames / 2 / 2 sockets = 1024), so
+    // the fill rings must be refilled from what the other socket's completions freed.
+    const N: u32 = 1500;
     std::thread::scope(|s| {
         let f = s.spawn(|| {
             chain.ns_f.enter().unwrap();

@@ -536,8 +536,13 @@ impl GroupPort<'_> {
     fn refill(&mut self) {
         let free = self.umem.free_count();
         let s = &mut self.socks[self.i];
-        // Room on the fill ring within this socket's share of the UMEM.
-        let room = s.fill.free(s.burst).saturating_sub(s.ring_size - s.fill_target);
+        // Room on the fill ring within this socket's share of the UMEM. The share leaves
+        // `reserve` slots of the ring unused, so ask the ring for a fresh view of the kernel's
+        // consumer index whenever fewer than a burst beyond them look free (asking for only a
+        // burst kept a stale view forever once the share was posted: the socket of a group
+        // stopped receiving after its first `fill_target` frames).
+        let reserve = s.ring_size - s.fill_target;
+        let room = s.fill.free(s.burst + reserve).saturating_sub(reserve);
         if free == 0 {
             if room >= s.burst {
                 s.stats.fill_starved += 1;
