@@ -10,6 +10,7 @@
 pub mod bench;
 pub mod demo;
 pub mod echo;
+pub mod forward;
 pub mod raw;
 pub mod rig;
 pub mod services;

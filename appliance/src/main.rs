@@ -1,5 +1,5 @@
-//! The `xdpos` command: `demo`, `echo`, `cleanup`, `bench` (and, as the appliance grows,
-//! `run` and `check-config`).
+//! The `xdpos` command: `demo`, `echo`, `forward`, `cleanup`, `bench` (and, as the appliance
+//! grows, `run` and `check-config`).
 #![forbid(unsafe_code)]
 
 use anyhow::Context;
@@ -29,6 +29,9 @@ enum Cmd {
     /// until SIGTERM/SIGINT or --seconds. `xdpos serve` is the same command.
     #[command(alias = "serve")]
     Echo(EchoArgs),
+    /// Forward between interfaces: an IPv4 router (FIB, ARP, ICMP) or an L2 cross-connect, one
+    /// worker per queue index over a shared-UMEM group of every interface's queue.
+    Forward(xdpos::forward::ForwardArgs),
     /// Remove what a crashed instance left behind: steering programs attached through netlink
     /// that no process owns, and the namespaces of dead rigs.
     Cleanup(CleanupArgs),
@@ -165,6 +168,7 @@ fn main() -> anyhow::Result<()> {
     match &cli.cmd {
         Cmd::Demo(a) => xdpos::demo::run(a),
         Cmd::Echo(a) => echo(a),
+        Cmd::Forward(a) => xdpos::forward::run_cli(a),
         Cmd::Cleanup(a) => cleanup(a),
         Cmd::Bench(b) => xdpos::bench::run(b),
     }
