@@ -27,11 +27,13 @@
 //! results, so we make ours complete before sending them. Forward: the client's results (sent
 //! before ours) say how many bytes it sent on each stream; we send ours once every stream has
 //! delivered that many (bounded by [`DRAIN_LIMIT`]): sender and receiver counts are equal.
-//! Reverse: after `TEST_END` we stop writing and send `EXCHANGE_RESULTS` once everything we
-//! sent is acknowledged (also bounded), so our count is what reached the client's kernel. The
-//! 3.12 client stops reading at `TEST_END`, so its own count can be short by what still sat in
-//! its socket buffer (a few hundred KiB; Linux's own iperf3 server shows the same gap in
-//! reverse mode); the client prints our count on its `sender` line.
+//! Reverse: at `TEST_END` we stop writing and shut the data streams down, as iperf3's server
+//! ends them (it closes them): the client reads whole blocks of its `len` with blocking reads,
+//! after `TEST_END` too, and a stream that just stops inside a block leaves it waiting
+//! forever (we found that the hard way). We send `EXCHANGE_RESULTS` once everything we sent,
+//! FIN included, is acknowledged (bounded), so our count is what reached the client's
+//! kernel; the client's own count is what it read by the time it sent its results, which can
+//! be a little less (Linux's own iperf3 server shows the same gap in reverse mode).
 //!
 //! Stream ids follow iperf3's `iperf_add_stream` (1, 3, 4, 5, …: the second stream is 3), so
 //! the client finds each of our streams under its own id.
@@ -158,7 +160,6 @@ struct Stream {
 struct Params {
     parallel: usize,
     reverse: bool,
-    len: usize,
 }
 
 #[derive(Debug)]
@@ -294,7 +295,7 @@ impl Server {
                     ctrl: h,
                     cookie: c.cookie,
                     phase: Phase::Params,
-                    params: Params { parallel: 1, reverse: false, len: SCRATCH },
+                    params: Params { parallel: 1, reverse: false },
                     streams: Vec::new(),
                     input: Vec::new(),
                     start: now,
@@ -415,7 +416,13 @@ impl Server {
                         (msg::TEST_END, Phase::Running) => {
                             t.end = Some(now);
                             if t.params.reverse {
+                                // As iperf3's server, end the data streams: the client
+                                // reads whole blocks with blocking reads and needs the end
+                                // of the stream to stop (we shut down; it closes them).
                                 t.phase = Phase::DrainSend { since: now };
+                                for s in t.streams.iter().filter(|s| s.open) {
+                                    let _ = stack.tcp_mut().shutdown(s.h);
+                                }
                                 self.on_poll_test(now, stack)?;
                             } else {
                                 t.phase = Phase::ClientResults;
@@ -449,11 +456,10 @@ impl Server {
         if t.params.reverse && t.phase == Phase::Running && !eof {
             let out0 = s.bytes_out;
             loop {
-                let n = t.params.len;
-                match tcp.write(s.h, pattern_at(s.bytes_out, n)) {
+                match tcp.write(s.h, pattern_at(s.bytes_out, SCRATCH)) {
                     Ok(w) => {
                         s.bytes_out += w as u64;
-                        if w < n {
+                        if w < SCRATCH {
                             break;
                         }
                     }
@@ -585,8 +591,7 @@ fn parse_params(v: &Value) -> Result<Params, ()> {
     if !(1..=MAX_STREAMS).contains(&parallel) {
         return Err(());
     }
-    let len = v.get("len").and_then(Value::as_u64).unwrap_or(128 * 1024) as usize;
-    Ok(Params { parallel, reverse: flag("reverse"), len: len.clamp(1, SCRATCH) })
+    Ok(Params { parallel, reverse: flag("reverse") })
 }
 
 /// Records the bytes the client reports per stream (its `bytes`: sent in forward mode,
@@ -646,9 +651,9 @@ mod tests {
     fn parameters_of_the_stock_client_are_understood_and_udp_is_refused() {
         let fwd = json!({"tcp":true,"omit":0,"time":2,"num":0,"blockcount":0,"parallel":2,
                           "len":131072,"pacing_timer":1000,"client_version":"3.12"});
-        assert_eq!(parse_params(&fwd), Ok(Params { parallel: 2, reverse: false, len: SCRATCH }));
+        assert_eq!(parse_params(&fwd), Ok(Params { parallel: 2, reverse: false }));
         let rev = json!({"tcp":true,"parallel":1,"reverse":true,"len":1000});
-        assert_eq!(parse_params(&rev), Ok(Params { parallel: 1, reverse: true, len: 1000 }));
+        assert_eq!(parse_params(&rev), Ok(Params { parallel: 1, reverse: true }));
         assert!(parse_params(&json!({"udp":true,"parallel":1})).is_err());
         assert!(parse_params(&json!({"tcp":true,"bidirectional":true})).is_err());
         assert!(parse_params(&json!({"tcp":true,"parallel":0})).is_err());
