@@ -7,8 +7,9 @@
  *   options); it writes the UDP source port `sport_base + i` (i = 0, 1, .., flows-1, 0, ..), so
  *   receivers with several queues (RSS) see many flows, and returns XDP_TX, which live mode
  *   turns into a redirect out of the device named by the context's ingress_ifindex. The UDP
- *   checksum of the template is 0 (none), so no fix-up is needed; the IPv4 header does not
- *   change. Page-pool pages are reused without being re-initialised, so the program writes the
+ *   checksum of the template is 0 (none), so no fix-up is needed. With dst_span > 1 it also
+ *   cycles the IPv4 destination over dst_span addresses spread by dst_stride (many routes of a
+ *   router's table in turn) and recomputes the header checksum. Page-pool pages are reused without being re-initialised, so the program writes the
  *   port every time rather than incrementing what it finds. It counts the frames it sends per
  *   CPU (gen_counts). With gen_config.stop set it drops every frame instead (XDP_DROP recycles
  *   the page at once), so a long test run can be ended early from another thread: each
@@ -35,7 +36,9 @@ struct gen_config {
 	__u32 flows;      /* distinct source ports, >= 1 */
 	__u32 sport_base; /* first source port (host order) */
 	__u32 stop;       /* non-zero: drop instead of sending */
-	__u32 pad;
+	__u32 dst_span;   /* > 1: destination addresses cycle over this many (host order) */
+	__u32 dst_base;   /*   dst_base + k * dst_stride, k = 0 .. dst_span-1, */
+	__u32 dst_stride; /*   skipping 0/8, 10/8 and 127/8 (moved one /8 up) */
 };
 
 struct counter {
@@ -50,10 +53,11 @@ struct {
 	__type(value, struct gen_config);
 } gen_config SEC(".maps");
 
-/* Per-CPU flow index of the generator, 0 .. flows-1 (one test run stays on one CPU). */
+/* Per-CPU flow index (key 0, 0 .. flows-1) and destination index (key 1, 0 .. dst_span-1)
+ * of the generator (one test run stays on one CPU). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
 	__type(value, __u64);
 } gen_seq SEC(".maps");
@@ -94,6 +98,30 @@ int trafgen_gen(struct xdp_md *ctx)
 
 		*sport = bpf_htons((__u16)(cfg->sport_base + flow));
 		*seq = flow + 1 >= cfg->flows ? 0 : flow + 1;
+	}
+	if (cfg->dst_span > 1) {
+		__u32 one = 1;
+		__u64 *dseq = bpf_map_lookup_elem(&gen_seq, &one);
+		struct iphdr *ip = data + sizeof(struct ethhdr);
+		__u16 *w = (__u16 *)ip;
+		__u32 sum = 0, dst, top;
+
+		if (!dseq || (void *)(ip + 1) > data_end)
+			return XDP_DROP;
+		dst = cfg->dst_base + (__u32)*dseq * cfg->dst_stride;
+		top = dst >> 24;
+		if (top == 0 || top == 10 || top == 127)
+			dst += 1 << 24;
+		*dseq = *dseq + 1 >= cfg->dst_span ? 0 : *dseq + 1;
+		ip->daddr = bpf_htonl(dst);
+		/* The header has no options (the template is checked): recompute its checksum. */
+		ip->check = 0;
+#pragma unroll
+		for (int i = 0; i < 10; i++)
+			sum += w[i];
+		sum = (sum & 0xffff) + (sum >> 16);
+		sum = (sum & 0xffff) + (sum >> 16);
+		ip->check = ~sum & 0xffff;
 	}
 	return XDP_TX;
 }

@@ -4,7 +4,8 @@
 //! `bpf/trafgen.bpf.c`:
 //! - [`LiveGen`] runs `trafgen_gen` with `BPF_PROG_TEST_RUN` and
 //!   `BPF_F_TEST_XDP_LIVE_FRAMES`: the kernel copies one template frame into page-pool pages,
-//!   the program writes a per-frame UDP source port (so receivers see `flows` flows) and returns
+//!   the program writes a per-frame UDP source port (so receivers see `flows` flows; with
+//!   [`Destinations`] also a per-frame IPv4 destination, for routers) and returns
 //!   `XDP_TX`, which live mode turns into a redirect out of the sending device. No copy through
 //!   userspace, no socket: 6–7 Mpps of 64-byte frames from one core on veth into an XDP sink.
 //!   A [`GenHandle`] counts what it sent and stops it from another thread.
@@ -130,14 +131,57 @@ pub struct GenHandle {
     counts: MapHandle,
     flows: u32,
     sport_base: u32,
+    dsts: Destinations,
+}
+
+/// Destination addresses a generator cycles through: `base + k * stride` for `k` in
+/// `0..span`, skipping 0/8, 10/8 and 127/8 (an address there moves one /8 up). A `span` of 0
+/// or 1 keeps the template's destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Destinations {
+    /// First address.
+    pub base: std::net::Ipv4Addr,
+    /// How many.
+    pub span: u32,
+    /// Distance between two, as a 32-bit number.
+    pub stride: u32,
+}
+
+impl Default for Destinations {
+    /// The template's destination only.
+    fn default() -> Destinations {
+        Destinations { base: std::net::Ipv4Addr::UNSPECIFIED, span: 0, stride: 0 }
+    }
+}
+
+impl Destinations {
+    /// `span` addresses spread evenly over 1.0.0.0 – 223.255.255.255 (unicast space): a
+    /// different part of a router's table for each.
+    pub fn spread(span: u32) -> Destinations {
+        let span = span.max(1);
+        let stride = ((223u64 << 24) / u64::from(span)) as u32;
+        Destinations { base: std::net::Ipv4Addr::new(1, 0, 0, 1), span, stride }
+    }
+
+    /// The `k`-th address (what the program writes).
+    pub fn nth(&self, k: u32) -> std::net::Ipv4Addr {
+        let mut a = self.base.to_bits().wrapping_add(k.wrapping_mul(self.stride));
+        if matches!(a >> 24, 0 | 10 | 127) {
+            a = a.wrapping_add(1 << 24);
+        }
+        std::net::Ipv4Addr::from(a)
+    }
 }
 
 impl GenHandle {
     fn write_config(&self, stop: bool) -> Result<(), NicError> {
-        let mut cfg = [0u8; 16];
+        let mut cfg = [0u8; 24];
         cfg[0..4].copy_from_slice(&self.flows.to_ne_bytes());
         cfg[4..8].copy_from_slice(&self.sport_base.to_ne_bytes());
         cfg[8..12].copy_from_slice(&u32::from(stop).to_ne_bytes());
+        cfg[12..16].copy_from_slice(&self.dsts.span.to_ne_bytes());
+        cfg[16..20].copy_from_slice(&self.dsts.base.to_bits().to_ne_bytes());
+        cfg[20..24].copy_from_slice(&self.dsts.stride.to_ne_bytes());
         self.config
             .update(&0u32.to_ne_bytes(), &cfg, MapFlags::ANY)
             .map_err(bpf_err("configure the generator"))
@@ -168,6 +212,7 @@ impl GenHandle {
             counts: MapHandle::try_from(&self.counts).map_err(bpf_err("clone a map handle"))?,
             flows: self.flows,
             sport_base: self.sport_base,
+            dsts: self.dsts,
         })
     }
 }
@@ -194,6 +239,18 @@ impl LiveGen {
     /// is the template (see [`udp_frame`]); source ports cycle through
     /// `sport_base .. sport_base + flows` (`flows` 0 or 1: the template's port is kept).
     pub fn new(ifname: &str, frame: &[u8], flows: u16, sport_base: u16) -> Result<Self, NicError> {
+        Self::with_destinations(ifname, frame, flows, sport_base, Destinations::default())
+    }
+
+    /// [`LiveGen::new`] cycling the IPv4 destination over `dsts` as well (the header checksum
+    /// is recomputed per frame).
+    pub fn with_destinations(
+        ifname: &str,
+        frame: &[u8],
+        flows: u16,
+        sport_base: u16,
+        dsts: Destinations,
+    ) -> Result<Self, NicError> {
         if !(MIN_FRAME..=MAX_FRAME).contains(&frame.len()) {
             return Err(NicError::Invalid {
                 what: "generator frame length",
@@ -218,6 +275,7 @@ impl LiveGen {
             counts: handle("gen_counts")?,
             flows: u32::from(flows.max(1)),
             sport_base: u32::from(sport_base),
+            dsts,
         };
         handle.resume()?;
         Ok(LiveGen { obj, ifname: ifname.into(), ifindex, frame: frame.to_vec(), handle })
@@ -341,6 +399,19 @@ mod tests {
             assert_eq!(libos::wire::checksum::sum(&f[14..34]), 0xffff, "header checksum verifies");
             assert_eq!(&f[40..42], &[0, 0], "udp checksum none");
         }
+    }
+
+    #[test]
+    fn spread_destinations_cover_the_unicast_space_and_skip_martians() {
+        let d = Destinations::spread(65536);
+        let all: Vec<Ipv4Addr> = (0..65536).map(|k| d.nth(k)).collect();
+        assert_eq!(all[0], Ipv4Addr::new(1, 0, 0, 1));
+        assert!(all.iter().all(|a| !matches!(a.octets()[0], 0 | 10 | 127) && a.octets()[0] < 224));
+        let top: std::collections::BTreeSet<u8> = all.iter().map(|a| a.octets()[0]).collect();
+        assert!(top.len() > 200, "{}", top.len());
+        let slash24: std::collections::HashSet<u32> =
+            all.iter().map(|a| a.to_bits() >> 8).collect();
+        assert!(slash24.len() > 60_000, "distinct /24s: {}", slash24.len());
     }
 
     #[test]

@@ -16,16 +16,19 @@
 //!
 //! What it owns: the threads and child processes of a measurement, for its duration only.
 //!
-//! Benchmarks: [`raw`] (the AF_XDP ceiling: rxdrop, txonly, l2fwd, and DPDK testpmd). Adding
-//! one (`udp`, `tcp`, `rr`, `fwd`, `ready`) is a new module implementing
+//! Benchmarks: [`raw`] (the AF_XDP ceiling: rxdrop, txonly, l2fwd, and DPDK testpmd), [`udp`],
+//! [`fwd`] (forwarding A → F → B) and [`ready`] (start-up time). Adding
+//! one (`tcp`, `rr`) is a new module implementing
 //! [`harness::Benchmark`] and a [`BenchCmd`] arm; metric names are those of BENCHMARKS.md
 //! (`pps`, `goodput_bps`, `loss`, `tps`, `p50_us`, …).
 
+pub mod fwd;
 pub mod harness;
 pub mod loops;
 pub mod place;
 pub mod plot;
 pub mod raw;
+pub mod ready;
 pub mod report;
 pub mod testpmd;
 pub mod udp;
@@ -45,6 +48,12 @@ pub enum BenchCmd {
     /// netperf UDP_STREAM: kernel sockets (sendmmsg/recvmmsg) against the xdpos stack on
     /// AF_XDP, payloads of 18 to 1472 bytes, on the `pair` rig.
     Udp(udp::UdpArgs),
+    /// RFC 2544-style forwarding A → F → B: the kernel, the xdpos router (one route and a
+    /// full table) and cross-connect, DPDK testpmd io, and raw l2fwd, on the `chain` rig.
+    Fwd(fwd::FwdArgs),
+    /// Start-up time of the router: exec → first forwarded packet, exec → first TCP
+    /// connection accepted on its own address.
+    Ready(ready::ReadyArgs),
     /// Draws the PNG of `--plot` again from a report's JSON.
     Plot(PlotArgs),
 }
@@ -198,6 +207,8 @@ pub fn run(cmd: &BenchCmd) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Raw(args) => raw::run(args, &stop),
         BenchCmd::Udp(args) => udp::run(args, &stop),
+        BenchCmd::Fwd(args) => fwd::run(args, &stop),
+        BenchCmd::Ready(args) => ready::run(args, &stop),
         BenchCmd::Plot(_) => unreachable!("handled above"),
     }
 }

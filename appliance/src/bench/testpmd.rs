@@ -1,7 +1,7 @@
 //! # DPDK testpmd as a benchmark variant
 //!
 //! What it is: `dpdk-testpmd` (Debian's `dpdk` package) started inside a namespace on one veth
-//! through DPDK's af_xdp PMD, in interactive mode on a pipe, so the harness can read its own
+//! (or, for `bench fwd`, two: one port each) through DPDK's af_xdp PMD, in interactive mode on a pipe, so the harness can read its own
 //! port counters (`show port stats all`) at the edges of a measurement window, and stopped again
 //! with `quit`.
 //!
@@ -84,7 +84,7 @@ pub struct Testpmd {
     tail: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     prefix: String,
     ns: String,
-    dev: String,
+    devs: Vec<String>,
 }
 
 /// Parses `  RX-packets: 1   RX-missed: 0   RX-bytes:  70` into the values after each label.
@@ -118,13 +118,26 @@ impl Testpmd {
     /// Starts testpmd in `ns` on `dev` in `mode` (`size`: frame bytes for txonly) and waits
     /// until its port answers a stats request.
     pub fn start(ns: &Netns, dev: &str, mode: Mode, size: usize) -> anyhow::Result<Testpmd> {
+        Self::start_ports(ns, &[dev], mode, size)
+    }
+
+    /// [`Testpmd::start`] with one port per device, in order (port `i` is `devs[i]`); with two
+    /// ports, testpmd's default "paired" topology forwards 0 → 1 and 1 → 0 (`bench fwd`).
+    pub fn start_ports(
+        ns: &Netns,
+        devs: &[&str],
+        mode: Mode,
+        size: usize,
+    ) -> anyhow::Result<Testpmd> {
         let prefix =
             format!("xdpos-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
         let mut cmd = ns.cmd("stdbuf");
         cmd.args(["-oL", "-eL", BINARY, "--no-huge", "-m", "256", "--no-pci", "--no-shconf"])
-            .args(["--no-telemetry", "--file-prefix", &prefix, "--vdev"])
-            .arg(format!("net_af_xdp0,iface={dev},start_queue=0,queue_count=1"))
-            .args(["-l", "0,1", "--main-lcore", "0", "--", "-i", "--total-num-mbufs=8192"])
+            .args(["--no-telemetry", "--file-prefix", &prefix]);
+        for (i, dev) in devs.iter().enumerate() {
+            cmd.arg("--vdev").arg(format!("net_af_xdp{i},iface={dev},start_queue=0,queue_count=1"));
+        }
+        cmd.args(["-l", "0,1", "--main-lcore", "0", "--", "-i", "--total-num-mbufs=8192"])
             .arg(format!("--forward-mode={}", mode.arg()));
         if mode == Mode::TxOnly {
             cmd.arg(format!("--txpkts={size}"));
@@ -170,7 +183,7 @@ impl Testpmd {
             tail,
             prefix,
             ns: ns.name().to_string(),
-            dev: dev.to_string(),
+            devs: devs.iter().map(|d| d.to_string()).collect(),
         };
         // Ready when the port answers (the PMD has created its socket and XDP program).
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -206,8 +219,13 @@ impl Testpmd {
 
     /// Asks for port 0's counters and waits up to `limit` for the reply.
     pub fn stats(&mut self, limit: Duration) -> anyhow::Result<Stats> {
+        self.port_stats(0, limit)
+    }
+
+    /// Asks for port `port`'s counters and waits up to `limit` for the reply.
+    pub fn port_stats(&mut self, port: usize, limit: Duration) -> anyhow::Result<Stats> {
         while self.stats.try_recv().is_ok() {} // stale replies
-        self.send("show port stats all")?;
+        self.send(&format!("show port stats {port}"))?;
         match self.stats.recv_timeout(limit) {
             Ok(s) => Ok(s),
             Err(RecvTimeoutError::Timeout) => bail!("testpmd did not answer within {limit:?}"),
@@ -240,10 +258,11 @@ impl Testpmd {
             }
         }
         let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}", self.prefix));
-        let _ = crate::rig::run(
-            Command::new("ip")
-                .args(["-n", &self.ns, "link", "set", "dev", &self.dev, "xdp", "off"]),
-        );
+        for dev in &self.devs {
+            let _ = crate::rig::run(
+                Command::new("ip").args(["-n", &self.ns, "link", "set", "dev", dev, "xdp", "off"]),
+            );
+        }
         anyhow::ensure!(clean, "testpmd did not quit within 10 s and was killed");
         Ok(())
     }

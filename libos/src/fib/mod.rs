@@ -8,12 +8,15 @@
 //! Structure (Gupta, Lin, McKeown, "Routing lookups in hardware at memory access speeds",
 //! INFOCOM 1998; DPDK's `rte_lpm`): a first-level array `tbl24` indexed by the top 24 bits of
 //! the destination, 2^24 entries of 4 bytes (64 MiB); an entry holds either the index of a
-//! next hop (the longest prefix of length ≤ 24 covering that /24) or, with its top bit set,
+//! next hop (the longest prefix of length 1 to 24 covering that /24) or, with its top bit set,
 //! the index of a 256-entry second-level group `tbl8` that resolves the last 8 bits for a /24
-//! that contains prefixes longer than /24. A lookup is one array read, two for destinations
-//! under a long prefix, and never depends on how many routes there are: a full table of
-//! ~1,000,000 routes is as fast as one route. Memory: 64 MiB + 1 KiB per /24 holding longer
-//! prefixes + 16 bytes per distinct next hop (a public table: ~70 MiB).
+//! that contains prefixes longer than /24. An empty entry stands for the default route, kept
+//! beside the arrays, so a default route costs no writes. A lookup is one array read, two
+//! under a prefix longer than /24, whatever the number of routes; what a big table adds is
+//! cache and TLB misses in a 64 MiB array that a table of one default route never touches
+//! (`benches/forward.rs` measures both). Memory: 64 MiB of virtual memory (pages are touched
+//! only where routes are) + 1 KiB per /24 holding longer prefixes + 16 bytes per distinct next
+//! hop (a public table: ~70 MiB).
 //!
 //! What it owns: the arrays and the next-hop table, immutable once built. Workers share one
 //! table read-only (`Arc<Fib>`): nothing is written or locked on the fast path. Route changes
@@ -24,7 +27,8 @@
 //! construction: `tbl24` has exactly 2^24 entries, a group index is only stored after its
 //! group exists), or decide what to do with a packet (the router does, from the [`NextHop`]).
 //!
-//! Invariants: the index 0 means "no route"; an entry's next-hop index is below
+//! Invariants: the index 0 means "no route" in `next_hops` and "the default route" in the
+//! arrays; an entry's next-hop index is below
 //! `next_hops.len()`; every group index is below the number of groups. The answer for an
 //! address is the next hop of the longest prefix in the route set that contains it
 //! (property-tested against a linear reference, and against a per-length hash reference on a
@@ -165,11 +169,21 @@ impl FibBuilder {
             .into_boxed_slice()
             .try_into()
             .unwrap_or_else(|_| unreachable!("the vector has exactly TBL24_ENTRIES entries"));
-        let mut fib =
-            Fib { tbl24, tbl8: Vec::new().into_boxed_slice(), next_hops: Box::new([]), routes: 0 };
+        let mut fib = Fib {
+            tbl24,
+            tbl8: Vec::new().into_boxed_slice(),
+            next_hops: Box::new([]),
+            default: 0,
+            routes: 0,
+        };
         let mut tbl8: Vec<u32> = Vec::new();
         for &(len, net, nh) in &sorted {
-            if len <= 24 {
+            if len == 0 {
+                // Not written into the arrays: an empty entry means "the default route". A
+                // table of one default route then touches none of tbl24's 64 MiB (it is built
+                // in microseconds and its lookups read the kernel's shared zero page).
+                fib.default = nh;
+            } else if len <= 24 {
                 let start = (net >> 8) as usize;
                 let n = 1usize << (24 - len);
                 fib.tbl24[start..start + n].fill(nh);
@@ -202,6 +216,8 @@ pub struct Fib {
     tbl24: Box<[u32; TBL24_ENTRIES]>,
     tbl8: Box<[u32]>,
     next_hops: Box<[NextHop]>,
+    /// Next-hop index of the default route (0: none), answered for empty entries.
+    default: u32,
     routes: usize,
 }
 
@@ -227,12 +243,17 @@ impl Fib {
     #[inline]
     pub fn lookup_index(&self, dst: u32) -> u32 {
         let e = self.tbl24[(dst >> 8) as usize];
-        if e & EXT == 0 {
+        let e = if e & EXT == 0 {
             e
         } else {
             // The group exists (its index was stored after it was created).
             let i = (((e & !EXT) as usize) << 8) | (dst & 0xff) as usize;
             self.tbl8.get(i).copied().unwrap_or(0)
+        };
+        if e == 0 {
+            self.default
+        } else {
+            e
         }
     }
 
@@ -271,7 +292,8 @@ impl Fib {
             + self.next_hops.len() * core::mem::size_of::<NextHop>()
     }
 
-    /// The first-level array (entry = next-hop index, or `1 << 31 | group`), for mirroring.
+    /// The first-level array (entry = next-hop index, 0 for the default route, or
+    /// `1 << 31 | group`), for mirroring.
     pub fn tbl24(&self) -> &[u32] {
         &self.tbl24[..]
     }
@@ -284,6 +306,11 @@ impl Fib {
     /// The next-hop table (index 0 is the "no route" placeholder).
     pub fn next_hops(&self) -> &[NextHop] {
         &self.next_hops
+    }
+
+    /// The next-hop index of the default route (0: none), what an empty entry stands for.
+    pub fn default_index(&self) -> u32 {
+        self.default
     }
 }
 
