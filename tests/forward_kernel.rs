@@ -4,7 +4,8 @@
 //! L2 cross-connect. Covered: UDP both ways, a kernel TCP transfer both ways with a checksum,
 //! ping through the router (TTL 63) and to both of its addresses, TTL 1 → time exceeded seen
 //! by ping, an unknown destination → net unreachable (ping), next hops resolved by ARP, a
-//! million-route table forwarding sampled prefixes to the host its routes name, two queues with two workers, and the cross-connect passing
+//! million-route table forwarding sampled prefixes to the host its routes name, a new table
+//! moving traffic while running, two queues with two workers, and the cross-connect passing
 //! frames unchanged (ARP through it, TTL 64 at the far end) as the `xdpos forward` process.
 //! Every test ends with the frame accounting of every worker's UMEM and no XDP program left.
 #![forbid(unsafe_code)]
@@ -448,4 +449,36 @@ fn xconnect_process_passes_frames_unchanged_both_ways() {
     };
     assert!(count("a->b ") >= 203 && count("b->a ") >= 203, "{line}");
     assert_no_xdp(&chain.ns_f);
+}
+
+#[test]
+fn a_new_table_moves_traffic_without_a_restart() {
+    let chain = chain("fn", 1);
+    let target = ip("198.51.100.5");
+    chain.ns_b.sh(&format!("ip addr add {target}/32 dev {}", chain.b.ifname)).unwrap();
+    let prefix = Ipv4Cidr::new(ip("198.51.100.0"), 24);
+    let route = |next_hop| vec![RouteSpec { prefix, next_hop }];
+    let role = Role::Router {
+        routes: route(NextHop::Blackhole),
+        neighbors: Vec::new(),
+        fib: None,
+        tcp_listen: None,
+    };
+    let svc = start(&chain, &router_cfg(&chain, 1, role));
+    let ping = || chain.ns_a.sh(&format!("ping -c 1 -W 1 {target} 2>&1; true")).unwrap();
+    let before = ping();
+    let via_b = NextHop::Forward { iface: 1, via: Some(chain.b.ip) };
+    svc.set_fib(Arc::new(fib_builder(&ifaces(&chain), &route(via_b)).build())).unwrap();
+    // The worker takes the table between batches: within a few polls of an idle worker.
+    let deadline = Instant::now() + DEADLINE;
+    let mut after = ping();
+    while !after.contains("1 received") && Instant::now() < deadline {
+        after = ping();
+    }
+    let reports = finish(&chain, svc);
+    assert!(before.contains("0 received"), "blackholed at first: {before}");
+    assert!(after.contains("1 received"), "routed after the new table: {after}");
+    // The first ping, and possibly one sent before the idle worker looked for a new table.
+    assert!((1..=2).contains(&drops(&reports, FwdDrop::Blackhole)), "{:?}", reports[0].line());
+    assert_eq!(sum(&reports, |r| r.fib_swaps), 1);
 }

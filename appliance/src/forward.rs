@@ -705,7 +705,9 @@ impl ForwardWorker {
             self.iterations += 1;
             let mut now = None;
             let received = self.receive(&mut now);
-            if received == 0 && !self.wants_tx() {
+            // An empty poll looks at the TX backlog only: what the stacks originate comes from
+            // received frames (handled in this iteration) or timers (visited below).
+            if received == 0 && self.tx.iter().all(Burst::is_empty) {
                 empties += 1;
                 if empties % CHECK_EVERY == 0 && self.idle_check(until) {
                     break;

@@ -24,7 +24,8 @@
 //! `pps` (delivered at the sink), `goodput_bps`, `loss` (1 − delivered / offered, RFC 2544's
 //! frame loss with the generator's count as offered); the table adds `offered_pps`,
 //! `dut_tx_pps` (what F says it sent), CPU shares and `foreign%` (CPU time of processes
-//! outside the measurement during the window: other people's builds on a shared machine).
+//! outside the measurement during the window: other people's builds on a shared machine;
+//! `--max-foreign` measures a disturbed point again, and leaves it out if it stays disturbed).
 //!
 //! Placement (docs/benchmarks.md, `bench raw`): the generator on CPU 0 raises F's receive
 //! NAPI there (softirq: the XDP program and the copy into the socket, or the kernel's receive);
@@ -82,6 +83,13 @@ pub struct FwdArgs {
     /// `kernel[napi-cpu1]`).
     #[arg(long)]
     pub explore: bool,
+    /// Measure a point again when other processes used more than this percentage of a CPU
+    /// during its window (up to `--retries` times; a point still disturbed then is left out).
+    #[arg(long)]
+    pub max_foreign: Option<f64>,
+    /// Attempts per point beyond the first, with `--max-foreign`.
+    #[arg(long, default_value_t = 3)]
+    pub retries: u32,
 }
 
 /// Where F's kernel does its receive and forwarding work.
@@ -360,7 +368,26 @@ impl Benchmark for FwdBench {
         // The repetition: how many attempts of this (variant, size) came before.
         let rep = self.attempts.iter().filter(|(n, s)| *n == v.name && *s == size).count() as u32;
         self.attempts.push((v.name.clone(), size));
-        let m = self.point(kind, size, plan)?;
+        let mut attempt = 0;
+        let m = loop {
+            let m = self.point(kind, size, plan)?;
+            let foreign = m.iter().find(|(k, _)| *k == "foreign%").map_or(0.0, |x| x.1);
+            match self.args.max_foreign {
+                Some(max) if foreign > max && !plan.stop.requested() => {
+                    attempt += 1;
+                    anyhow::ensure!(
+                        attempt <= self.args.retries,
+                        "still disturbed after {attempt} attempts ({foreign:.0}% of a CPU to \
+                         other processes > {max}%): left out"
+                    );
+                    tracing::warn!(
+                        "{} at {size} B disturbed ({foreign:.0}% > {max}%): measuring again",
+                        v.name
+                    );
+                }
+                _ => break m,
+            }
+        };
         if let Some(&(_, pps)) = m.iter().find(|(k, _)| *k == "pps") {
             self.samples.push((v.name.clone(), size, rep, pps));
         }
