@@ -473,11 +473,11 @@ impl ForwardWorker {
         &self.counters
     }
 
-    fn wants_tx(&self) -> bool {
+    fn wants_tx(&mut self) -> bool {
         if self.tx.iter().any(|b| !b.is_empty()) {
             return true;
         }
-        match &self.mode {
+        match &mut self.mode {
             Mode::Router { router, .. } => (0..router.ports()).any(|p| router.wants_tx(p)),
             Mode::Xconnect { .. } => false,
         }
@@ -541,13 +541,18 @@ impl ForwardWorker {
         total
     }
 
-    /// Timers, hints, the readiness listener, and the stacks' own frames.
-    fn router_work(&mut self, now: Instant) -> usize {
-        let Mode::Router { router, listener, accepted } = &mut self.mode else { return 0 };
+    /// Timers, neighbour hints to and from the sibling workers, the readiness listener.
+    fn housekeeping(
+        router: &mut Router,
+        hints: &mut Option<HintLinks>,
+        listener: &mut Option<Vec<libos::tcp::ListenHandle>>,
+        accepted: &mut u64,
+        now: Instant,
+    ) {
         if router.poll_timeout().is_some_and(|t| t <= now) {
             router.handle_timeout(now);
         }
-        if let Some(h) = &mut self.hints {
+        if let Some(h) = hints {
             for p in 0..router.ports() {
                 while let Ok(hint) = h.inbox[p].try_recv() {
                     router.handle_neighbor_hint(now, p, hint);
@@ -569,6 +574,16 @@ impl ForwardWorker {
                     let _ = tcp.close(now, c);
                 }
             }
+        }
+    }
+
+    /// The stacks' own frames; with `full`, first the [`housekeeping`](Self::housekeeping)
+    /// (every [`PUBLISH_EVERY`] busy iterations and at idle checks: its deadlines are
+    /// milliseconds, an iteration microseconds).
+    fn router_work(&mut self, now: Instant, full: bool) -> usize {
+        let Mode::Router { router, listener, accepted } = &mut self.mode else { return 0 };
+        if full {
+            Self::housekeeping(router, &mut self.hints, listener, accepted, now);
         }
         let mut made = 0;
         for q in 0..router.ports() {
@@ -663,7 +678,7 @@ impl ForwardWorker {
     fn step(&mut self, now: &mut Option<Instant>) -> bool {
         let received = self.receive(now);
         let t = *now.get_or_insert_with(|| self.clock.now());
-        let made = self.router_work(t);
+        let made = self.router_work(t, true);
         let sent = self.flush();
         received > 0 || made > 0 || sent > 0
     }
@@ -715,11 +730,11 @@ impl ForwardWorker {
                 continue;
             }
             let t = *now.get_or_insert_with(|| self.clock.now());
-            self.router_work(t);
+            busy += 1;
+            self.router_work(t, busy % PUBLISH_EVERY == 0);
             self.flush();
             self.idle_since = None;
             empties = 0;
-            busy += 1;
             if busy % PUBLISH_EVERY == 0 {
                 self.publish();
                 self.take_fib();

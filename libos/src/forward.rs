@@ -498,6 +498,10 @@ pub struct Router {
     frags: FragQueue,
     /// The last next hop resolved in the current batch: (port, address, MAC).
     memo: Option<(u16, Ipv4Addr, EthernetAddress)>,
+    /// Per port: the stack may have something to send (it was handed a frame, a timer ran, a
+    /// resolution started, an error was queued, its owner touched it). Spares the worker a
+    /// look into every stack's queues on every busy iteration.
+    dirty: Box<[bool]>,
 }
 
 impl Router {
@@ -535,6 +539,7 @@ impl Router {
             stats: ForwardStats::default(),
             frags: FragQueue::new(cfg.frag_slots),
             memo: None,
+            dirty: vec![true; n].into_boxed_slice(),
         })
     }
 
@@ -550,6 +555,7 @@ impl Router {
 
     /// The stack of port `port`, to change between batches (sockets, static neighbours).
     pub fn stack_mut(&mut self, port: usize) -> &mut Stack {
+        self.dirty[port] = true;
         &mut self.ifaces[port].stack
     }
 
@@ -614,6 +620,7 @@ impl Router {
     /// Hands a frame to the stack of the port it arrived on.
     fn local(&mut self, now: Instant, port: usize, frame: &mut [u8], hdr: NetHdr) -> Action {
         self.stats.local += 1;
+        self.dirty[port] = true;
         let mut one = One { frame, hdr, verdict: Verdict::default() };
         self.ifaces[port].stack.handle_rx(now, &mut one);
         match one.verdict {
@@ -733,7 +740,10 @@ impl Router {
                     self.memo = Some((out, nh, mac));
                     mac
                 }
-                Lookup::Pending(entry) => return self.park(o, entry, &frame[L2..L2 + total], hl),
+                Lookup::Pending(entry) => {
+                    self.dirty[o] = true;
+                    return self.park(o, entry, &frame[L2..L2 + total], hl);
+                }
                 Lookup::Full => return Decision::Drop(FwdDrop::ArpPendingFull),
             },
         };
@@ -816,12 +826,23 @@ impl Router {
         let iface = &mut self.ifaces[port];
         let our = iface.addr;
         iface.stack.queue_error(now, &offender, peer, our, kind, ip);
+        self.dirty[port] = true;
     }
 
-    /// Whether [`poll_tx`](Self::poll_tx) for `port` has something to send.
-    pub fn wants_tx(&self, port: usize) -> bool {
-        self.ifaces.get(port).is_some_and(|i| i.stack.wants_tx())
-            || self.frags.front_port() == Some(port as u16)
+    /// Whether [`poll_tx`](Self::poll_tx) for `port` has something to send. Looks into the
+    /// stack only when something happened to it since it last had nothing to send.
+    #[inline]
+    pub fn wants_tx(&mut self, port: usize) -> bool {
+        if self.frags.front_port() == Some(port as u16) {
+            return true;
+        }
+        let (Some(dirty), Some(i)) = (self.dirty.get_mut(port), self.ifaces.get(port)) else {
+            return false;
+        };
+        if *dirty && !i.stack.wants_tx() {
+            *dirty = false;
+        }
+        *dirty
     }
 
     /// Writes what port `port` has to send into `slots`: its stack's frames (ARP, packets whose
@@ -837,6 +858,7 @@ impl Router {
         let Some(iface) = self.ifaces.get_mut(port) else { return 0 };
         let start = slots.remaining();
         iface.stack.poll_tx(now, slots);
+        self.dirty[port] = iface.stack.wants_tx();
         while self.frags.front_port() == Some(port as u16) && slots.remaining() > 0 {
             let k = self.frags.head;
             let job = self.frags.jobs[k];
@@ -880,9 +902,10 @@ impl Router {
 
     /// Runs every stack's timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        for i in self.ifaces.iter_mut() {
+        for (i, dirty) in self.ifaces.iter_mut().zip(self.dirty.iter_mut()) {
             if i.stack.poll_timeout().is_some_and(|t| t <= now) {
                 i.stack.handle_timeout(now);
+                *dirty = true;
             }
         }
     }
@@ -898,6 +921,7 @@ impl Router {
     pub fn handle_neighbor_hint(&mut self, now: Instant, port: usize, hint: NeighborHint) {
         if let Some(i) = self.ifaces.get_mut(port) {
             i.stack.handle_neighbor_hint(now, hint);
+            self.dirty[port] = true;
         }
     }
 }
