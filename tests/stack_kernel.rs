@@ -49,6 +49,7 @@ fn echo_host(pair: &Pair, queues: u32) -> EchoService {
         services: Default::default(),
         tcp: Default::default(),
         worker: Default::default(),
+        offloads: Default::default(),
     };
     pair.ns_b.run_in(|| EchoService::start(&cfg)).unwrap().unwrap()
 }

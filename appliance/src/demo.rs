@@ -85,6 +85,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         services: Default::default(),
         tcp: Default::default(),
         worker: Default::default(),
+        offloads: Default::default(),
     };
     let service = pair.ns_b.run_in(|| EchoService::start(&cfg))??;
     println!(

@@ -54,6 +54,7 @@ use nic::afxdp::{
 };
 use nic::{FrameCounts, Port, PortStats};
 
+use crate::offload::{OffloadPort, Offloads};
 use crate::services::{ServiceStats, Services, ServicesConfig};
 use crate::worker::{self, Clock, TxCsum, Worker, WorkerConfig, WorkerCounters};
 
@@ -109,6 +110,8 @@ pub struct EchoConfig {
     pub tcp: libos::tcp::TcpConfig,
     /// How the workers run (burst is taken from `socket.burst`).
     pub worker: WorkerConfig,
+    /// Software TSO staging and GRO around each queue's socket ([`crate::offload`]).
+    pub offloads: Offloads,
 }
 
 impl EchoConfig {
@@ -129,6 +132,7 @@ impl EchoConfig {
             services: ServicesConfig::default(),
             tcp: libos::tcp::TcpConfig::default(),
             worker: WorkerConfig::default(),
+            offloads: Offloads::default(),
         }
     }
 }
@@ -260,7 +264,7 @@ impl EchoService {
             let services = Services::new(&cfg.services, &mut stack)
                 .map_err(|e| anyhow::anyhow!("{e}"))
                 .context("open the TCP services' listeners")?;
-            workers.push((port, stack, echo, services));
+            workers.push((OffloadPort::new(port, cfg.offloads), stack, echo, services));
         }
         // Take the traffic only once every queue has its socket and stack.
         match cfg.steer {
@@ -278,7 +282,7 @@ impl EchoService {
         let stop = Arc::new(AtomicBool::new(false));
         let sibs = worker::siblings(workers.len());
         for (i, ((port, stack, echo, services), sib)) in workers.into_iter().zip(sibs).enumerate() {
-            let queue = port.queue();
+            let queue = port.inner().queue();
             let cpu = (!cfg.cpus.is_empty()).then(|| cfg.cpus[i % cfg.cpus.len()]);
             let w = Worker::new(port, stack, services, wcfg, clock).with_siblings(sib);
             counters.push((queue, w.counters().clone()));
@@ -345,7 +349,7 @@ fn echo_stack(
     clock: Clock,
 ) -> anyhow::Result<(Stack, UdpHandle)> {
     let mut sc = StackConfig::new(mac, &[cfg.addr]);
-    sc.tcp = cfg.tcp.clone();
+    sc.tcp = libos::tcp::TcpConfig { tso: cfg.offloads.tso, ..cfg.tcp.clone() };
     sc.tx_csum_offload = cfg.tx_csum.offload(&port.caps());
     if !announce {
         sc.arp.announce_count = 0;
@@ -363,7 +367,7 @@ fn echo_stack(
 
 /// One worker thread: pin, run until stopped, report.
 fn run_worker(
-    mut w: Worker<XskPort, Services>,
+    mut w: Worker<OffloadPort<XskPort>, Services>,
     queue: u32,
     cpu: Option<usize>,
     echo: UdpHandle,
@@ -379,7 +383,7 @@ fn run_worker(
         queue,
         cpu: pinned,
         stats: r.port,
-        xdp: w.port().xdp_statistics().unwrap_or_default(),
+        xdp: w.port().inner().xdp_statistics().unwrap_or_default(),
         frames: r.frames.clone(),
         echoed,
         dropped: r.dropped(),

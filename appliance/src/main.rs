@@ -124,6 +124,13 @@ struct TcpArgs {
     /// Accept queue of each TCP listener.
     #[arg(long, default_value_t = 1024)]
     tcp_backlog: usize,
+    /// Software TSO: the stacks build TCP super-segments in staging buffers, split before the
+    /// ring.
+    #[arg(long)]
+    tso: bool,
+    /// Software GRO: received TCP segments are coalesced before the stack.
+    #[arg(long)]
+    gro: bool,
 }
 
 impl TcpArgs {
@@ -208,6 +215,7 @@ fn echo(a: &EchoArgs) -> anyhow::Result<()> {
         services: a.tcp.services(),
         tcp: a.tcp.tcp(),
         worker: Default::default(),
+        offloads: xdpos::offload::Offloads { tso: a.tcp.tso, gro: a.tcp.gro },
     };
     let service = EchoService::start(&cfg)?;
     // A line on stdout that scripts and tests wait for.

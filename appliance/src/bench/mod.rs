@@ -17,8 +17,8 @@
 //! What it owns: the threads and child processes of a measurement, for its duration only.
 //!
 //! Benchmarks: [`raw`] (the AF_XDP ceiling: rxdrop, txonly, l2fwd, and DPDK testpmd), [`udp`],
-//! [`fwd`] (forwarding A → F → B) and [`ready`] (start-up time). Adding
-//! one (`tcp`, `rr`) is a new module implementing
+//! [`tcp`] (TCP_STREAM), [`rr`] (UDP_RR and TCP_RR), [`fwd`] (forwarding A → F → B) and
+//! [`ready`] (start-up time). Adding one is a new module implementing
 //! [`harness::Benchmark`] and a [`BenchCmd`] arm; metric names are those of BENCHMARKS.md
 //! (`pps`, `goodput_bps`, `loss`, `tps`, `p50_us`, …).
 
@@ -30,6 +30,8 @@ pub mod plot;
 pub mod raw;
 pub mod ready;
 pub mod report;
+pub mod rr;
+pub mod tcp;
 pub mod testpmd;
 pub mod udp;
 
@@ -54,6 +56,12 @@ pub enum BenchCmd {
     /// Start-up time of the router: exec → first forwarded packet, exec → first TCP
     /// connection accepted on its own address.
     Ready(ready::ReadyArgs),
+    /// netperf TCP_STREAM: the kernel's TCP (with and without offloads) against the xdpos
+    /// stack at both ends and a kernel sender into xdpos, writes of 64 B to 64 KiB.
+    Tcp(tcp::TcpArgs),
+    /// netperf UDP_RR and TCP_RR: transactions per second and round-trip percentiles of the
+    /// kernel, an xdpos server with a kernel client, and xdpos at both ends.
+    Rr(rr::RrArgs),
     /// Draws the PNG of `--plot` again from a report's JSON.
     Plot(PlotArgs),
 }
@@ -207,6 +215,8 @@ pub fn run(cmd: &BenchCmd) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Raw(args) => raw::run(args, &stop),
         BenchCmd::Udp(args) => udp::run(args, &stop),
+        BenchCmd::Tcp(args) => tcp::run(args, &stop),
+        BenchCmd::Rr(args) => rr::run(args, &stop),
         BenchCmd::Fwd(args) => fwd::run(args, &stop),
         BenchCmd::Ready(args) => ready::run(args, &stop),
         BenchCmd::Plot(_) => unreachable!("handled above"),

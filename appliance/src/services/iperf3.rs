@@ -455,15 +455,10 @@ impl Server {
         self.totals.bytes_in += s.bytes_in - before;
         if t.params.reverse && t.phase == Phase::Running && !eof {
             let out0 = s.bytes_out;
-            loop {
-                match tcp.write(s.h, pattern_at(s.bytes_out, SCRATCH)) {
-                    Ok(w) => {
-                        s.bytes_out += w as u64;
-                        if w < SCRATCH {
-                            break;
-                        }
-                    }
-                    Err(_) => break,
+            while let Ok(w) = tcp.write(s.h, pattern_at(s.bytes_out, SCRATCH)) {
+                s.bytes_out += w as u64;
+                if w < SCRATCH {
+                    break;
                 }
             }
             self.totals.bytes_out += s.bytes_out - out0;

@@ -363,6 +363,17 @@ impl Gro {
         (&self.pool[start..start + p.len as usize], p.hdr)
     }
 
+    /// Coalesced packet `k` of the last burst, writable (for a stack that parses its input in
+    /// place); valid until the next [`coalesce`](Self::coalesce).
+    ///
+    /// # Panics
+    /// If there is no packet `k` (use the indices of [`Delivery::Coalesced`]).
+    pub fn packet_mut(&mut self, k: usize) -> (&mut [u8], NetHdr) {
+        let p = self.packets[k];
+        let start = usize::from(p.buf) * MAX_COALESCED;
+        (&mut self.pool[start..start + p.len as usize], p.hdr)
+    }
+
     /// Whether frame `i` of the last burst was merged into a coalesced packet (its bytes were
     /// copied; free it). A frame that was not is in [`deliveries`](Self::deliveries).
     pub fn is_consumed(&self, i: usize) -> bool {
