@@ -239,8 +239,9 @@ pub trait App {
         let _ = (now, stack, d, frame);
     }
 
-    /// Called once per iteration, after the received batch and the timers and before the
-    /// stack fills the TX burst: drain `Queue`-mode sockets, `udp_send`, attach generators.
+    /// Called after every received batch (after the timers, before the stack fills the TX
+    /// burst), and when idle every [`CHECK_EVERY`] empty polls and at least every
+    /// [`WorkerConfig::idle_wait`]: drain `Queue`-mode sockets, `udp_send`, attach generators.
     fn poll(&mut self, now: Instant, stack: &mut Stack) {
         let _ = (now, stack);
     }

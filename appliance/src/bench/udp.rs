@@ -32,10 +32,17 @@
 //!
 //! Placement (BENCHMARKS.md): on veth the receive work of B (the kernel's IP/UDP receive, or
 //! the XDP program and the copy into the AF_XDP socket) runs as a softirq on the *sender's*
-//! CPU unless moved: [`RxPlace`] moves it to a NAPI kthread pinned to a CPU (for the kernel:
-//! GRO on, which gives veth a NAPI) or, for the kernel only, with RPS. Each variant runs in its
-//! best placement, chosen from `--explore` runs recorded in `docs/udp.md`; `--explore`
-//! measures every placement as a variant of its own (`kernel[B=rps-cpu1]`).
+//! CPU unless moved. [`RxPlace`] moves it to a NAPI kthread pinned to a CPU (for the kernel:
+//! GRO on, which gives veth a NAPI), to that kthread on the sender's CPU with the sender
+//! yielding after each batch, to the receiving socket by busy polling, or, for the kernel
+//! only, to CPU 1 with RPS. Each variant runs in its best placement ([`Kind::best`]: the kernel
+//! busy-polls; xdpos uses `napi-cpu0+yield`), chosen from the `--explore` runs recorded in
+//! `docs/udp.md`; `--explore` measures every placement as a variant of its own
+//! (`kernel[B=rps-cpu1]`).
+//!
+//! Shared machines: `--max-foreign PCT` leaves out a sample during whose window other
+//! processes (not this benchmark, not the kernel's network threads) used more than `PCT`% of a
+//! CPU, and says so; the table's `foreign%` column shows what the kept samples saw.
 //!
 //! What it owns: one `pair` rig for the run (removed on drop, Ctrl-C included) and, per point,
 //! the threads of both ends with their sockets, XDP programs and generators, and the
@@ -139,7 +146,9 @@ pub enum RxPlace {
     NapiYield(usize),
     /// The receiver runs it itself, on its CPU: preferred busy polling of its socket
     /// (`nic::busy_poll`; the device's `napi_defer_hard_irqs` and `gro_flush_timeout` set so
-    /// the kernel leaves the NAPI context to the poller).
+    /// the kernel leaves the NAPI context to the poller). Works for a kernel UDP socket; an
+    /// AF_XDP socket on veth never gets a NAPI id, so for it only the deferral remains (B's
+    /// receive batched on the sender's CPU).
     BusyPoll,
 }
 
