@@ -201,3 +201,17 @@ fn sizes_are_range_checked() {
         "interfaces[0].frames: 100 is out of range (2112, ring_size + burst, to 1048576)",
     );
 }
+
+#[test]
+fn layouts_fit_the_role() {
+    let two_ifaces = "[[interfaces]]\nname = \"eth1\"\naddresses = [\"10.0.0.2/24\"]\n[[interfaces]]\nname = \"eth2\"\naddresses = [\"10.0.1.2/24\"]\n";
+    let server = format!("{two_ifaces}[[workers]]\ncpu = 1\nqueues = [\"eth1:0\", \"eth2:0\"]\n[[services]]\nkind = \"udp-echo\"\nlisten = \"10.0.0.2:7\"\n");
+    has(&server, "workers[0].queues[1]: \"eth2:0\": a server worker runs one stack, over queues of one interface (eth1 here)");
+    has(&BASE.replace("addresses = [\"10.0.0.2/24\"]", "").replace("10.0.0.2:7", "0.0.0.0:7"), "interfaces[0].addresses: a server needs an address on eth1 (its stack answers ARP and ping there)");
+    let router = format!("{two_ifaces}[[workers]]\ncpu = 1\nqueues = [\"eth1:0\"]\n[[workers]]\ncpu = 2\nqueues = [\"eth2:0\"]\n[role]\nkind = \"router\"\n");
+    has(&router, "workers[0].queues: missing \"eth2:0\": a forwarding worker polls queue 0 of every interface (a frame leaves from the memory it arrived in)");
+    let frames = format!("{two_ifaces}frames = 8192\n[[workers]]\ncpu = 1\nqueues = [\"eth1:0\", \"eth2:0\"]\n[role]\nkind = \"router\"\n");
+    has(&frames, "interfaces[1].frames: 8192, but a forwarding worker shares one UMEM and one loop across every interface: it must match interfaces[0] (4096)");
+    let mixed = "[[interfaces]]\nname = \"eth1\"\nqueues = 2\naddresses = [\"10.0.0.2/24\"]\n[[interfaces]]\nname = \"eth2\"\nqueues = 2\naddresses = [\"10.0.1.2/24\"]\n[[workers]]\ncpu = 1\nqueues = [\"eth1:0\", \"eth2:1\"]\n[[workers]]\ncpu = 2\nqueues = [\"eth1:1\", \"eth2:0\"]\n[role]\nkind = \"router\"\n";
+    has(mixed, "workers[0].queues[1]: \"eth2:1\": a forwarding worker polls one queue index on every interface (0 here)");
+}

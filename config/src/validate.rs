@@ -228,6 +228,7 @@ pub fn validate(cfg: &Config, host: &Host) -> Result<Checked, ConfigError> {
         cfg.interfaces.iter().enumerate().map(|(i, x)| (x.name.as_str(), i)).collect();
     let workers = check_workers(cfg, host, &index, &mut r);
     let role = check_role(cfg, &index, &mut r);
+    check_layout(cfg, &workers, &mut r);
     let routes = check_routes(cfg, &interfaces, &index, &mut r);
     let neighbors = check_neighbors(cfg, &interfaces, &index, &mut r);
     let services = check_services(cfg, &interfaces, &mut r);
@@ -519,6 +520,93 @@ fn check_role(cfg: &Config, index: &HashMap<&str, usize>, r: &mut Report) -> Rol
                 }
             }
             RoleCfg::Xconnect { pairs }
+        }
+    }
+}
+
+/// How the role uses the workers' queues:
+/// - a **server** worker runs one stack over the queues it polls, so they must belong to one
+///   interface (one MAC, one set of addresses), and every interface needs an address for it;
+/// - a **router** or **cross-connect** worker sends a frame from the memory it arrived in, so it
+///   polls the same queue index `k` of *every* interface (one shared UMEM), and the interfaces
+///   agree on everything that memory and its sockets share.
+fn check_layout(cfg: &Config, workers: &[WorkerCfg], r: &mut Report) {
+    match cfg.role.kind {
+        RoleKind::Server => {
+            for (i, x) in cfg.interfaces.iter().enumerate() {
+                if x.addresses.is_empty() {
+                    r.add(
+                        format!("interfaces[{i}].addresses"),
+                        format!("a server needs an address on {} (its stack answers ARP and ping there)", x.name),
+                    );
+                }
+            }
+            for (w, x) in workers.iter().enumerate() {
+                if let Some(first) = x.queues.first() {
+                    if let Some((k, q)) =
+                        x.queues.iter().enumerate().find(|(_, q)| q.iface != first.iface)
+                    {
+                        r.add(
+                            format!("workers[{w}].queues[{k}]"),
+                            format!(
+                                "\"{}:{}\": a server worker runs one stack, over queues of one interface ({} here)",
+                                cfg.interfaces[q.iface].name, q.queue, cfg.interfaces[first.iface].name
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        RoleKind::Router | RoleKind::Xconnect => {
+            let Some(first) = cfg.interfaces.first() else { return };
+            let shared = |x: &crate::schema::Interface| {
+                [
+                    ("queues", x.queues.to_string()),
+                    ("frame_size", x.frame_size.to_string()),
+                    ("frames", x.frames.to_string()),
+                    ("ring_size", x.ring_size.to_string()),
+                    ("burst", x.burst.to_string()),
+                    ("xdp_mode", format!("{:?}", x.xdp_mode).to_lowercase()),
+                    ("bind", format!("{:?}", x.bind).to_lowercase()),
+                ]
+            };
+            let want = shared(first);
+            for (i, x) in cfg.interfaces.iter().enumerate().skip(1) {
+                for ((field, have), (_, base)) in shared(x).iter().zip(&want) {
+                    if have != base {
+                        r.add(
+                            format!("interfaces[{i}].{field}"),
+                            format!(
+                                "{have}, but a forwarding worker shares one UMEM and one loop across every interface: it must match interfaces[0] ({base})"
+                            ),
+                        );
+                    }
+                }
+            }
+            for (w, x) in workers.iter().enumerate() {
+                let Some(k) = x.queues.first().map(|q| q.queue) else { continue };
+                for (i, iface) in cfg.interfaces.iter().enumerate() {
+                    let n = x.queues.iter().filter(|q| q.iface == i && q.queue == k).count();
+                    if n == 0 && k < iface.queues {
+                        r.add(
+                            format!("workers[{w}].queues"),
+                            format!(
+                                "missing \"{}:{k}\": a forwarding worker polls queue {k} of every interface (a frame leaves from the memory it arrived in)",
+                                iface.name
+                            ),
+                        );
+                    }
+                }
+                if let Some((j, q)) = x.queues.iter().enumerate().find(|(_, q)| q.queue != k) {
+                    r.add(
+                        format!("workers[{w}].queues[{j}]"),
+                        format!(
+                            "\"{}:{}\": a forwarding worker polls one queue index on every interface ({k} here)",
+                            cfg.interfaces[q.iface].name, q.queue
+                        ),
+                    );
+                }
+            }
         }
     }
 }
