@@ -480,6 +480,23 @@ impl XskGroup {
             .map_err(|e| NicError::sys("poll", self.socks[0].what(), e))
     }
 
+    /// The bytes of a held frame, whichever socket it came from (the UMEM is shared): what
+    /// [`Port::frame`] of any member gives, without borrowing the group mutably.
+    #[inline]
+    pub fn frame(&self, desc: &Desc) -> &[u8] {
+        self.umem.bytes(desc.addr, desc.len as usize)
+    }
+
+    /// Socket `i`'s counters (panics if `i >= len()`, a programming error).
+    pub fn stats(&self, i: usize) -> PortStats {
+        self.socks[i].stats
+    }
+
+    /// Socket `i`'s offload capabilities (panics if `i >= len()`).
+    pub fn caps(&self, i: usize) -> Caps {
+        caps(&self.umem, &self.socks[i])
+    }
+
     /// Frame accounting of the whole UMEM, over every socket's rings.
     pub fn frame_counts(&self) -> FrameCounts {
         frame_counts(&self.umem, &self.socks)
