@@ -9,7 +9,10 @@
 //!   super-segment there (`TcpConfig::tso`). `tx_burst` splits each staged super-segment with
 //!   [`nic::offload::tso::split_frame`] into device frames (headers templated, checksums
 //!   complete) and sends those; a staged frame that is not a super-segment (an ACK, ARP) is
-//!   copied into one device frame.
+//!   copied into one device frame. Once the staging buffers are lent, the stack writes into
+//!   device frames, and where one has room for more than a segment (a 4 KiB UMEM frame holds
+//!   two) it may build a small super-segment there: that one is copied to a scratch area and
+//!   split too, never sent whole.
 //! - **GRO** ([`Offloads::gro`]): `rx_burst` runs [`nic::offload::gro::Gro`] over each
 //!   received burst and hands the stack the coalesced packets (virtual descriptors into GRO's
 //!   buffers, `NetHdr::segments > 1`) in place of their members, whose frames it frees at once.
@@ -44,6 +47,8 @@ use crate::worker::WorkerPort;
 pub const STAGE: usize = 64 * 1024 + 64;
 /// Staging buffers per port.
 pub const STAGES: usize = 4;
+/// Scratch room after the staging buffers, for super-segments built in a device frame.
+const SCRATCH_FRAME: usize = 16 * 1024;
 /// Tag of a staging buffer's virtual address.
 pub const STAGE_TAG: u64 = 1 << 62;
 /// Tag of a coalesced packet's virtual address.
@@ -119,7 +124,7 @@ impl<P: Port> OffloadPort<P> {
         OffloadPort {
             inner,
             offloads,
-            staging: vec![0u8; stages * STAGE].into_boxed_slice(),
+            staging: vec![0u8; stages * STAGE + SCRATCH_FRAME].into_boxed_slice(),
             stage_free: (0..stages as u32).rev().collect(),
             gro,
             rx: Burst::new(),
@@ -172,6 +177,27 @@ impl<P: Port> OffloadPort<P> {
     fn unstage(&mut self, d: &Desc) -> bool {
         let k = self.stage(d);
         let len = (d.len as usize).min(STAGE);
+        self.cut(d, k * STAGE, len)
+    }
+
+    /// A super-segment the stack built in a device frame (the frame had room for more than
+    /// one segment): copied into the scratch area and split from there; the frame is freed.
+    fn split_device(&mut self, d: &Desc) -> bool {
+        let len = (d.len as usize).min(SCRATCH_FRAME);
+        let base = self.staging.len() - SCRATCH_FRAME;
+        let src = self.inner.frame(d);
+        let len = len.min(src.len());
+        self.staging[base..base + len].copy_from_slice(&src[..len]);
+        if !self.cut(d, base, len) {
+            return false;
+        }
+        self.inner.free(d);
+        true
+    }
+
+    /// Splits (or copies) the frame at `staging[at..at + len]` with header `d.hdr` into device
+    /// frames on the pending queue; releases `d`'s staging buffer if it is one.
+    fn cut(&mut self, d: &Desc, at: usize, len: usize) -> bool {
         let need = match d.hdr.gso {
             Gso::TcpV4 { size, hdr_len } => {
                 segment_count(len.saturating_sub(usize::from(hdr_len)), size)
@@ -195,7 +221,7 @@ impl<P: Port> OffloadPort<P> {
                 return false;
             }
         }
-        let frame = &self.staging[k * STAGE..k * STAGE + len];
+        let frame = &self.staging[at..at + len];
         if matches!(d.hdr.gso, Gso::TcpV4 { .. }) {
             let mut sink =
                 Cut { port: &mut self.inner, frames: &cut, next: 0, out: &mut self.pending };
@@ -219,7 +245,9 @@ impl<P: Port> OffloadPort<P> {
             self.pending.push(out);
             self.stats.staged_copies += 1;
         }
-        self.release_stage(d);
+        if is_stage(d) {
+            self.release_stage(d);
+        }
         true
     }
 
@@ -330,6 +358,10 @@ impl<P: Port> Port for OffloadPort<P> {
                 }
             } else if is_gro(&d) {
                 self.ungro(&d);
+            } else if matches!(d.hdr.gso, Gso::TcpV4 { .. }) {
+                if !self.split_device(&d) {
+                    break;
+                }
             } else {
                 self.pending.push(d);
             }
