@@ -7,7 +7,9 @@ PACKAGES=(
   # build: the XDP programs (clang, BPF headers), the vendored libbpf (libelf, zlib, make)
   build-essential clang llvm libbpf-dev libelf-dev zlib1g-dev pkg-config make linux-libc-dev
   # the namespace rig and kernel peers
-  iproute2 ethtool iputils-ping procps
+  iproute2 ethtool iputils-ping procps nftables
+  # real peers of the services: the stock iperf3 and sockperf clients
+  iperf3 sockperf
   # benchmarks: DPDK testpmd (af_xdp driver) for side-by-side runs, a font for the plots
   dpdk dpdk-dev fonts-dejavu-core
   # inspection
