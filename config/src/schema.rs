@@ -255,9 +255,15 @@ pub struct Service {
     pub kind: ServiceKind,
     /// Where it listens, `a.b.c.d:port` (`0.0.0.0` for every appliance address).
     pub listen: String,
-    /// HTTP only: the response body.
+    /// HTTP only: the response body (default `hello from xdpos`).
     #[serde(default)]
     pub body: Option<String>,
+    /// HTTP only: a body of this many bytes of a test pattern instead of `body`.
+    #[serde(default)]
+    pub body_size: Option<usize>,
+    /// HTTP only: the path served (default `/`; other paths get 404).
+    #[serde(default)]
+    pub path: Option<String>,
 }
 
 /// The metrics endpoint.

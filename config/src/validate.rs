@@ -176,6 +176,10 @@ pub struct ServiceCfg {
     pub listen: SocketAddrV4,
     /// HTTP body.
     pub body: Option<String>,
+    /// HTTP: a generated body of this many bytes instead.
+    pub body_size: Option<usize>,
+    /// HTTP: the path served.
+    pub path: Option<String>,
 }
 
 /// A configuration that passed validation: typed values, references resolved to indices.
@@ -783,6 +787,7 @@ fn check_services(
                 format!("only an http service has a body, not {}", x.kind.as_str()),
             );
         }
+        check_http(x, &p, r);
         let clash = out.iter().find(|(_, s)| {
             s.kind.is_tcp() == x.kind.is_tcp()
                 && s.listen.port() == listen.port()
@@ -803,7 +808,54 @@ fn check_services(
             );
             continue;
         }
-        out.push((k, ServiceCfg { kind: x.kind, listen, body: x.body.clone() }));
+        out.push((
+            k,
+            ServiceCfg {
+                kind: x.kind,
+                listen,
+                body: x.body.clone(),
+                body_size: x.body_size,
+                path: x.path.clone(),
+            },
+        ));
     }
     out.into_iter().map(|(_, s)| s).collect()
+}
+
+/// Largest generated HTTP body (`body_size`): every worker holds a copy.
+pub const MAX_HTTP_BODY: usize = 64 << 20;
+
+/// The HTTP-only keys of service `x` at path `p`.
+fn check_http(x: &crate::schema::Service, p: &str, r: &mut Report) {
+    if x.kind != ServiceKind::Http {
+        for (key, set) in [("body_size", x.body_size.is_some()), ("path", x.path.is_some())] {
+            if set {
+                r.add(
+                    format!("{p}.{key}"),
+                    format!("only an http service has a {key}, not {}", x.kind.as_str()),
+                );
+            }
+        }
+        return;
+    }
+    if let (Some(_), Some(n)) = (&x.body, x.body_size) {
+        r.add(format!("{p}.body_size"), format!("{n}: give body or body_size, not both"));
+    }
+    if let Some(n) = x.body_size.filter(|&n| n > MAX_HTTP_BODY) {
+        r.add(format!("{p}.body_size"), format!("{n} bytes is above the limit ({MAX_HTTP_BODY})"));
+    }
+    if let Some(path) = &x.path {
+        let ok = path.starts_with('/')
+            && path.len() <= 1024
+            && path.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b'?' && b != b'#');
+        if !ok {
+            r.add(
+                format!("{p}.path"),
+                format!(
+                    "{path:?} is not an origin-form path (starts with /, at most 1024 visible \
+                     ASCII characters, no ? or #)"
+                ),
+            );
+        }
+    }
 }
