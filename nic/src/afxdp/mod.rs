@@ -22,10 +22,12 @@ pub(crate) mod sys;
 mod umem;
 mod xdp_prog;
 
-pub use socket::{BindMode, GroupPort, XdpStatistics, XskConfig, XskGroup, XskPort, TX_HEADROOM};
+pub use socket::{
+    BindMode, GroupPort, XdpStatistics, XskConfig, XskGroup, XskPort, XskStatsReader, TX_HEADROOM,
+};
 pub use xdp_prog::{
-    cleanup, Attach, AttachedMode, CleanupAction, Counter, L4Proto, Verdicts, XdpMode, XdpProgram,
-    MAX_QUEUES, PROG_NAME,
+    cleanup, Attach, AttachedMode, CleanupAction, Counter, L4Proto, VerdictReader, Verdicts,
+    XdpMode, XdpProgram, MAX_QUEUES, PROG_NAME,
 };
 
 /// Number of RX queues of `ifname` in the calling thread's namespace, if the driver says.

@@ -272,17 +272,44 @@ impl Socket {
     }
 
     fn xdp_statistics(&self) -> Result<XdpStatistics, NicError> {
-        let (s, _): (libc::xdp_statistics, usize) =
-            sys::get_xdp_opt(self.fd.as_fd(), libc::XDP_STATISTICS, "getsockopt(XDP_STATISTICS)")
-                .map_err(|e| NicError::sys("getsockopt(XDP_STATISTICS)", self.what(), e))?;
-        Ok(XdpStatistics {
-            rx_dropped: s.rx_dropped,
-            rx_invalid_descs: s.rx_invalid_descs,
-            tx_invalid_descs: s.tx_invalid_descs,
-            rx_ring_full: s.rx_ring_full,
-            rx_fill_ring_empty_descs: s.rx_fill_ring_empty_descs,
-            tx_ring_empty_descs: s.tx_ring_empty_descs,
-        })
+        read_xdp_statistics(self.fd.as_fd(), &self.what())
+    }
+
+    fn stats_reader(&self) -> Result<XskStatsReader, NicError> {
+        let fd =
+            self.fd.try_clone().map_err(|e| NicError::sys("dup(AF_XDP socket)", self.what(), e))?;
+        Ok(XskStatsReader { fd, what: self.what() })
+    }
+}
+
+fn read_xdp_statistics(fd: BorrowedFd<'_>, what: &str) -> Result<XdpStatistics, NicError> {
+    let (s, _): (libc::xdp_statistics, usize) =
+        sys::get_xdp_opt(fd, libc::XDP_STATISTICS, "getsockopt(XDP_STATISTICS)")
+            .map_err(|e| NicError::sys("getsockopt(XDP_STATISTICS)", what.to_string(), e))?;
+    Ok(XdpStatistics {
+        rx_dropped: s.rx_dropped,
+        rx_invalid_descs: s.rx_invalid_descs,
+        tx_invalid_descs: s.tx_invalid_descs,
+        rx_ring_full: s.rx_ring_full,
+        rx_fill_ring_empty_descs: s.rx_fill_ring_empty_descs,
+        tx_ring_empty_descs: s.tx_ring_empty_descs,
+    })
+}
+
+/// Reads one socket's `XDP_STATISTICS` from any thread (a metrics collector at scrape time)
+/// through a duplicate of its descriptor: the worker that owns the socket is not involved. The
+/// kernel keeps the socket open as long as either descriptor is, so the counters stay readable
+/// (frozen) after the port is dropped.
+#[derive(Debug)]
+pub struct XskStatsReader {
+    fd: OwnedFd,
+    what: String,
+}
+
+impl XskStatsReader {
+    /// The kernel's counters now.
+    pub fn read(&self) -> Result<XdpStatistics, NicError> {
+        read_xdp_statistics(self.fd.as_fd(), &self.what)
     }
 }
 
@@ -345,6 +372,11 @@ impl XskPort {
     /// may appear twice among the free list and the four rings, nor be there while held.
     pub fn audit(&self) -> Result<FrameCounts, NicError> {
         self.group.audit()
+    }
+
+    /// A reader of this socket's `XDP_STATISTICS` for another thread.
+    pub fn stats_reader(&self) -> Result<XskStatsReader, NicError> {
+        self.sock().stats_reader()
     }
 }
 
@@ -460,6 +492,18 @@ impl XskGroup {
     pub fn xdp_statistics(&self, i: usize) -> Result<XdpStatistics, NicError> {
         match self.socks.get(i) {
             Some(s) => s.xdp_statistics(),
+            None => Err(NicError::Invalid {
+                what: "socket index",
+                value: i as u64,
+                why: "out of range",
+            }),
+        }
+    }
+
+    /// A reader of socket `i`'s `XDP_STATISTICS` for another thread.
+    pub fn stats_reader(&self, i: usize) -> Result<XskStatsReader, NicError> {
+        match self.socks.get(i) {
+            Some(s) => s.stats_reader(),
             None => Err(NicError::Invalid {
                 what: "socket index",
                 value: i as u64,

@@ -308,30 +308,17 @@ impl XdpProgram {
 
     /// The verdict counters, summed over CPUs (read at scrape time).
     pub fn verdicts(&self) -> Result<Verdicts, NicError> {
-        let read = |idx: u32| -> Result<Counter, NicError> {
-            let per_cpu = self
-                .verdicts
-                .lookup_percpu(&idx.to_ne_bytes(), MapFlags::ANY)
-                .map_err(|source| NicError::Bpf {
-                    what: "cannot read verdict counters".into(),
-                    source,
-                })?
-                .unwrap_or_default();
-            let mut c = Counter::default();
-            for v in per_cpu {
-                if v.len() >= 16 {
-                    c.packets += u64::from_ne_bytes(v[0..8].try_into().unwrap_or_default());
-                    c.bytes += u64::from_ne_bytes(v[8..16].try_into().unwrap_or_default());
-                }
-            }
-            Ok(c)
-        };
-        Ok(Verdicts {
-            redirect: read(0)?,
-            pass_not_owned: read(1)?,
-            pass_no_socket: read(2)?,
-            pass_unparsed: read(3)?,
-        })
+        read_verdicts(&self.verdicts)
+    }
+
+    /// A reader of the verdict counters for another thread (a metrics collector): it holds
+    /// its own handle on the map, so it stays readable whatever happens to the program.
+    pub fn verdict_reader(&self) -> Result<VerdictReader, NicError> {
+        let map = MapHandle::try_from(&self.verdicts).map_err(|source| NicError::Bpf {
+            what: "cannot take a second handle on the verdict counters".into(),
+            source,
+        })?;
+        Ok(VerdictReader { map, ifname: self.ifname.clone() })
     }
 
     /// Puts socket `fd` in the XSKMAP slot of `queue`.
@@ -537,4 +524,50 @@ fn interfaces() -> Vec<(u32, String)> {
         libc::if_freenameindex(list);
     }
     out
+}
+
+/// The verdict counters of the map `verdicts`, summed over CPUs.
+fn read_verdicts(verdicts: &MapHandle) -> Result<Verdicts, NicError> {
+    let read = |idx: u32| -> Result<Counter, NicError> {
+        let per_cpu = verdicts
+            .lookup_percpu(&idx.to_ne_bytes(), MapFlags::ANY)
+            .map_err(|source| NicError::Bpf {
+                what: "cannot read verdict counters".into(),
+                source,
+            })?
+            .unwrap_or_default();
+        let mut c = Counter::default();
+        for v in per_cpu {
+            if v.len() >= 16 {
+                c.packets += u64::from_ne_bytes(v[0..8].try_into().unwrap_or_default());
+                c.bytes += u64::from_ne_bytes(v[8..16].try_into().unwrap_or_default());
+            }
+        }
+        Ok(c)
+    };
+    Ok(Verdicts {
+        redirect: read(0)?,
+        pass_not_owned: read(1)?,
+        pass_no_socket: read(2)?,
+        pass_unparsed: read(3)?,
+    })
+}
+
+/// Reads a steering program's verdict counters from any thread ([`XdpProgram::verdict_reader`]).
+#[derive(Debug)]
+pub struct VerdictReader {
+    map: MapHandle,
+    ifname: String,
+}
+
+impl VerdictReader {
+    /// The counters now, summed over CPUs.
+    pub fn read(&self) -> Result<Verdicts, NicError> {
+        read_verdicts(&self.map)
+    }
+
+    /// The interface of the program.
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
 }
