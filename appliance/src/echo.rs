@@ -30,7 +30,10 @@
 //! fragments on addresses only by default (`ethtool -n <dev> rx-flow-hash udp4`: `sd`).
 //!
 //! What it owns: the steering program, the sockets, the worker threads and their live
-//! counters (single writer, relaxed stores, DESIGN.md §6).
+//! counters (single writer, relaxed stores, DESIGN.md §6), and the service's metrics source
+//! ([`EchoService::metrics`]: one [`WorkerMetrics`] block per worker, role `echo`, labelled
+//! with the worker index, the interface and the queue; each socket's `XDP_STATISTICS` and the
+//! steering program's verdicts, read at scrape time).
 //!
 //! Shutdown: [`EchoService::join`] (called by `xdpos echo` on SIGTERM, SIGINT or the end of
 //! `--seconds`) first tells the steering program to take nothing more, so the kernel stops
@@ -54,6 +57,8 @@ use nic::afxdp::{
 };
 use nic::{FrameCounts, Port, PortStats};
 
+use crate::capture::{CaptureSlot, CaptureTarget};
+use crate::metrics::{Forwarding, ServiceMetrics, SocketReader, WorkerMetrics};
 use crate::offload::{OffloadPort, Offloads};
 use crate::services::{ServiceStats, Services, ServicesConfig};
 use crate::worker::{self, Clock, TxCsum, Worker, WorkerConfig, WorkerCounters};
@@ -234,6 +239,8 @@ pub struct EchoService {
     prog: Option<XdpProgram>,
     workers: Vec<JoinHandle<anyhow::Result<WorkerReport>>>,
     counters: Vec<(u32, Arc<WorkerCounters>)>,
+    metrics: Arc<ServiceMetrics>,
+    captures: Vec<CaptureTarget>,
     /// Raised by `join` (or drop) once the steering program takes nothing more.
     stop: Arc<AtomicBool>,
 }
@@ -256,10 +263,18 @@ impl EchoService {
             .with_context(|| format!("attach the steering program to {}", cfg.ifname))?;
         let clock = Clock::new();
         let mut workers = Vec::new();
+        let mut metrics =
+            ServiceMetrics { programs: vec![prog.verdict_reader()?], ..ServiceMetrics::default() };
         for (i, &q) in cfg.queues.iter().enumerate() {
             let sc = XskConfig { ifname: cfg.ifname.clone(), queue: q, ..cfg.socket.clone() };
             let port = XskPort::open(&sc, &prog)
                 .with_context(|| format!("open {} queue {q}", cfg.ifname))?;
+            metrics.sockets.push(SocketReader {
+                worker: i as u32,
+                interface: cfg.ifname.clone(),
+                queue: q,
+                reader: port.stats_reader()?,
+            });
             let (mut stack, echo) = echo_stack(cfg, EthernetAddress(mac), &port, i == 0, clock)?;
             let services = Services::new(&cfg.services, &mut stack)
                 .map_err(|e| anyhow::anyhow!("{e}"))
@@ -279,12 +294,32 @@ impl EchoService {
         let wcfg = WorkerConfig { burst: cfg.socket.burst, ..cfg.worker };
         let mut handles = Vec::new();
         let mut counters = Vec::new();
+        let mut captures = Vec::new();
         let stop = Arc::new(AtomicBool::new(false));
         let sibs = worker::siblings(workers.len());
         for (i, ((port, stack, echo, services), sib)) in workers.into_iter().zip(sibs).enumerate() {
             let queue = port.inner().queue();
             let cpu = (!cfg.cpus.is_empty()).then(|| cfg.cpus[i % cfg.cpus.len()]);
-            let w = Worker::new(port, stack, services, wcfg, clock).with_siblings(sib);
+            let m = Arc::new(WorkerMetrics::new(
+                i as u32,
+                "echo",
+                &[(&cfg.ifname, queue)],
+                &[&cfg.ifname],
+                Forwarding::None,
+            ));
+            metrics.workers.push(m.clone());
+            let slot = Arc::new(CaptureSlot::default());
+            captures.push(CaptureTarget {
+                interface: cfg.ifname.clone(),
+                queue,
+                slot: slot.clone(),
+                epoch: std::time::SystemTime::now()
+                    - clock.now().saturating_duration_since(libos::Instant::ZERO),
+            });
+            let w = Worker::new(port, stack, services, wcfg, clock)
+                .with_siblings(sib)
+                .with_metrics(m)
+                .with_capture(slot);
             counters.push((queue, w.counters().clone()));
             let stop = stop.clone();
             let h = std::thread::Builder::new()
@@ -297,7 +332,8 @@ impl EchoService {
             ifname = %cfg.ifname, addr = %cfg.addr, port = cfg.port, queues = ?cfg.queues,
             mode = prog.mode().as_str(), "echo service ready"
         );
-        Ok(EchoService { prog: Some(prog), workers: handles, counters, stop })
+        let metrics = Arc::new(metrics);
+        Ok(EchoService { prog: Some(prog), workers: handles, counters, metrics, captures, stop })
     }
 
     /// The XDP mode the program runs in.
@@ -308,6 +344,16 @@ impl EchoService {
     /// Live counters per queue.
     pub fn counters(&self) -> &[(u32, Arc<WorkerCounters>)] {
         &self.counters
+    }
+
+    /// The service's metrics, for a [`crate::metrics::Registry`].
+    pub fn metrics(&self) -> Arc<ServiceMetrics> {
+        self.metrics.clone()
+    }
+
+    /// The workers' capture points, for a [`crate::metrics::Registry`] (`xdpos capture`).
+    pub fn captures(&self) -> Vec<CaptureTarget> {
+        self.captures.clone()
     }
 
     /// The steering program's verdicts so far.
@@ -377,6 +423,7 @@ fn run_worker(
     if cpu.is_some() && pinned.is_none() {
         tracing::warn!(queue, cpu = ?cpu, "cannot pin the worker; it runs unpinned");
     }
+    w.metrics().set_cpu(pinned);
     let r = w.run(stop, None);
     let echoed = w.stack().udp_stats(echo).map(|s| s.echoed).unwrap_or(0);
     Ok(WorkerReport {

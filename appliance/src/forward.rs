@@ -38,7 +38,15 @@
 //! What it never does on the fast path: allocate (bursts and the action array are fixed),
 //! lock, log, or make a system call per packet (one `rx_burst` per port per iteration, at most
 //! one `tx_burst` kick per port, one clock read per busy iteration); counters are published
-//! with relaxed stores every few busy iterations.
+//! with relaxed stores every few busy iterations (metrics add a second clock read per busy
+//! iteration).
+//!
+//! Metrics ([`crate::metrics`]): each worker writes a [`WorkerMetrics`] block (role `router`
+//! or `xconnect`; one port per interface at the worker's queue index; one stack per interface
+//! for the router) as the echo worker does: batch sizes per port, batch time and busy time per
+//! busy batch, snapshots of the ports', stacks' and router's counters every few batches;
+//! [`ForwardService::metrics`] adds every socket's `XDP_STATISTICS` and every steering
+//! program's verdicts, read at scrape time. [`ForwardWorkerConfig::metrics`] turns it off.
 //!
 //! Shutdown: [`ForwardService::join`] stops the steering (the kernel stops writing into the
 //! sockets), then the workers: each frees what it holds, drains, waits (bounded) for its
@@ -61,6 +69,8 @@ use libos::{Instant, NeighborHint, RxBatch, StackConfig, Stats};
 use nic::afxdp::{GroupPort, XdpMode, XdpProgram, XdpStatistics, XskConfig, XskGroup};
 use nic::{Burst, Desc, FrameCounts, Port, PortStats, MAX_BURST};
 
+use crate::metrics::live::SLOW_EVERY;
+use crate::metrics::{Forwarding, ServiceMetrics, SocketReader, WorkerMetrics};
 use crate::worker::{Clock, PortSlots};
 
 /// Empty polls between two visits of the clock, timers and idle logic.
@@ -122,6 +132,8 @@ pub struct ForwardWorkerConfig {
     pub spin: Duration,
     /// Longest sleep when idle (bounds how late a stop or a new table is seen).
     pub idle_wait: Duration,
+    /// Update the worker's metrics block (see [`crate::worker::WorkerConfig::metrics`]).
+    pub metrics: bool,
 }
 
 impl Default for ForwardWorkerConfig {
@@ -130,6 +142,7 @@ impl Default for ForwardWorkerConfig {
             burst: nic::DEFAULT_BURST,
             spin: Duration::from_millis(1),
             idle_wait: Duration::from_millis(50),
+            metrics: true,
         }
     }
 }
@@ -431,6 +444,8 @@ pub struct ForwardWorker {
     spare: Vec<Burst>,
     actions: [Action; MAX_BURST],
     counters: Arc<ForwardCounters>,
+    metrics: Arc<WorkerMetrics>,
+    publications: u32,
     iterations: u64,
     sleeps: u64,
     tx_full_drops: u64,
@@ -460,6 +475,8 @@ impl ForwardWorker {
             spare: vec![Burst::new(); n],
             actions: [Action::Free; MAX_BURST],
             counters: Default::default(),
+            metrics: WorkerMetrics::single("forward"),
+            publications: 0,
             iterations: 0,
             sleeps: 0,
             tx_full_drops: 0,
@@ -471,6 +488,11 @@ impl ForwardWorker {
     /// The live counters.
     pub fn counters(&self) -> &Arc<ForwardCounters> {
         &self.counters
+    }
+
+    /// The metrics block.
+    pub fn metrics(&self) -> &Arc<WorkerMetrics> {
+        &self.metrics
     }
 
     fn wants_tx(&mut self) -> bool {
@@ -493,6 +515,9 @@ impl ForwardWorker {
                 continue;
             }
             total += n;
+            if self.cfg.metrics {
+                self.metrics.rx_batch(p, n);
+            }
             let t = *now.get_or_insert_with(|| self.clock.now());
             match &mut self.mode {
                 Mode::Router { router, .. } => {
@@ -632,10 +657,14 @@ impl ForwardWorker {
                 continue;
             }
             let mut port = self.group.port(q);
-            sent += port.tx_burst(&mut self.tx[q]);
+            let mut sent_q = port.tx_burst(&mut self.tx[q]);
             if !self.tx[q].is_empty() {
                 port.reclaim();
-                sent += port.tx_burst(&mut self.tx[q]);
+                sent_q += port.tx_burst(&mut self.tx[q]);
+            }
+            sent += sent_q;
+            if sent_q > 0 && self.cfg.metrics {
+                self.metrics.tx_batch(q, sent_q);
             }
             let keep = self.cfg.burst;
             let b = &mut self.tx[q];
@@ -709,6 +738,42 @@ impl ForwardWorker {
         c.dropped.store(dropped + self.tx_full_drops, Ordering::Relaxed);
         c.accepted.store(accepted, Ordering::Relaxed);
         c.fib_swaps.store(self.fib_swaps, Ordering::Relaxed);
+        if self.cfg.metrics {
+            self.publish_metrics();
+        }
+    }
+
+    /// Stores the plain counters into the metrics block; every [`SLOW_EVERY`] publications
+    /// (and the first) also the gauges that cost a scan (ARP caches, UMEM states).
+    fn publish_metrics(&mut self) {
+        let m = &self.metrics;
+        let slow = self.publications % SLOW_EVERY == 0;
+        self.publications = self.publications.wrapping_add(1);
+        let hints = self.hints.as_ref().map_or(0, |h| h.dropped);
+        m.publish_loop(self.iterations, self.sleeps, self.tx_full_drops, hints);
+        m.publish_fib_swaps(self.fib_swaps);
+        for p in 0..self.group.len() {
+            m.publish_port(p, &self.group.stats(p));
+        }
+        match &self.mode {
+            Mode::Router { router, .. } => {
+                m.publish_forward(router.stats());
+                for p in 0..router.ports() {
+                    let st = router.stack(p);
+                    m.publish_stack(p, st.stats(), st.tcp().stats());
+                    if slow {
+                        let n = st.neighbors();
+                        m.publish_arp(p, n.iter().count(), n.queued());
+                    }
+                }
+            }
+            Mode::Xconnect { pairs, .. } => {
+                m.publish_xconnect(pairs.iter().map(|p| p.a_to_b + p.b_to_a).sum());
+            }
+        }
+        if slow {
+            m.publish_umem(&self.group.frame_counts());
+        }
     }
 
     /// Runs iterations until `stop` is raised or `until` passes (see the module
@@ -733,6 +798,10 @@ impl ForwardWorker {
             busy += 1;
             self.router_work(t, busy % PUBLISH_EVERY == 0);
             self.flush();
+            if self.cfg.metrics {
+                let nanos = self.clock.now().saturating_duration_since(t).as_nanos();
+                self.metrics.batch(nanos as u64);
+            }
             self.idle_since = None;
             empties = 0;
             if busy % PUBLISH_EVERY == 0 {
@@ -860,6 +929,7 @@ pub struct ForwardService {
     progs: Vec<XdpProgram>,
     workers: Vec<JoinHandle<anyhow::Result<ForwardReport>>>,
     counters: Vec<Arc<ForwardCounters>>,
+    metrics: Arc<ServiceMetrics>,
     fib_tx: Vec<SyncSender<Arc<Fib>>>,
     retired: Receiver<Arc<Fib>>,
     stop: Arc<AtomicBool>,
@@ -909,6 +979,15 @@ impl ForwardService {
         let (retired_tx, retired) = std::sync::mpsc::sync_channel(workers * 2 + 2);
         let stop = Arc::new(AtomicBool::new(false));
         let mut built = Vec::with_capacity(workers);
+        let mut metrics = ServiceMetrics::default();
+        for p in &progs {
+            metrics.programs.push(p.verdict_reader()?);
+        }
+        let names: Vec<&str> = cfg.ifaces.iter().map(|i| i.name.as_str()).collect();
+        let (role, forwarding, stacks): (&'static str, _, &[&str]) = match &cfg.role {
+            Role::Router { .. } => ("router", Forwarding::Router, names.as_slice()),
+            Role::Xconnect { .. } => ("xconnect", Forwarding::Xconnect, &[][..]),
+        };
         let mut fib_tx = Vec::new();
         for k in 0..cfg.queues {
             let members: Vec<(XskConfig, &XdpProgram)> = cfg
@@ -921,6 +1000,14 @@ impl ForwardService {
                 .collect();
             let group = XskGroup::open(&members)
                 .with_context(|| format!("open queue {k} of every interface"))?;
+            for (i, iface) in cfg.ifaces.iter().enumerate() {
+                metrics.sockets.push(SocketReader {
+                    worker: k,
+                    interface: iface.name.clone(),
+                    queue: k,
+                    reader: group.stats_reader(i)?,
+                });
+            }
             let mode = match &cfg.role {
                 Role::Router { neighbors, tcp_listen, .. } => {
                     let mut sc = stack_configs(cfg, &macs);
@@ -968,6 +1055,9 @@ impl ForwardService {
                 }
             };
             let mut w = ForwardWorker::new(group, mode, k, cfg.worker, clock);
+            let ports: Vec<(&str, u32)> = names.iter().map(|&n| (n, k)).collect();
+            w.metrics = Arc::new(WorkerMetrics::new(k, role, &ports, stacks, forwarding));
+            metrics.workers.push(w.metrics.clone());
             w.hints = hints.next();
             if fib.is_some() {
                 let (tx, rx) = std::sync::mpsc::sync_channel(2);
@@ -990,6 +1080,7 @@ impl ForwardService {
                     if cpu.is_some() && pinned.is_none() {
                         tracing::warn!(worker = i, cpu = ?cpu, "cannot pin the worker");
                     }
+                    w.metrics().set_cpu(pinned);
                     w.run_loop(&stop, None);
                     Ok(w.finish(pinned))
                 })
@@ -1004,7 +1095,17 @@ impl ForwardService {
             interfaces = ?cfg.ifaces.iter().map(|i| &i.name).collect::<Vec<_>>(),
             queues = cfg.queues, mode = %mode, "forwarding"
         );
-        Ok(ForwardService { progs, workers: handles, counters, fib_tx, retired, stop, mode })
+        let metrics = Arc::new(metrics);
+        Ok(ForwardService {
+            progs,
+            workers: handles,
+            counters,
+            metrics,
+            fib_tx,
+            retired,
+            stop,
+            mode,
+        })
     }
 
     /// The XDP mode the programs run in.
@@ -1015,6 +1116,11 @@ impl ForwardService {
     /// Live counters per worker.
     pub fn counters(&self) -> &[Arc<ForwardCounters>] {
         &self.counters
+    }
+
+    /// The service's metrics, for a [`crate::metrics::Registry`].
+    pub fn metrics(&self) -> Arc<ServiceMetrics> {
+        self.metrics.clone()
     }
 
     /// Hands a new table to every worker (applied between batches); frees the tables the
@@ -1116,6 +1222,9 @@ pub struct ForwardArgs {
     /// Stop after this many seconds (default: until SIGTERM/SIGINT).
     #[arg(long)]
     pub seconds: Option<f64>,
+    /// Serve /metrics, /healthz and /readyz on this address (e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Parses `A.B.C.D/LEN`.
@@ -1247,7 +1356,20 @@ pub fn run_cli(args: &ForwardArgs) -> anyhow::Result<()> {
         Role::Router { routes, .. } => fib_builder(&cfg.ifaces, routes).len(),
         Role::Xconnect { .. } => 0,
     };
+    // The endpoint comes up first: /readyz answers 503 until the service forwards.
+    let registry = crate::metrics::Registry::new();
+    let _server = match args.metrics {
+        Some(addr) => {
+            let s = crate::metrics::serve(addr, registry.clone())
+                .with_context(|| format!("serve metrics on {addr}"))?;
+            println!("metrics: http://{}/metrics", s.local_addr());
+            Some(s)
+        }
+        None => None,
+    };
     let service = ForwardService::start(&cfg)?;
+    registry.add(service.metrics());
+    registry.set_ready(true);
     let names: Vec<&str> = cfg.ifaces.iter().map(|i| i.name.as_str()).collect();
     // A line on stdout that scripts and tests wait for.
     println!(
@@ -1267,6 +1389,7 @@ pub fn run_cli(args: &ForwardArgs) -> anyhow::Result<()> {
             }
         }
     }
+    registry.set_ready(false);
     let reports = service.join()?;
     let mut broken = false;
     for r in &reports {

@@ -8,9 +8,11 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod capture;
 pub mod demo;
 pub mod echo;
 pub mod forward;
+pub mod metrics;
 pub mod offload;
 pub mod raw;
 pub mod rig;

@@ -29,6 +29,9 @@ enum Cmd {
     /// until SIGTERM/SIGINT or --seconds. `xdpos serve` is the same command.
     #[command(alias = "serve")]
     Echo(EchoArgs),
+    /// Capture the frames one queue of a running instance receives into a pcap file, through
+    /// its metrics endpoint, without stopping its traffic.
+    Capture(xdpos::capture::CaptureArgs),
     /// Forward between interfaces: an IPv4 router (FIB, ARP, ICMP) or an L2 cross-connect, one
     /// worker per queue index over a shared-UMEM group of every interface's queue.
     Forward(xdpos::forward::ForwardArgs),
@@ -93,6 +96,9 @@ struct EchoArgs {
     /// Stop after this many seconds (default: run until SIGTERM/SIGINT).
     #[arg(long)]
     seconds: Option<f64>,
+    /// Serve /metrics, /healthz and /readyz on this address (e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
     #[command(flatten)]
     tcp: TcpArgs,
 }
@@ -176,6 +182,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Demo(a) => xdpos::demo::run(a),
         Cmd::Echo(a) => echo(a),
         Cmd::Forward(a) => xdpos::forward::run_cli(a),
+        Cmd::Capture(a) => xdpos::capture::run_cli(a),
         Cmd::Cleanup(a) => cleanup(a),
         Cmd::Bench(b) => xdpos::bench::run(b),
     }
@@ -217,7 +224,21 @@ fn echo(a: &EchoArgs) -> anyhow::Result<()> {
         worker: Default::default(),
         offloads: xdpos::offload::Offloads { tso: a.tcp.tso, gro: a.tcp.gro },
     };
+    // The endpoint comes up first: /readyz answers 503 until the service serves.
+    let registry = xdpos::metrics::Registry::new();
+    let _server = match a.metrics {
+        Some(addr) => {
+            let s = xdpos::metrics::serve(addr, registry.clone())
+                .with_context(|| format!("serve metrics on {addr}"))?;
+            println!("metrics: http://{}/metrics", s.local_addr());
+            Some(s)
+        }
+        None => None,
+    };
     let service = EchoService::start(&cfg)?;
+    registry.add(service.metrics());
+    registry.add_captures(service.captures());
+    registry.set_ready(true);
     // A line on stdout that scripts and tests wait for.
     let tcp: Vec<String> =
         cfg.services.listeners().map(|(p, s)| format!(", {s:?} on tcp {p}")).collect();
@@ -239,6 +260,7 @@ fn echo(a: &EchoArgs) -> anyhow::Result<()> {
             }
         }
     }
+    registry.set_ready(false);
     let (reports, verdicts) = service.join()?;
     let mut broken = false;
     for r in &reports {

@@ -50,8 +50,17 @@
 //!
 //! What it never does on the fast path: allocate (every burst and the verdict array are fixed
 //! arrays owned by the worker), lock, log, read the clock or make a system call per packet (one
-//! `rx_burst`, at most one `tx_burst` kick and one clock read per busy iteration; counters are
-//! published with relaxed stores every few busy iterations).
+//! `rx_burst`, at most one `tx_burst` kick and one clock read per busy iteration, two with
+//! [`WorkerConfig::metrics`]; counters are published with relaxed stores every few busy
+//! iterations).
+//!
+//! Metrics ([`crate::metrics`], DESIGN.md §6): with [`WorkerConfig::metrics`] on (the default)
+//! each busy batch updates the worker's [`WorkerMetrics`] block with relaxed load+store: the
+//! receive and transmit batch sizes, and the batch's processing time and busy time (a second
+//! clock read at the end of the batch); every few busy iterations and before a sleep the
+//! worker's plain counters (port, stack, TCP) are stored into the block for the collector.
+//! Packet capture ([`crate::capture`]) costs one relaxed load and one branch per received
+//! batch while no capture runs.
 //!
 //! Shutdown: when stopped, the worker frees every frame it holds, drains what still arrives
 //! (counted in [`WorkerReport::drained`]), waits (bounded) for the device to finish its
@@ -64,12 +73,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use libos::batch::{Delivery, RxBatch, TxSlots, Verdict};
 use libos::wire::NetHdr;
 use libos::{Instant, NeighborHint, Stack, Stats};
 use nic::afxdp::XskPort;
 use nic::mem::MemPort;
 use nic::{Burst, Caps, Desc, FrameCounts, Port, PortStats, DEFAULT_BURST, MAX_BURST};
+
+use crate::capture::CaptureSlot;
+use crate::metrics::live::SLOW_EVERY;
+use crate::metrics::WorkerMetrics;
 
 /// A port a worker can run on: a [`Port`] that can also sleep until traffic arrives and check
 /// its frame accounting.
@@ -179,6 +194,11 @@ pub struct WorkerConfig {
     /// program, the copy into the socket) then runs in the worker, on its core, instead of in
     /// a softirq on whichever core raised it. One system call per iteration, not per packet.
     pub busy_poll: bool,
+    /// Update the worker's metrics block ([`Worker::metrics`]): batch histograms and busy time
+    /// per busy batch (one more clock read), counter snapshots every few batches. Off, the
+    /// block stays at zero and only [`WorkerCounters`] are published (to measure what the
+    /// metrics cost: `xdpos bench udp --metrics off`).
+    pub metrics: bool,
 }
 
 impl Default for WorkerConfig {
@@ -191,6 +211,7 @@ impl Default for WorkerConfig {
             empty_pause: 0,
             idle_wait: Duration::from_millis(50),
             busy_poll: false,
+            metrics: true,
         }
     }
 }
@@ -438,6 +459,11 @@ pub struct Worker<P: WorkerPort, A: App = ()> {
     spare: Burst,
     verdicts: [Verdict; MAX_BURST],
     counters: std::sync::Arc<WorkerCounters>,
+    metrics: Arc<WorkerMetrics>,
+    /// Packet capture (`xdpos capture`): one load and one branch per received batch when off.
+    capture: Arc<CaptureSlot>,
+    /// Publications so far (the costly gauges are refreshed every [`SLOW_EVERY`]).
+    publications: u32,
     iterations: u64,
     sleeps: u64,
     tx_full_drops: u64,
@@ -462,11 +488,32 @@ impl<P: WorkerPort, A: App> Worker<P, A> {
             spare: Burst::new(),
             verdicts: [Verdict::default(); MAX_BURST],
             counters: Default::default(),
+            metrics: WorkerMetrics::single("worker"),
+            capture: Arc::default(),
+            publications: 0,
             iterations: 0,
             sleeps: 0,
             tx_full_drops: 0,
             idle_since: None,
         }
+    }
+
+    /// Writes metrics into `m` (built with the worker's labels: one port, one stack) instead
+    /// of an unlabelled block of its own.
+    pub fn with_metrics(mut self, m: Arc<WorkerMetrics>) -> Self {
+        self.metrics = m;
+        self
+    }
+
+    /// Captures received frames into `slot` while it is armed ([`crate::capture`]).
+    pub fn with_capture(mut self, slot: Arc<CaptureSlot>) -> Self {
+        self.capture = slot;
+        self
+    }
+
+    /// The metrics block (clone the `Arc` for the collector).
+    pub fn metrics(&self) -> &Arc<WorkerMetrics> {
+        &self.metrics
     }
 
     /// Shares neighbour facts with the other workers of the interface.
@@ -534,6 +581,13 @@ impl<P: WorkerPort, A: App> Worker<P, A> {
             }
         }
         if received > 0 {
+            if self.cfg.metrics {
+                self.metrics.rx_batch(0, received);
+            }
+            if self.capture.armed() {
+                let port = &self.port;
+                self.capture.offer(now.as_nanos(), self.rx.iter().map(|d| port.frame(d)));
+            }
             self.receive(now);
         }
         if self.stack.poll_timeout().is_some_and(|t| t <= now) {
@@ -640,11 +694,17 @@ impl<P: WorkerPort, A: App> Worker<P, A> {
                 k <= keep
             });
         }
+        if sent > 0 && self.cfg.metrics {
+            self.metrics.tx_batch(0, sent);
+        }
         sent
     }
 
     /// Publishes the counters (relaxed stores; single writer).
-    fn publish(&self) {
+    fn publish(&mut self) {
+        if self.cfg.metrics {
+            self.publish_metrics();
+        }
         let (p, s, c) = (self.port.stats(), self.stack.stats(), &self.counters);
         c.rx.store(p.rx_packets, Ordering::Relaxed);
         c.tx.store(p.tx_packets, Ordering::Relaxed);
@@ -653,6 +713,22 @@ impl<P: WorkerPort, A: App> Worker<P, A> {
         c.udp_tx.store(s.udp_tx_datagrams, Ordering::Relaxed);
         c.dropped.store(s.total_drops() + self.tx_full_drops, Ordering::Relaxed);
         c.sleeps.store(self.sleeps, Ordering::Relaxed);
+    }
+
+    /// Stores the plain counters into the metrics block; every [`SLOW_EVERY`] publications
+    /// (and the first) also the gauges that cost a scan.
+    fn publish_metrics(&mut self) {
+        let m = &self.metrics;
+        let hints = self.siblings.as_ref().map_or(0, |s| s.dropped);
+        m.publish_loop(self.iterations, self.sleeps, self.tx_full_drops, hints);
+        m.publish_port(0, &self.port.stats());
+        m.publish_stack(0, self.stack.stats(), self.stack.tcp().stats());
+        if self.publications % SLOW_EVERY == 0 {
+            let n = self.stack.neighbors();
+            m.publish_arp(0, n.iter().count(), n.queued());
+            m.publish_umem(&self.port.frame_counts());
+        }
+        self.publications = self.publications.wrapping_add(1);
     }
 
     /// [`run_loop`](Self::run_loop), then [`finish`](Self::finish).
@@ -696,6 +772,9 @@ impl<P: WorkerPort, A: App> Worker<P, A> {
                 break;
             }
             self.step(self.clock.at(t), received);
+            if self.cfg.metrics {
+                self.metrics.batch(t.elapsed().as_nanos() as u64);
+            }
             self.idle_since = None;
             empties = 0;
             busy += 1;

@@ -114,6 +114,10 @@ pub struct UdpArgs {
     /// threads) used more than this percentage of a CPU during its window (shared machines).
     #[arg(long)]
     pub max_foreign: Option<f64>,
+    /// Whether the xdpos workers keep their metrics (batch histograms, busy time, counter
+    /// snapshots; `WorkerConfig::metrics`): `off` measures what they cost.
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    pub metrics: String,
 }
 
 /// UDP port of every stream (discard).
@@ -924,6 +928,7 @@ fn xdpos_end(
         prog.own_addr(addr)?;
         let mut wcfg = WorkerConfig { burst: c.args.burst, ..WorkerConfig::default() };
         wcfg.empty_pause = c.args.empty_pause;
+        wcfg.metrics = c.args.metrics == "on";
         if matches!(end, End::XdposTx { .. }) {
             wcfg.yield_when_busy = c.tx_yield;
         }
