@@ -10,6 +10,9 @@ PACKAGES=(
   iproute2 ethtool iputils-ping procps nftables
   # real peers of the services: the stock iperf3 and sockperf clients
   iperf3 sockperf
+  # observability: promtool (metrics lint, rule tests) and the prometheus server the dashboard
+  # test scrapes xdpos with
+  prometheus
   # benchmarks: DPDK testpmd (af_xdp driver) for side-by-side runs, a font for the plots
   dpdk dpdk-dev fonts-dejavu-core
   # inspection

@@ -23,6 +23,10 @@ for f in $roots; do
   grep -q '^#!\[forbid(unsafe_code)\]' "$f" || { echo "$f does not forbid unsafe code" >&2; exit 1; }
 done
 
+step "dashboards: Prometheus config and rules (promtool), rule unit tests"
+promtool check config dashboards/prometheus.yml >/dev/null
+(cd dashboards && promtool test rules rules_test.yml)
+
 step "build (the integration tests run the xdpos binary)"
 cargo build --workspace --locked -q
 
