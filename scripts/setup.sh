@@ -8,8 +8,11 @@ PACKAGES=(
   build-essential clang llvm libbpf-dev libelf-dev zlib1g-dev pkg-config make linux-libc-dev
   # the namespace rig and kernel peers
   iproute2 ethtool iputils-ping procps nftables
-  # real peers of the services: the stock iperf3 and sockperf clients
-  iperf3 sockperf
+  # real peers of the services: the stock iperf3 and sockperf clients; curl and wrk for HTTP
+  iperf3 sockperf curl wrk
+  # the deployment checks: promtool (scrape config), systemd-analyze (the unit), a virtualenv for
+  # kubernetes-validate (the Kubernetes manifests, below)
+  prometheus systemd python3-venv
   # observability: promtool (metrics lint, rule tests) and the prometheus server the dashboard
   # test scrapes xdpos with
   prometheus
@@ -51,3 +54,11 @@ rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 # Fetch every crate now, so later steps need no network.
 cargo fetch --locked -q
+# kubernetes-validate (PyPI; it bundles the Kubernetes JSON schemas, so the checks run offline)
+# in a virtualenv of its own, for scripts/check-deploy.py.
+DEPLOY_VENV=/opt/xdpos-tools/venv
+if ! "$DEPLOY_VENV/bin/python" -c 'import kubernetes_validate' >/dev/null 2>&1; then
+  echo "setup: installing kubernetes-validate into $DEPLOY_VENV"
+  /usr/bin/python3 -m venv "$DEPLOY_VENV"
+  "$DEPLOY_VENV/bin/pip" install -q --disable-pip-version-check kubernetes-validate==1.37.0
+fi

@@ -30,6 +30,33 @@ promtool check config dashboards/prometheus.yml >/dev/null
 step "build (the integration tests run the xdpos binary)"
 cargo build --workspace --locked -q
 
+step "deployment: kubernetes-validate, promtool check config, systemd-analyze verify"
+/opt/xdpos-tools/venv/bin/python scripts/check-deploy.py
+promtool check config deploy/prometheus/prometheus.yml
+# Debian's promtool is built without Kubernetes service discovery: where it rejects exactly that,
+# the file was checked by check-deploy.py above (schema and relabelling); anything else fails.
+if ! out=$(promtool check config deploy/prometheus/prometheus-kubernetes.yml 2>&1); then
+  if echo "$out" | grep -q "field kubernetes_sd_configs not found"; then
+    echo "promtool: built without Kubernetes discovery; prometheus-kubernetes.yml was checked"          "by scripts/check-deploy.py"
+  else
+    echo "$out" >&2
+    exit 1
+  fi
+fi
+# verify needs the unit's programs to exist: check a copy that runs the binary just built. It
+# exits 0 on unknown keys and bad values (it only prints them), so any output fails.
+unit_dir=$(mktemp -d)
+sed "s|/usr/local/bin/xdpos|$PWD/target/debug/xdpos|g" deploy/systemd/xdpos.service \
+  > "$unit_dir/xdpos.service"
+verify=$(systemd-analyze verify "$unit_dir/xdpos.service" 2>&1) || true
+rm -rf "$unit_dir"
+if [ -n "$verify" ]; then
+  echo "systemd-analyze verify deploy/systemd/xdpos.service:" >&2
+  echo "$verify" >&2
+  exit 1
+fi
+echo "deploy/systemd/xdpos.service: ok"
+
 step "tests"
 cargo test --workspace --locked
 
