@@ -10,7 +10,7 @@
 //! `xdpos demo` drives it with kernel clients.
 //!
 //! TCP: the same host serves the TCP services of [`crate::services`] (echo, sink, source,
-//! sockperf, iperf3) on the ports of [`EchoConfig::services`], each worker running a
+//! sockperf, iperf3, HTTP) on the ports of [`EchoConfig::services`], each worker running a
 //! [`Services`] app over its stack's TCP ([`EchoConfig::tcp`] sizes the connection table and
 //! buffers). A connection lives on the queue its packets arrive on; iperf3's control and data
 //! connections must arrive on one queue (a single-queue interface, or RSS that keeps one
@@ -217,7 +217,8 @@ impl WorkerReport {
         }
         format!(
             "; tcp accepted {} closed {} failed {} bytes in {} out {}, segs in {} out {}, \
-             retransmits {}, syn cookies {}, sockperf replies {}, iperf3 tests {}",
+             retransmits {}, syn cookies {}, sockperf replies {}, iperf3 tests {}, \
+             http requests {} (200: {}, 404: {}, 405: {}, bad: {})",
             v.accepted,
             v.closed,
             v.failed,
@@ -228,7 +229,12 @@ impl WorkerReport {
             t.retransmits,
             t.syn_cookies_sent,
             v.sockperf_replies,
-            v.iperf3_tests
+            v.iperf3_tests,
+            v.http.requests,
+            v.http.ok,
+            v.http.not_found,
+            v.http.method_not_allowed,
+            v.http.bad_requests
         )
     }
 }

@@ -25,8 +25,8 @@ enum Cmd {
     Demo(xdpos::demo::DemoArgs),
     /// Be an IPv4 host at --addr on AF_XDP sockets of an interface (one pinned worker and one
     /// libos stack per queue: ARP, ping, UDP echo on --port, port unreachable, reassembly, and
-    /// the TCP services asked for: --tcp-echo, --tcp-sink, --tcp-source, --sockperf, --iperf3)
-    /// until SIGTERM/SIGINT or --seconds. `xdpos serve` is the same command.
+    /// the TCP services asked for: --tcp-echo, --tcp-sink, --tcp-source, --sockperf, --iperf3,
+    /// --http) until SIGTERM/SIGINT or --seconds. `xdpos serve` is the same command.
     #[command(alias = "serve")]
     Echo(EchoArgs),
     /// Capture the frames one queue of a running instance receives into a pcap file, through
@@ -121,6 +121,19 @@ struct TcpArgs {
     /// iperf3 server on this port (the stock `iperf3 -c` client, forward and -R).
     #[arg(long, value_name = "PORT")]
     iperf3: Option<u16>,
+    /// HTTP/1.1 responder on this port (GET/HEAD of --http-path answered with a static body;
+    /// keep-alive, pipelining).
+    #[arg(long, value_name = "PORT")]
+    http: Option<u16>,
+    /// The HTTP body (default: "hello from xdpos").
+    #[arg(long, value_name = "TEXT", conflicts_with = "http_body_size")]
+    http_body: Option<String>,
+    /// An HTTP body of this many bytes of a test pattern instead.
+    #[arg(long, value_name = "BYTES")]
+    http_body_size: Option<usize>,
+    /// The path served (others get 404).
+    #[arg(long, value_name = "PATH", default_value = "/")]
+    http_path: String,
     /// TCP connection slots per queue.
     #[arg(long, default_value_t = 1024)]
     tcp_max_conns: usize,
@@ -147,8 +160,22 @@ impl TcpArgs {
             source: self.tcp_source,
             sockperf: self.sockperf,
             iperf3: self.iperf3,
+            http: self.http,
+            http_cfg: self.http_cfg(),
             backlog: self.tcp_backlog,
         }
+    }
+
+    fn http_cfg(&self) -> xdpos::services::http::HttpConfig {
+        use xdpos::services::http::HttpConfig;
+        let base = match (&self.http_body, self.http_body_size) {
+            (_, Some(n)) => HttpConfig::pattern_body(n),
+            (Some(text), None) => {
+                HttpConfig { body: text.clone().into_bytes(), ..Default::default() }
+            }
+            (None, None) => HttpConfig::default(),
+        };
+        HttpConfig { path: self.http_path.clone(), ..base }
     }
 
     fn tcp(&self) -> libos::tcp::TcpConfig {

@@ -9,11 +9,15 @@
 //!   for a reply (sockperf's 14-byte header, see TESTING.md);
 //! - [`iperf3`]: an iperf3 server (control connection, JSON parameters, data streams on the
 //!   same port, forward and `-R` reverse, results exchange), so the stock `iperf3 -c` measures
-//!   an xdpos server.
+//!   an xdpos server;
+//! - [`http`]: an HTTP/1.1 responder with a static body (keep-alive, pipelining,
+//!   `Content-Length` always), what `curl` and `wrk` talk to.
 //!
 //! Servers listen on the ports of [`ServicesConfig`]; a worker can also open client
 //! connections with a [`Role`] ([`Services::connect`]): the benchmarks' xdpos senders, tests'
 //! sources and sinks. The daemon builds the same [`ServicesConfig`] from its configuration.
+//! Every HTTP listener has its [`http::Server`] (the responses' fixed parts, built once, the
+//! `Date` line, brought up to date on every poll), shared by its connections.
 //!
 //! What it owns: its listeners, a table of per-connection state indexed by the stack's
 //! connection slot ([`TcpHandle::index`], sized to the stack's `max_connections` at
@@ -25,7 +29,8 @@
 //! buffers and the fixed scratch buffer; only iperf3's control messages, a few per test,
 //! allocate), hold more than the stack's bounded buffers (back-pressure: echo reads only as
 //! much as the send buffer can take, so a peer that does not read its echoes sees a closed
-//! window, not a growing queue), or scan connections.
+//! window, not a growing queue), or scan connections (the HTTP idle timeout looks at a fixed 8
+//! slots per poll, a clock hand over the table).
 //!
 //! Invariants: a table entry is `Some` exactly while its handle is open (accepted or
 //! connected and not yet closed); every error ends the connection with `close` (or `abort`),
@@ -35,6 +40,7 @@
 //! (`iperf_api.c`, `iperf_server_api.c`), sockperf's message format (TESTING.md).
 
 pub mod echo;
+pub mod http;
 pub mod iperf3;
 pub mod sink;
 pub mod source;
@@ -49,6 +55,9 @@ use crate::worker::App;
 /// Size of the shared copy buffer (echo, sockperf).
 pub const SCRATCH: usize = 64 * 1024;
 
+/// Connection slots the HTTP idle sweep looks at per poll.
+const SWEEP_PER_POLL: usize = 8;
+
 /// Which TCP services listen where (all optional); what `xdpos echo --tcp-* PORT` sets.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServicesConfig {
@@ -62,6 +71,11 @@ pub struct ServicesConfig {
     pub sockperf: Option<u16>,
     /// iperf3 server port.
     pub iperf3: Option<u16>,
+    /// HTTP/1.1 responder port.
+    pub http: Option<u16>,
+    /// What the HTTP responder on `http` serves (more HTTP listeners, each with its own
+    /// configuration: [`Services::listen_http`]).
+    pub http_cfg: http::HttpConfig,
     /// Accept queue of each listener.
     pub backlog: usize,
 }
@@ -80,6 +94,7 @@ impl ServicesConfig {
             (self.source, Service::Source),
             (self.sockperf, Service::Sockperf),
             (self.iperf3, Service::Iperf3),
+            (self.http, Service::Http(0)),
         ]
         .into_iter()
         .filter_map(|(p, s)| p.map(|p| (p, s)))
@@ -99,6 +114,8 @@ pub enum Service {
     Sockperf,
     /// iperf3 server.
     Iperf3,
+    /// HTTP/1.1 responder: the index of its [`http::Server`] (what it serves).
+    Http(u16),
 }
 
 /// What a client connection opened by [`Services::connect`] does.
@@ -139,6 +156,8 @@ pub struct ServiceStats {
     pub iperf3_tests: u64,
     /// iperf3 connections refused (a test was running, or a bad cookie or parameters).
     pub iperf3_refused: u64,
+    /// The HTTP responders' counters (every listener's).
+    pub http: http::HttpStats,
 }
 
 /// Per-connection state.
@@ -149,6 +168,7 @@ pub(crate) enum State {
     Echo(echo::Echo),
     Sockperf(echo::Sockperf),
     Iperf(iperf3::Conn),
+    Http(http::Conn),
 }
 
 /// One open connection.
@@ -179,6 +199,10 @@ pub struct Services {
     conns: Vec<Option<Entry>>,
     scratch: Box<[u8]>,
     iperf: iperf3::Server,
+    /// One per HTTP configuration served (index 0: `ServicesConfig::http_cfg`).
+    http: Vec<http::Server>,
+    /// The next connection slot the idle sweep looks at.
+    hand: usize,
     stats: ServiceStats,
 }
 
@@ -198,13 +222,42 @@ impl Services {
             conns: (0..n).map(|_| None).collect(),
             scratch: vec![0u8; SCRATCH].into_boxed_slice(),
             iperf: iperf3::Server::default(),
+            http: vec![http::Server::new(&cfg.http_cfg)],
+            hand: 0,
             stats: ServiceStats::default(),
         })
     }
 
+    /// Opens one more HTTP listener on `at`, serving `cfg` (the daemon's `[[services]]` of
+    /// kind `http`, on start and on reload). Listeners with the same configuration share one
+    /// [`http::Server`]; a server stays while connections may use it (a reload that changes a
+    /// body serves the old body to the connections already open, the new one to new ones).
+    pub fn listen_http(
+        &mut self,
+        stack: &mut Stack,
+        at: SocketAddrV4,
+        cfg: &http::HttpConfig,
+        backlog: usize,
+    ) -> Result<ListenHandle, TcpError> {
+        let i = match self.http.iter().position(|s| s.serves(cfg)) {
+            Some(i) => i,
+            None => {
+                self.http.push(http::Server::new(cfg));
+                self.http.len() - 1
+            }
+        };
+        let l = stack.tcp_listen(at, if backlog == 0 { 1024 } else { backlog })?;
+        self.listeners.push((l, Service::Http(i as u16)));
+        Ok(l)
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> ServiceStats {
-        self.stats
+        let mut http = http::HttpStats::default();
+        for s in &self.http {
+            http.add(&s.stats());
+        }
+        ServiceStats { http, ..self.stats }
     }
 
     /// Connections open now.
@@ -260,6 +313,7 @@ impl Services {
                 Service::Echo => State::Echo(echo::Echo),
                 Service::Sockperf => State::Sockperf(echo::Sockperf::default()),
                 Service::Iperf3 => State::Iperf(iperf3::Conn::default()),
+                Service::Http(server) => State::Http(http::Conn::new(server, now)),
             };
             self.insert(h, state);
             // Whatever arrived with the handshake (and a source's first writes).
@@ -299,6 +353,12 @@ impl Services {
                 self.stats.sockperf_replies += replies;
                 next
             }
+            State::Http(c) => match self.http.get_mut(usize::from(c.server)) {
+                Some(srv) => {
+                    c.on_event(now, tcp, e.h, ready, srv, &mut e.bytes_in, &mut e.bytes_out)
+                }
+                None => Next::Fail,
+            },
             State::Iperf(_) => Next::Keep,
         };
         self.stats.bytes_in += e.bytes_in - bi;
@@ -332,6 +392,26 @@ impl Services {
         }
     }
 
+    /// Looks at the next [`SWEEP_PER_POLL`] connection slots (a clock hand over the table, so
+    /// a poll costs the same however many connections are open) and closes HTTP connections
+    /// idle past their timeout. Every slot is seen once per `max_connections / SWEEP_PER_POLL`
+    /// polls, well within a timeout of seconds.
+    fn sweep_idle(&mut self, now: Instant, stack: &mut Stack) {
+        let n = self.conns.len();
+        for _ in 0..SWEEP_PER_POLL.min(n) {
+            let i = self.hand;
+            self.hand = (i + 1) % n;
+            let Some(Some(e)) = self.conns.get(i) else { continue };
+            let State::Http(c) = &e.state else { continue };
+            let Some(srv) = self.http.get_mut(usize::from(c.server)) else { continue };
+            if c.expired(now, srv) {
+                srv.count_idle();
+                let h = e.h;
+                self.end(now, stack, h, false);
+            }
+        }
+    }
+
     /// Closes the connections of a finished or abandoned iperf3 test.
     fn iperf_housekeeping(&mut self, now: Instant, stack: &mut Stack) {
         let t = self.iperf.take_totals();
@@ -347,6 +427,12 @@ impl Services {
 
 impl App for Services {
     fn poll(&mut self, now: Instant, stack: &mut Stack) {
+        if self.listeners.iter().any(|(_, s)| matches!(s, Service::Http(_))) {
+            for s in &mut self.http {
+                s.tick();
+            }
+            self.sweep_idle(now, stack);
+        }
         while let Some(ev) = stack.tcp_mut().poll_event() {
             match ev {
                 TcpEvent::Acceptable(l) => self.accept(now, stack, l),

@@ -36,6 +36,7 @@ fn served(link: LinkConfig, seed: u64) -> (Sim, Rc<RefCell<Services>>) {
         sockperf: Some(SOCKPERF),
         iperf3: None,
         backlog: 16,
+        ..Default::default()
     };
     let svc = Rc::new(RefCell::new(Services::new(&cfg, sim.stack(1)).unwrap()));
     let s = Rc::clone(&svc);
