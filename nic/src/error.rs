@@ -51,6 +51,15 @@ pub enum NicError {
         #[source]
         source: libbpf_rs::Error,
     },
+    /// A DPDK call failed (nic::dpdk), or DPDK is used against its rules (a second EAL
+    /// configuration in one process, a queue polled by two owners).
+    #[error("dpdk: {what}: {why}")]
+    Dpdk {
+        /// What was being done (`rte_eal_init`, `start net_af_packet0`, …).
+        what: String,
+        /// DPDK's answer (its error code as text) or the rule broken.
+        why: String,
+    },
     /// The frame-accounting invariant does not hold.
     #[error("frame accounting broken: states sum to {sum} of {total} frames ({0:?})", sum = .0.sum(), total = .0.total)]
     Accounting(FrameCounts),

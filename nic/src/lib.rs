@@ -3,7 +3,8 @@
 //! What it is: NIC queues behind one batched trait ([`Port`]), the virtio-style descriptors that
 //! travel between a queue and the stack ([`virtq`]), software offloads applied just before the
 //! ring or just after it ([`offload`]), and the backends: [`afxdp`] (AF_XDP sockets with our own
-//! ring layer and our own XDP program) and [`mem`] (an in-memory pair for unit tests).
+//! ring layer and our own XDP program), [`mem`] (an in-memory pair for unit tests) and, with
+//! the `dpdk` feature, `dpdk` (DPDK poll-mode drivers through a small C shim).
 //!
 //! What it owns: frame memory (UMEM), the rings, the XDP program and its attachment. Each port
 //! belongs to one worker; nothing here is shared between workers or locked on the fast path.
@@ -11,11 +12,13 @@
 //! What it never does: protocol processing beyond what an offload engine does (it reads the
 //! headers it must rewrite, through `libos::wire`), reading the clock, spawning threads.
 //!
-//! `unsafe` lives only in this crate, in the AF_XDP ring and memory code; every block says why
-//! it is sound (`// SAFETY:`).
+//! `unsafe` lives only in this crate, in the AF_XDP ring and memory code and the DPDK bindings;
+//! every block says why it is sound (`// SAFETY:`).
 
 pub mod afxdp;
 pub mod busy_poll;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 mod error;
 pub mod mem;
 pub mod mmsg;
