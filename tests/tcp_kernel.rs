@@ -200,6 +200,7 @@ fn host(ns: &Netns, ifname: &str, addr: Ipv4Addr, tcp: TcpConfig) -> EchoService
         sockperf: Some(SOCKPERF),
         iperf3: Some(IPERF3),
         backlog: 4096,
+        ..Default::default()
     };
     cfg.tcp = tcp;
     ns.run_in(|| EchoService::start(&cfg)).unwrap().unwrap()
