@@ -60,6 +60,14 @@ echo "deploy/systemd/xdpos.service: ok"
 step "tests"
 cargo test --workspace --locked
 
+step "DPDK backend (feature dpdk): clippy, nic's tests on net_ring, echo and router on net_af_packet"
+# The default build above needs no DPDK; this builds nic, the appliance and its tests with it.
+cargo clippy -p nic -p xdpos -p xdpos-tests --all-targets --features xdpos-tests/dpdk --locked -q \
+  -- -D warnings
+cargo build -p xdpos --features dpdk --locked -q
+cargo test -p nic --features dpdk --locked --lib -- dpdk::
+cargo test -p xdpos-tests --features dpdk --locked --test dpdk_kernel
+
 step "leftovers"
 # Namespaces of the rig are named xdpos-<tag>-<pid>-<n>; any whose process is gone leaked.
 leaked=""

@@ -236,14 +236,69 @@ pub fn hint_links(workers: usize, ports: usize) -> Vec<HintLinks> {
 // ---------------------------------------------------------------------------------------------
 // The worker.
 
+/// What one forwarding worker polls: queue `k` of every interface, in port order, over one frame
+/// memory, so a frame received on one port leaves from the same memory on another:
+/// [`XskGroup`] (AF_XDP sockets sharing a UMEM) or, with the `dpdk` feature,
+/// `nic::dpdk::DpdkGroup` (DPDK queues receiving into one mempool, see [`crate::dpdk`]).
+pub trait FwdGroup {
+    /// The port view of one member.
+    type Port<'a>: Port
+    where
+        Self: 'a;
+    /// Members (interfaces).
+    fn len(&self) -> usize;
+    /// Whether the group has no member.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The port view of member `i`.
+    fn port(&mut self, i: usize) -> Self::Port<'_>;
+    /// Counters of member `i`.
+    fn stats(&self, i: usize) -> PortStats;
+    /// Where the frames of the shared memory are.
+    fn frame_counts(&self) -> FrameCounts;
+    /// Checks the frame accounting as deeply as the backend can.
+    fn audit(&self) -> Result<FrameCounts, nic::NicError>;
+    /// Sleeps until a member may have frames, at most `timeout_ms`.
+    fn wait_rx(&mut self, timeout_ms: i32) -> Result<bool, nic::NicError>;
+    /// The kernel's counters of member `i`'s socket (AF_XDP; zeros elsewhere).
+    fn xdp_statistics(&self, i: usize) -> Result<XdpStatistics, nic::NicError>;
+}
+
+impl FwdGroup for XskGroup {
+    type Port<'a> = GroupPort<'a>;
+    fn len(&self) -> usize {
+        XskGroup::len(self)
+    }
+    #[inline]
+    fn port(&mut self, i: usize) -> GroupPort<'_> {
+        XskGroup::port(self, i)
+    }
+    fn stats(&self, i: usize) -> PortStats {
+        XskGroup::stats(self, i)
+    }
+    fn frame_counts(&self) -> FrameCounts {
+        XskGroup::frame_counts(self)
+    }
+    fn audit(&self) -> Result<FrameCounts, nic::NicError> {
+        XskGroup::audit(self)
+    }
+    fn wait_rx(&mut self, timeout_ms: i32) -> Result<bool, nic::NicError> {
+        XskGroup::wait_rx(self, timeout_ms)
+    }
+    fn xdp_statistics(&self, i: usize) -> Result<XdpStatistics, nic::NicError> {
+        XskGroup::xdp_statistics(self, i)
+    }
+}
+
 /// [`RxBatch`] over a received burst of one group port: frame `i` is the UMEM bytes of
 /// descriptor `i` (zero copy). The router records its actions separately.
-struct GroupBatch<'p, 'g> {
-    port: &'p mut GroupPort<'g>,
+struct GroupBatch<'p, P: Port> {
+    port: &'p mut P,
     descs: &'p [Desc],
 }
 
-impl RxBatch for GroupBatch<'_, '_> {
+impl<P: Port> RxBatch for GroupBatch<'_, P> {
     #[inline]
     fn len(&self) -> usize {
         self.descs.len()
@@ -428,8 +483,8 @@ pub struct FibLink {
 
 /// One forwarding worker (see the module documentation).
 #[derive(Debug)]
-pub struct ForwardWorker {
-    group: XskGroup,
+pub struct ForwardWorker<G: FwdGroup = XskGroup> {
+    group: G,
     mode: Mode,
     queue: u32,
     cfg: ForwardWorkerConfig,
@@ -453,14 +508,8 @@ pub struct ForwardWorker {
     idle_since: Option<std::time::Instant>,
 }
 
-impl ForwardWorker {
-    fn new(
-        group: XskGroup,
-        mode: Mode,
-        queue: u32,
-        cfg: ForwardWorkerConfig,
-        clock: Clock,
-    ) -> Self {
+impl<G: FwdGroup> ForwardWorker<G> {
+    fn new(group: G, mode: Mode, queue: u32, cfg: ForwardWorkerConfig, clock: Clock) -> Self {
         let n = group.len();
         ForwardWorker {
             group,
@@ -923,6 +972,66 @@ impl ForwardWorker {
 // ---------------------------------------------------------------------------------------------
 // The service.
 
+/// The role of worker `k` (queue index `k` of every interface): its router (one stack per
+/// interface with the interface's MAC, the static neighbours, the shared table, the readiness
+/// listener) or its cross-connected pairs.
+fn worker_mode(
+    cfg: &ForwardConfig,
+    k: u32,
+    macs: &[[u8; 6]],
+    fib: &Option<Arc<Fib>>,
+    clock: Clock,
+) -> anyhow::Result<Mode> {
+    let n = cfg.ifaces.len();
+    let mode = match &cfg.role {
+        Role::Router { neighbors, tcp_listen, .. } => {
+            let mut sc = stack_configs(cfg, macs);
+            for (p, c) in sc.iter_mut().enumerate() {
+                c.tx_csum_offload = false;
+                if k != 0 {
+                    c.arp.announce_count = 0;
+                }
+                for &(_, ip, mac) in neighbors.iter().filter(|n| n.0 == p) {
+                    c.static_neighbors.push((ip, EthernetAddress(mac)));
+                }
+            }
+            let fib = fib.clone().unwrap_or_else(|| Arc::new(Fib::empty()));
+            let mut router = Router::new(RouterConfig::new(sc), fib, clock.now())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let listener = match tcp_listen {
+                Some(port) => {
+                    let any = std::net::SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, *port);
+                    let mut ls = Vec::new();
+                    for p in 0..n {
+                        ls.push(
+                            router
+                                .stack_mut(p)
+                                .tcp_listen(any, 64)
+                                .map_err(|e| anyhow::anyhow!("listen on {port}: {e:?}"))?,
+                        );
+                    }
+                    Some(ls)
+                }
+                None => None,
+            };
+            Mode::Router { router: Box::new(router), listener, accepted: 0 }
+        }
+        Role::Xconnect { pairs } => {
+            let mut peer = vec![None; n];
+            for &(a, b) in pairs {
+                peer[a] = Some(b);
+                peer[b] = Some(a);
+            }
+            let pairs = pairs
+                .iter()
+                .map(|&(a, b)| PairStats { ports: (a, b), ..Default::default() })
+                .collect();
+            Mode::Xconnect { peer, pairs }
+        }
+    };
+    Ok(mode)
+}
+
 /// A running forwarding service (see the module documentation).
 #[derive(Debug)]
 pub struct ForwardService {
@@ -1008,52 +1117,7 @@ impl ForwardService {
                     reader: group.stats_reader(i)?,
                 });
             }
-            let mode = match &cfg.role {
-                Role::Router { neighbors, tcp_listen, .. } => {
-                    let mut sc = stack_configs(cfg, &macs);
-                    for (p, c) in sc.iter_mut().enumerate() {
-                        c.tx_csum_offload = false;
-                        if k != 0 {
-                            c.arp.announce_count = 0;
-                        }
-                        for &(_, ip, mac) in neighbors.iter().filter(|n| n.0 == p) {
-                            c.static_neighbors.push((ip, EthernetAddress(mac)));
-                        }
-                    }
-                    let fib = fib.clone().unwrap_or_else(|| Arc::new(Fib::empty()));
-                    let mut router = Router::new(RouterConfig::new(sc), fib, clock.now())
-                        .map_err(|e| anyhow::anyhow!("{e}"))?;
-                    let listener = match tcp_listen {
-                        Some(port) => {
-                            let any = std::net::SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, *port);
-                            let mut ls = Vec::new();
-                            for p in 0..n {
-                                ls.push(
-                                    router
-                                        .stack_mut(p)
-                                        .tcp_listen(any, 64)
-                                        .map_err(|e| anyhow::anyhow!("listen on {port}: {e:?}"))?,
-                                );
-                            }
-                            Some(ls)
-                        }
-                        None => None,
-                    };
-                    Mode::Router { router: Box::new(router), listener, accepted: 0 }
-                }
-                Role::Xconnect { pairs } => {
-                    let mut peer = vec![None; n];
-                    for &(a, b) in pairs {
-                        peer[a] = Some(b);
-                        peer[b] = Some(a);
-                    }
-                    let pairs = pairs
-                        .iter()
-                        .map(|&(a, b)| PairStats { ports: (a, b), ..Default::default() })
-                        .collect();
-                    Mode::Xconnect { peer, pairs }
-                }
-            };
+            let mode = worker_mode(cfg, k, &macs, &fib, clock)?;
             let mut w = ForwardWorker::new(group, mode, k, cfg.worker, clock);
             let ports: Vec<(&str, u32)> = names.iter().map(|&n| (n, k)).collect();
             w.metrics = Arc::new(WorkerMetrics::new(k, role, &ports, stacks, forwarding));
@@ -1105,6 +1169,96 @@ impl ForwardService {
             retired,
             stop,
             mode,
+        })
+    }
+
+    /// Starts one worker per group the caller opened on a backend other than AF_XDP (group `k`
+    /// polls queue `k` of every interface of `cfg`, in port order; `macs` are the interfaces'
+    /// MAC addresses). Nothing is steered: the caller's devices hand every frame to the groups,
+    /// and the caller stops them after [`join`](Self::join). [`xdp_mode`](Self::xdp_mode)
+    /// answers `label`.
+    pub fn start_groups<G>(
+        cfg: &ForwardConfig,
+        macs: &[[u8; 6]],
+        groups: Vec<G>,
+        label: &str,
+    ) -> anyhow::Result<ForwardService>
+    where
+        G: FwdGroup + std::fmt::Debug + Send + 'static,
+    {
+        let n = cfg.ifaces.len();
+        anyhow::ensure!(n > 0 && macs.len() == n, "forward: {n} interfaces, {} MACs", macs.len());
+        anyhow::ensure!(
+            !groups.is_empty() && groups.len() == cfg.queues as usize,
+            "forward: {} groups for {} queues",
+            groups.len(),
+            cfg.queues
+        );
+        anyhow::ensure!(groups.iter().all(|g| g.len() == n), "forward: a group misses a port");
+        let clock = Clock::new();
+        let fib = match &cfg.role {
+            Role::Router { fib: Some(f), .. } => Some(f.clone()),
+            Role::Router { routes, .. } => Some(build_fib(&cfg.ifaces, routes)),
+            Role::Xconnect { pairs } => {
+                for &(a, b) in pairs {
+                    anyhow::ensure!(a < n && b < n && a != b, "xconnect: bad pair ({a}, {b})");
+                }
+                None
+            }
+        };
+        let workers = groups.len();
+        let mut hints = hint_links(workers, n).into_iter();
+        let (retired_tx, retired) = std::sync::mpsc::sync_channel(workers * 2 + 2);
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut fib_tx = Vec::new();
+        let mut built = Vec::with_capacity(workers);
+        for (k, group) in groups.into_iter().enumerate() {
+            let mode = worker_mode(cfg, k as u32, macs, &fib, clock)?;
+            let mut w = ForwardWorker::new(group, mode, k as u32, cfg.worker, clock);
+            w.hints = hints.next();
+            if fib.is_some() {
+                let (tx, rx) = std::sync::mpsc::sync_channel(2);
+                w.fib_link = Some(FibLink { new: rx, retired: retired_tx.clone() });
+                fib_tx.push(tx);
+            }
+            built.push(w);
+        }
+        let mut handles = Vec::new();
+        let mut counters = Vec::new();
+        for (i, mut w) in built.into_iter().enumerate() {
+            let cpu = (!cfg.cpus.is_empty()).then(|| cfg.cpus[i % cfg.cpus.len()]);
+            counters.push(w.counters().clone());
+            let stop_w = stop.clone();
+            let h = std::thread::Builder::new().name(format!("xdpos-fwd{i}")).spawn(move || {
+                let pinned =
+                    cpu.filter(|&id| core_affinity::set_for_current(core_affinity::CoreId { id }));
+                if cpu.is_some() && pinned.is_none() {
+                    tracing::warn!(worker = i, cpu = ?cpu, "cannot pin the worker");
+                }
+                w.run_loop(&stop_w, None);
+                Ok(w.finish(pinned))
+            });
+            match h {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(anyhow::Error::from(e).context("spawn a forwarding worker"));
+                }
+            }
+        }
+        tracing::info!(
+            interfaces = ?cfg.ifaces.iter().map(|i| &i.name).collect::<Vec<_>>(),
+            queues = cfg.queues, backend = label, "forwarding"
+        );
+        Ok(ForwardService {
+            progs: Vec::new(),
+            workers: handles,
+            counters,
+            metrics: Arc::new(ServiceMetrics::default()),
+            fib_tx,
+            retired,
+            stop,
+            mode: label.to_string(),
         })
     }
 
@@ -1222,6 +1376,9 @@ pub struct ForwardArgs {
     /// Stop after this many seconds (default: until SIGTERM/SIGINT).
     #[arg(long)]
     pub seconds: Option<f64>,
+    /// The device layer (`--backend afxdp|dpdk`) and the DPDK settings ([`crate::dpdk`]).
+    #[command(flatten)]
+    pub dpdk: crate::dpdk::DpdkArgs,
     /// Serve /metrics, /healthz and /readyz on this address (e.g. 127.0.0.1:9464).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<std::net::SocketAddr>,
@@ -1367,17 +1524,27 @@ pub fn run_cli(args: &ForwardArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let service = ForwardService::start(&cfg)?;
+    let (service, dpdk) = match args.dpdk.backend {
+        crate::dpdk::Backend::Afxdp => (ForwardService::start(&cfg)?, None),
+        crate::dpdk::Backend::Dpdk => {
+            let (s, d) = crate::dpdk::start_forward(&cfg, &args.dpdk)?;
+            (s, Some(d))
+        }
+    };
+    let how = match &dpdk {
+        Some(_) => service.xdp_mode().to_string(),
+        None => format!("{} XDP", service.xdp_mode()),
+    };
     registry.add(service.metrics());
     registry.set_ready(true);
     let names: Vec<&str> = cfg.ifaces.iter().map(|i| i.name.as_str()).collect();
     // A line on stdout that scripts and tests wait for.
     println!(
-        "ready: {} on {} ({} queue(s), {} XDP, {routes} routes)",
+        "ready: {} on {} ({} queue(s), {}, {routes} routes)",
         args.role,
         names.join(","),
         cfg.queues,
-        service.xdp_mode()
+        how
     );
     match args.seconds {
         Some(s) => {
@@ -1397,6 +1564,11 @@ pub fn run_cli(args: &ForwardArgs) -> anyhow::Result<()> {
         println!("{}", r.line());
         for (i, name) in names.iter().enumerate() {
             println!("  {}", r.port_line(i, name));
+        }
+    }
+    if let Some(d) = dpdk {
+        for line in d.finish()? {
+            println!("{line}");
         }
     }
     anyhow::ensure!(!broken, "frame accounting broken");

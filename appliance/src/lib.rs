@@ -10,6 +10,7 @@
 pub mod bench;
 pub mod capture;
 pub mod demo;
+pub mod dpdk;
 pub mod echo;
 pub mod forward;
 pub mod metrics;

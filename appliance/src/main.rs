@@ -96,6 +96,9 @@ struct EchoArgs {
     /// Stop after this many seconds (default: run until SIGTERM/SIGINT).
     #[arg(long)]
     seconds: Option<f64>,
+    /// The device layer (`--backend afxdp|dpdk`) and the DPDK settings.
+    #[command(flatten)]
+    dpdk: xdpos::dpdk::DpdkArgs,
     /// Serve /metrics, /healthz and /readyz on this address (e.g. 127.0.0.1:9464).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<std::net::SocketAddr>,
@@ -262,6 +265,9 @@ fn echo(a: &EchoArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    if a.dpdk.backend == xdpos::dpdk::Backend::Dpdk {
+        return xdpos::dpdk::echo_cli(&cfg, &a.dpdk, &stop, a.seconds);
+    }
     let service = EchoService::start(&cfg)?;
     registry.add(service.metrics());
     registry.add_captures(service.captures());

@@ -13,6 +13,7 @@
 //! | `xdpos-router[routes=N]` | the same with N routes: the default and N−1 from [`libos::fib::internet_like`], all via B | sink on B | `xdpos-router` |
 //! | `xdpos-xconnect` | the xdpos cross-connect, frames unchanged | sink on B | `testpmd` |
 //! | `testpmd` | DPDK testpmd, af_xdp PMD on both veths, io forwarding 0 ↔ 1 | sink on B | |
+//! | `xdpos-router-dpdk` | with `--backend dpdk`: the xdpos router on the DPDK backend (`xdpos forward --backend dpdk --dpdk-pmd af_xdp`, a child process: DPDK's af_xdp PMD on both veths, the devices testpmd uses), default route via B | sink on B | `testpmd` |
 //! | `l2fwd` | the raw AF_XDP l2fwd loop of `bench raw` on F's veth toward A (back to A) | sink on A | |
 //!
 //! `l2fwd` is `xdpos bench raw`'s l2fwd on this rig and in the same run, so the router's
@@ -91,6 +92,11 @@ pub struct FwdArgs {
     /// Attempts per point beyond the first, with `--max-foreign`.
     #[arg(long, default_value_t = 3)]
     pub retries: u32,
+    /// `dpdk`: measure the DPDK backend: `xdpos-router-dpdk` (the router on DPDK's af_xdp PMD)
+    /// beside `xdpos-router` (AF_XDP) and `testpmd` (io forwarding on the same PMD and
+    /// veths), both routers against testpmd. Needs an xdpos built with `--features dpdk`.
+    #[arg(long, default_value = "afxdp")]
+    pub backend: crate::dpdk::Backend,
 }
 
 /// Where F's kernel does its receive and forwarding work.
@@ -128,6 +134,8 @@ pub enum Kind {
     Xconnect,
     /// DPDK testpmd io forwarding.
     Testpmd,
+    /// The xdpos router on the DPDK backend (a child process).
+    RouterDpdk,
     /// The raw l2fwd loop, back to A.
     L2fwd,
 }
@@ -213,6 +221,18 @@ impl FwdBench {
         variants.push((tp, Kind::Testpmd));
         let xc_base = tp_ok.then_some("testpmd");
         variants.push((Variant::new("xdpos-xconnect", xc_base), Kind::Xconnect));
+        if args.backend == crate::dpdk::Backend::Dpdk {
+            let tp_base = tp_ok.then_some("testpmd");
+            let first = args.routes[0];
+            variants.retain(|(_, k)| *k == Kind::Testpmd);
+            variants.push((
+                Variant::new(router_name(&args.routes, first), tp_base),
+                Kind::Router(first),
+            ));
+            let mut v = Variant::new("xdpos-router-dpdk", tp_base);
+            v.unavailable = super::dpdk::unavailable();
+            variants.push((v, Kind::RouterDpdk));
+        }
         let mut bench = FwdBench {
             args: args.clone(),
             chain,
@@ -317,6 +337,8 @@ impl Benchmark for FwdBench {
         let last = router_name(&self.args.routes, *self.args.routes.last().unwrap_or(&1));
         let mut pairs =
             vec![(first.clone(), "l2fwd".to_string()), (first.clone(), "testpmd".into())];
+        pairs.push(("xdpos-router-dpdk".to_string(), "testpmd".to_string()));
+        pairs.push(("xdpos-router-dpdk".to_string(), first.clone()));
         if last != first {
             pairs.push((last, first.clone()));
         }
@@ -423,6 +445,8 @@ enum Dut<'a> {
     Kernel(KernelDut<'a>),
     Service(Option<ForwardService>),
     Testpmd(Testpmd),
+    /// The router on the DPDK backend, a child process.
+    Dpdk(super::dpdk::DpdkDut),
     /// The l2fwd thread reports through `Published`; the thread is joined by the point.
     Loop,
 }
@@ -494,6 +518,12 @@ impl Dut<'_> {
             }
             Dut::Service(None) => 0,
             Dut::Testpmd(t) => t.port_stats(1, Duration::from_secs(5))?.tx_packets,
+            Dut::Dpdk(_) => chain
+                .ns_f
+                .sh(&format!("cat /sys/class/net/{}/statistics/tx_packets", chain.fb.ifname))?
+                .trim()
+                .parse()
+                .unwrap_or(0),
             Dut::Loop => published.sent(),
         })
     }
@@ -512,12 +542,40 @@ impl Dut<'_> {
                 Ok(Some(mode))
             }
             Dut::Testpmd(t) => t.stop().map(|()| None),
+            Dut::Dpdk(d) => d.stop().map(|()| Some("dpdk-af_xdp".to_string())),
             Dut::Kernel(_) | Dut::Loop => Ok(None),
         }
     }
 }
 
 impl FwdBench {
+    /// `xdpos forward` on the DPDK backend with the router of `xdpos-router`: DPDK's af_xdp
+    /// PMD on both veths (as testpmd), the first route count, both hosts' MACs static, the
+    /// worker on the DUT's CPU.
+    fn dpdk_router_args(&self) -> Vec<String> {
+        let c = &self.chain;
+        let n = self.args.routes[0];
+        let mut a: Vec<String> = ["forward", "--backend", "dpdk", "--dpdk-pmd", "af_xdp"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for i in self.ifaces() {
+            let addrs: Vec<String> = i.addrs.iter().map(|x| x.to_string()).collect();
+            a.extend(["--iface".into(), format!("{}={}", i.name, addrs.join("+"))]);
+        }
+        a.extend(["--route".into(), format!("0.0.0.0/0={}", c.b.ip)]);
+        if n > 1 {
+            a.extend(["--random-routes".into(), (n - 1).to_string()]);
+            a.extend(["--random-via".into(), c.b.ip.to_string()]);
+        }
+        a.extend(["--neighbor".into(), format!("{}={}", c.b.ip, mac_str(&c.b.mac))]);
+        a.extend(["--neighbor".into(), format!("{}={}", c.a.ip, mac_str(&c.a.mac))]);
+        a.extend(["--cpus".into(), DUT_CPU.to_string(), "--burst".into()]);
+        a.push(self.args.batch.to_string());
+        a.extend(["--dpdk-frames".into(), "8192".into()]);
+        a
+    }
+
     fn service_cfg(&self, role: Role) -> ForwardConfig {
         ForwardConfig {
             ifaces: self.ifaces(),
@@ -575,6 +633,10 @@ impl FwdBench {
                 size,
             )?),
             Kind::L2fwd => Dut::Loop,
+            Kind::RouterDpdk => {
+                let args = self.dpdk_router_args();
+                Dut::Dpdk(super::dpdk::DpdkDut::start(&chain.ns_f, &args)?)
+            }
         };
         let args = &self.args;
         let outcome = std::thread::scope(|s| -> anyhow::Result<(Metrics, Option<String>)> {

@@ -22,6 +22,7 @@
 //! [`harness::Benchmark`] and a [`BenchCmd`] arm; metric names are those of BENCHMARKS.md
 //! (`pps`, `goodput_bps`, `loss`, `tps`, `p50_us`, …).
 
+pub mod dpdk;
 pub mod fwd;
 pub mod harness;
 pub mod loops;

@@ -11,6 +11,15 @@
 //! | `xdpos` | xdpos stack generator on AF_XDP | xdpos stack sink socket on AF_XDP | `kernel` |
 //! | `kernel-to-xdpos` | kernel socket, `sendmmsg` of 64 | xdpos stack sink socket | `kernel` |
 //!
+//! and, with `--backend dpdk`, instead: `kernel-to-xdpos` beside
+//!
+//! | variant | sender (A, CPU 0) | receiver (B) | baseline |
+//! |---|---|---|---|
+//! | `kernel-to-xdpos-dpdk` | kernel socket, `sendmmsg` of 64 | xdpos stack sink socket on the DPDK backend (`xdpos echo --backend dpdk --dpdk-pmd af_xdp --dpdk-udp-sink 9`, a child process, worker on CPU 1) | `kernel-to-xdpos` |
+//! | `testpmd-rxonly` | kernel socket, `sendmmsg` of 64 | testpmd rxonly on the same PMD and veth (forwarding lcore on CPU 1) | |
+//!
+//! all three with B's receive work in the placement of `kernel-to-xdpos`.
+//!
 //! and, with `--ceiling`, the stack's cost against the raw AF_XDP loops of `bench raw` in the
 //! same placement as there (the system under test on CPU 1, the load on CPU 0):
 //!
@@ -118,6 +127,10 @@ pub struct UdpArgs {
     /// snapshots; `WorkerConfig::metrics`): `off` measures what they cost.
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
     pub metrics: String,
+    /// `dpdk`: measure the DPDK backend (`kernel-to-xdpos-dpdk`) beside `kernel-to-xdpos`
+    /// (AF_XDP) and `testpmd-rxonly` (same PMD and veth). Needs `--features dpdk`.
+    #[arg(long, default_value = "afxdp")]
+    pub backend: crate::dpdk::Backend,
 }
 
 /// UDP port of every stream (discard).
@@ -199,6 +212,10 @@ pub enum Kind {
     Xdpos,
     /// Kernel sender, xdpos receiver.
     KernelToXdpos,
+    /// Kernel sender, xdpos receiver on the DPDK backend (a child process).
+    KernelToDpdk,
+    /// Kernel sender, testpmd rxonly on DPDK's af_xdp PMD.
+    TestpmdRx,
     /// Live generator into the raw rxdrop loop.
     RawRxdrop,
     /// Live generator into an xdpos sink.
@@ -221,6 +238,8 @@ impl Kind {
             Kind::Kernel => "kernel",
             Kind::Xdpos => "xdpos",
             Kind::KernelToXdpos => "kernel-to-xdpos",
+            Kind::KernelToDpdk => "kernel-to-xdpos-dpdk",
+            Kind::TestpmdRx => "testpmd-rxonly",
             Kind::RawRxdrop => "raw-rxdrop",
             Kind::XdposRx => "xdpos-rx",
             Kind::RawTxonly => "raw-txonly",
@@ -231,6 +250,7 @@ impl Kind {
     fn baseline(self) -> Option<Kind> {
         match self {
             Kind::Xdpos | Kind::KernelToXdpos => Some(Kind::Kernel),
+            Kind::KernelToDpdk => Some(Kind::KernelToXdpos),
             Kind::XdposRx => Some(Kind::RawRxdrop),
             Kind::XdposTx => Some(Kind::RawTxonly),
             _ => None,
@@ -279,6 +299,8 @@ impl Kind {
             // busy-poll settings do to a veth whose AF_XDP socket cannot busy-poll, see
             // docs/udp.md).
             Kind::KernelToXdpos => RxPlace::BusyPoll,
+            // The DPDK variants in the same placement as the AF_XDP one they compare with.
+            Kind::KernelToDpdk | Kind::TestpmdRx => RxPlace::BusyPoll,
             // The ceiling variants: as in bench raw (CPU 1 runs the system under test alone).
             _ => RxPlace::Softirq,
         }
@@ -304,6 +326,10 @@ enum End {
     Live,
     /// The counting XDP sink.
     XdpSink,
+    /// The xdpos sink on the DPDK backend, a child process.
+    DpdkRx,
+    /// testpmd rxonly, a child process.
+    TestpmdRx,
 }
 
 /// Which namespace of the pair.
@@ -336,6 +362,10 @@ impl Kind {
                 Side::B,
             ),
             Kind::KernelToXdpos => (End::KernelTx(to_xdpos_b), Side::A, End::XdposRx, Side::B),
+            Kind::KernelToDpdk => (End::KernelTx(to_xdpos_b), Side::A, End::DpdkRx, Side::B),
+            // testpmd answers no ARP: to B's kernel address (A has B's MAC statically); the
+            // PMD takes every frame of the queue.
+            Kind::TestpmdRx => (End::KernelTx(to_kernel_b), Side::A, End::TestpmdRx, Side::B),
             Kind::RawRxdrop => (End::Live, Side::A, End::RawRx, Side::B),
             Kind::XdposRx => (End::Live, Side::A, End::XdposRx, Side::B),
             Kind::RawTxonly => (End::RawTx, Side::B, End::XdpSink, Side::A),
@@ -377,10 +407,14 @@ impl UdpBench {
         anyhow::ensure!(cpus > DUT_CPU, "bench udp pins to CPUs 0 and 1; this machine has {cpus}");
         let pair = Pair::new("udp", &PairOpts { b_kernel_ip: true, ..Default::default() })
             .context("build the pair rig")?;
-        let kinds: Vec<Kind> = Kind::MAIN
-            .into_iter()
-            .chain(args.ceiling.then_some(Kind::CEILING).into_iter().flatten())
-            .collect();
+        let kinds: Vec<Kind> = if args.backend == crate::dpdk::Backend::Dpdk {
+            vec![Kind::KernelToXdpos, Kind::KernelToDpdk, Kind::TestpmdRx]
+        } else {
+            Kind::MAIN
+                .into_iter()
+                .chain(args.ceiling.then_some(Kind::CEILING).into_iter().flatten())
+                .collect()
+        };
         let mut variants = Vec::new();
         for kind in kinds {
             let places = if args.explore {
@@ -401,6 +435,13 @@ impl UdpBench {
                     }
                 };
                 let mut v = Variant::new(name(kind), None);
+                v.unavailable = match kind {
+                    Kind::KernelToDpdk => super::dpdk::unavailable(),
+                    Kind::TestpmdRx if super::testpmd::installed().is_none() => {
+                        Some(format!("{} not installed", super::testpmd::BINARY))
+                    }
+                    _ => None,
+                };
                 // Explored variants compare with the baseline in its best placement.
                 v.baseline = kind.baseline().map(|b| {
                     if args.explore && b.receives_on_b() {
@@ -511,6 +552,10 @@ enum Count {
     Gen(GenHandle),
     /// The XDP sink.
     Sink(Sink),
+    /// The DPDK child's sink socket (asked on its stdin).
+    Dpdk(Arc<std::sync::Mutex<super::dpdk::DpdkDut>>),
+    /// testpmd's RX-packets.
+    Testpmd(Arc<std::sync::Mutex<super::testpmd::Testpmd>>),
 }
 
 impl Count {
@@ -523,6 +568,14 @@ impl Count {
             Count::Loop(p, false) => p.sent(),
             Count::Gen(g) => g.sent()?.0,
             Count::Sink(s) => s.counts()?.0,
+            Count::Dpdk(d) => {
+                let mut d = d.lock().map_err(|_| anyhow!("dpdk end poisoned"))?;
+                d.stat("udp_rx", Duration::from_secs(5))?
+            }
+            Count::Testpmd(t) => {
+                let mut t = t.lock().map_err(|_| anyhow!("testpmd end poisoned"))?;
+                t.stats(Duration::from_secs(5))?.rx_packets
+            }
         })
     }
 }
@@ -788,7 +841,76 @@ fn run_end(
         End::RawTx | End::RawRx => raw_end(&c, end, ready, wait_go),
         End::Live => live_gen(&c, ready, wait_go),
         End::XdpSink => Err(anyhow!("the XDP sink has no thread")),
+        End::DpdkRx | End::TestpmdRx => child_end(&c, end, ready, wait_go),
     }
+}
+
+/// A receiver that is a DPDK process (the xdpos sink on the DPDK backend, or testpmd rxonly)
+/// on B's veth through DPDK's af_xdp PMD: started here, counted through its own counters,
+/// stopped (and, for xdpos, its exit report checked) when the point ends.
+fn child_end(
+    c: &EndCtx<'_>,
+    end: End,
+    ready: mpsc::Sender<anyhow::Result<Count>>,
+    wait_go: impl Fn() -> bool,
+) -> anyhow::Result<EndReport> {
+    let wait = || {
+        if wait_go() {
+            while !c.done() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    };
+    if end == End::TestpmdRx {
+        let t = super::testpmd::Testpmd::start(
+            c.ns(),
+            c.ifname(),
+            super::testpmd::Mode::RxOnly,
+            c.size,
+        );
+        let t = match t {
+            Ok(t) => Arc::new(std::sync::Mutex::new(t)),
+            Err(e) => return fail(&ready, e),
+        };
+        let _ = ready.send(Ok(Count::Testpmd(t.clone())));
+        wait();
+        let mut t = t.lock().map_err(|_| anyhow!("testpmd end poisoned"))?;
+        t.stop()?;
+        return Ok(EndReport { frames: None, mode: Some("dpdk-af_xdp".into()) });
+    }
+    let args: Vec<String> = [
+        "echo",
+        "--backend",
+        "dpdk",
+        "--dpdk-pmd",
+        "af_xdp",
+        "--interface",
+        c.ifname(),
+        "--addr",
+        &format!("{XDPOS_B}/24"),
+        "--port",
+        "7",
+        "--queues",
+        "0",
+        "--cpus",
+        &c.cpu.to_string(),
+        "--burst",
+        &c.args.burst.to_string(),
+        "--dpdk-udp-sink",
+        &PORT.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let d = match super::dpdk::DpdkDut::start(c.ns(), &args) {
+        Ok(d) => Arc::new(std::sync::Mutex::new(d)),
+        Err(e) => return fail(&ready, e),
+    };
+    let _ = ready.send(Ok(Count::Dpdk(d.clone())));
+    wait();
+    let mut d = d.lock().map_err(|_| anyhow!("dpdk end poisoned"))?;
+    let frames = d.stop().map_err(|e| format!("{e:#}"));
+    Ok(EndReport { frames: Some(frames), mode: Some("dpdk-af_xdp".into()) })
 }
 
 /// Sends a setup error to the waiting harness and returns it.

@@ -1,0 +1,245 @@
+//! The DPDK backend on the namespace rig, with the Linux kernel as the peers: `xdpos echo
+//! --backend dpdk` serving a kernel host through DPDK's `net_af_packet` device on a veth
+//! (`--no-huge --in-memory`; UDP echo, a TCP echo transfer checked byte for byte, ping), and
+//! `xdpos forward --backend dpdk` routing between two DPDK ports on the chain rig (UDP both
+//! ways, a kernel TCP transfer both ways, ping through with the TTL decremented). Every test
+//! runs the `xdpos` process (EAL is process-global), stops it with SIGTERM and checks its exit
+//! report: the workers' frame accounting and every frame back in its pool after the devices
+//! stopped (`dpdk: frames ok`).
+//!
+//! Built only with the `dpdk` feature (`cargo test -p xdpos-tests --features dpdk --test
+//! dpdk_kernel`, after `cargo build -p xdpos --features dpdk`); `scripts/test.sh` runs it.
+#![forbid(unsafe_code)]
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rustix::process::Signal;
+use xdpos::rig::{Chain, ChainOpts, Netns, Pair, PairOpts};
+use xdpos_tests::*;
+
+/// `n` bytes of a pattern that differs per direction.
+fn pattern(n: usize, salt: u8) -> Vec<u8> {
+    (0..n).map(|i| (i as u8).wrapping_mul(7).wrapping_add(salt ^ (i >> 11) as u8)).collect()
+}
+
+/// Starts `xdpos ARGS` in `ns` and waits for its `ready:` line.
+fn start(ns: &Netns, args: &[&str]) -> Child {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns.name()]).arg(xdpos_bin()).args(args);
+    let mut c = Child::spawn(cmd);
+    let ready = c.wait_line("ready:", Duration::from_secs(30));
+    assert!(ready.is_some(), "xdpos {args:?} not ready: {:?}", c.seen);
+    c
+}
+
+/// SIGTERM, a clean exit, and the DPDK leak check in the report; returns the stdout lines.
+fn stop(mut c: Child) -> Vec<String> {
+    c.signal(Signal::TERM);
+    let st = c.wait(DEADLINE).expect("exits after SIGTERM");
+    assert!(st.success(), "{st:?}\n{}", c.seen.join("\n"));
+    assert!(
+        c.seen.iter().any(|l| l == "dpdk: frames ok (every pool full after the devices stopped)"),
+        "{}",
+        c.seen.join("\n")
+    );
+    c.seen.clone()
+}
+
+/// Sends `n` datagrams of `size` bytes from a kernel socket in `ns` to `to`, each waiting for
+/// its echo; returns how many came back intact.
+fn udp_echoes(ns: &Netns, from: Ipv4Addr, to: SocketAddrV4, n: u32, size: usize) -> u32 {
+    ns.run_in(|| {
+        let sock = kernel_udp(from, 0);
+        sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut buf = [0u8; 2048];
+        let mut got = 0;
+        for i in 0..n {
+            sock.send_to(&payload(i, size), to).unwrap();
+            if let Ok(len) = sock.recv(&mut buf) {
+                if check_payload(&buf[..len]) == Some(i) {
+                    got += 1;
+                }
+            }
+        }
+        got
+    })
+    .unwrap()
+}
+
+#[test]
+fn echo_over_dpdk_af_packet_serves_kernel_udp_tcp_and_ping() {
+    sweep();
+    let pair = Pair::new("dpe", &PairOpts::default()).unwrap();
+    let x = start(
+        &pair.ns_b,
+        &[
+            "echo",
+            "--backend",
+            "dpdk",
+            "--interface",
+            "xb0",
+            "--addr",
+            "10.0.0.2/24",
+            "--port",
+            "7",
+            "--tcp-echo",
+            "7",
+            "--queues",
+            "0",
+        ],
+    );
+    let echo = SocketAddrV4::new(pair.b.ip, 7);
+    let udp_small = udp_echoes(&pair.ns_a, pair.a.ip, echo, 200, 64);
+    let udp_big = udp_echoes(&pair.ns_a, pair.a.ip, echo, 100, 1472);
+    // 1 MiB through the TCP echo, every byte checked.
+    let sent = pattern(1 << 20, 3);
+    let back = pair
+        .ns_a
+        .run_in(|| {
+            let mut c = TcpStream::connect_timeout(&echo.into(), Duration::from_secs(10)).unwrap();
+            c.set_read_timeout(Some(DEADLINE)).unwrap();
+            c.set_write_timeout(Some(DEADLINE)).unwrap();
+            let mut w = c.try_clone().unwrap();
+            let data = sent.clone();
+            let writer = std::thread::spawn(move || w.write_all(&data).unwrap());
+            let mut got = vec![0u8; sent.len()];
+            c.read_exact(&mut got).unwrap();
+            writer.join().unwrap();
+            got
+        })
+        .unwrap();
+    let ping = pair.ns_a.sh(&format!("ping -c 3 -i 0.2 -W 2 {}", pair.b.ip));
+    let lines = stop(x);
+    assert_eq!((udp_small, udp_big), (200, 100), "{lines:?}");
+    assert!(back == sent, "the TCP echo returned other bytes");
+    let ping = ping.unwrap_or_else(|e| panic!("ping: {e}\n{lines:?}"));
+    assert!(ping.contains("3 received"), "{ping}");
+    let q = lines.iter().find(|l| l.starts_with("queue 0:")).expect("queue line");
+    assert!(q.contains("frames ok"), "{q}");
+    let echoed: u64 =
+        q.split("echoed ").nth(1).and_then(|s| s.split(' ').next()?.parse().ok()).unwrap();
+    assert!(echoed >= 300, "{q}");
+    assert!(q.contains("tcp accepted 1"), "{q}");
+    let dev = lines
+        .iter()
+        .find(|l| l.starts_with("dpdk net_af_packet0 (net_af_packet)"))
+        .expect("device line");
+    assert!(dev.contains("rx ") && !dev.contains("rx 0 "), "{dev}");
+    assert_no_xdp(&pair.ns_b);
+}
+
+#[test]
+fn router_forwards_between_two_dpdk_ports() {
+    sweep();
+    let chain = Chain::new("dpf", &ChainOpts::default()).unwrap();
+    let x = start(
+        &chain.ns_f,
+        &[
+            "forward",
+            "--backend",
+            "dpdk",
+            "--iface",
+            "xf0=10.0.1.1/24",
+            "--iface",
+            "xf1=10.0.2.1/24",
+        ],
+    );
+    // UDP both ways: a kernel echo on each side, a kernel client on the other.
+    let mut udp = Vec::new();
+    for (ns_echo, echo_ip, ns_client, client_ip) in [
+        (&chain.ns_b, chain.b.ip, &chain.ns_a, chain.a.ip),
+        (&chain.ns_a, chain.a.ip, &chain.ns_b, chain.b.ip),
+    ] {
+        let got = std::thread::scope(|s| {
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+            let echo = s.spawn(move || {
+                ns_echo
+                    .run_in(|| {
+                        let sock = kernel_udp(echo_ip, 9000);
+                        ready_tx.send(()).unwrap();
+                        let mut buf = [0u8; 2048];
+                        let deadline = Instant::now() + DEADLINE;
+                        let mut k = 0;
+                        while k < 100 && Instant::now() < deadline {
+                            if let Ok((len, from)) = sock.recv_from(&mut buf) {
+                                sock.send_to(&buf[..len], from).unwrap();
+                                k += 1;
+                            }
+                        }
+                    })
+                    .unwrap()
+            });
+            ready_rx.recv_timeout(DEADLINE).unwrap();
+            let got = udp_echoes(ns_client, client_ip, SocketAddrV4::new(echo_ip, 9000), 100, 1000);
+            echo.join().unwrap();
+            got
+        });
+        udp.push(got);
+    }
+    // A kernel TCP transfer, 2 MiB each way.
+    let up = pattern(2 << 20, 1);
+    let down = pattern(2 << 20, 2);
+    let addr = SocketAddrV4::new(chain.b.ip, 5001);
+    // By reference: a `move` closure would take the namespace itself and delete it at its end.
+    let ns_b = &chain.ns_b;
+    let (at_b, at_a) = std::thread::scope(|s| {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let down_ref = &down;
+        let n = up.len();
+        let server = s.spawn(move || {
+            ns_b.run_in(|| {
+                let l = TcpListener::bind(addr).unwrap();
+                l.set_nonblocking(true).unwrap();
+                ready_tx.send(()).unwrap();
+                let deadline = Instant::now() + DEADLINE;
+                let mut conn = loop {
+                    match l.accept() {
+                        Ok((c, _)) => break c,
+                        Err(_) if Instant::now() < deadline => {
+                            std::thread::sleep(Duration::from_millis(5))
+                        }
+                        Err(e) => panic!("no connection through F: {e}"),
+                    }
+                };
+                conn.set_nonblocking(false).unwrap();
+                conn.set_read_timeout(Some(DEADLINE)).unwrap();
+                conn.set_write_timeout(Some(DEADLINE)).unwrap();
+                let mut got = vec![0u8; n];
+                conn.read_exact(&mut got).unwrap();
+                conn.write_all(down_ref).unwrap();
+                got
+            })
+            .unwrap()
+        });
+        ready_rx.recv_timeout(DEADLINE).unwrap();
+        let back = chain
+            .ns_a
+            .run_in(|| {
+                let mut c =
+                    TcpStream::connect_timeout(&addr.into(), Duration::from_secs(10)).unwrap();
+                c.set_read_timeout(Some(DEADLINE)).unwrap();
+                c.set_write_timeout(Some(DEADLINE)).unwrap();
+                c.write_all(&up).unwrap();
+                let mut got = vec![0u8; n];
+                c.read_exact(&mut got).unwrap();
+                got
+            })
+            .unwrap();
+        (server.join().unwrap(), back)
+    });
+    let ping = chain.ns_a.sh(&format!("ping -c 3 -i 0.2 -W 2 {}", chain.b.ip));
+    let lines = stop(x);
+    assert_eq!(udp, [100, 100], "{lines:?}");
+    assert!(at_b == up && at_a == down, "the TCP transfer arrived altered");
+    let ping = ping.unwrap_or_else(|e| panic!("ping through: {e}\n{lines:?}"));
+    assert!(ping.contains("3 received") && ping.contains("ttl=63"), "{ping}");
+    let w = lines.iter().find(|l| l.starts_with("worker 0:")).expect("report line");
+    assert!(w.contains("frames ok"), "{w}");
+    for d in ["dpdk net_af_packet0 (net_af_packet)", "dpdk net_af_packet1 (net_af_packet)"] {
+        assert!(lines.iter().any(|l| l.starts_with(d)), "{d}: {lines:?}");
+    }
+    assert_no_xdp(&chain.ns_f);
+}
