@@ -922,11 +922,9 @@ impl Stack {
         }
         {
             let mut p = Icmpv4Packet::new_unchecked(&mut frame[l4..end]);
-            let old = u16::from_be_bytes([8, code]);
             p.set_msg_type(Icmpv4Message::EchoReply);
             if !matches!(hdr.csum, Csum::Partial { .. }) {
-                let c = checksum::update16(p.checksum(), old, u16::from_be_bytes([0, code]));
-                p.set_checksum(c);
+                p.set_checksum(echo_reply_checksum(p.checksum(), code));
             }
         }
         self.stats.icmp_echo_replies += 1;
@@ -987,12 +985,7 @@ impl Stack {
                         let code = p.msg_code();
                         let mut p = Icmpv4Packet::new_unchecked(payload);
                         p.set_msg_type(Icmpv4Message::EchoReply);
-                        let c = checksum::update16(
-                            p.checksum(),
-                            u16::from_be_bytes([8, code]),
-                            u16::from_be_bytes([0, code]),
-                        );
-                        p.set_checksum(c);
+                        p.set_checksum(echo_reply_checksum(p.checksum(), code));
                         true
                     }
                     Ok(_) => {
@@ -1775,6 +1768,18 @@ fn complete_checksum(data: &mut [u8], start: usize, offset: usize) {
     data[at..at + 2].copy_from_slice(&c.to_be_bytes());
 }
 
+/// The checksum of an echo reply made from a request whose checksum is `check` by turning
+/// type 8 into type 0 (RFC 1624 eqn. 3). The equation yields 0x0000 when the reply's words sum
+/// to zero; if they are all zero (identifier 0, sequence 0, no data: a hostile ping, found by
+/// the `stack` fuzz target) only 0xFFFF verifies, and 0xFFFF verifies in the other case too,
+/// so a zero result becomes 0xFFFF (what a checksum computed from scratch gives there).
+fn echo_reply_checksum(check: u16, code: u8) -> u16 {
+    match checksum::update16(check, u16::from_be_bytes([8, code]), u16::from_be_bytes([0, code])) {
+        0 => 0xffff,
+        c => c,
+    }
+}
+
 fn wire_reason(e: crate::wire::Error) -> DropReason {
     match e {
         crate::wire::Error::Truncated => DropReason::Truncated,
@@ -1994,6 +1999,40 @@ mod tests {
         assert_eq!(got, [(sa(9, 4000), sa(2, 9), b"queued".to_vec())]);
         assert_eq!(s.udp_stats(s.udp.handle(2)).unwrap().rx_bytes, 4);
         assert_eq!(s.stats().udp_rx_datagrams, 3);
+    }
+
+    /// An echo request whose reply is all zeros (identifier 0, sequence 0, no data) gets a
+    /// reply whose checksum verifies (0xFFFF, not the 0x0000 the incremental update gives),
+    /// answered in place and from reassembly. Found by the `stack` fuzz target.
+    #[test]
+    fn an_all_zero_echo_reply_has_a_checksum_that_verifies() {
+        let mut s = stack(false);
+        let f =
+            rx(&mut s, &frames::icmp_echo_frame(PEER, US, ip(9), ip(2), 0, 0, b""), NetHdr::NONE);
+        assert!(matches!(f.verdict, Verdict::Transmit { .. }), "{:?}", f.verdict);
+        let p = Icmpv4Packet::new_checked(&f.bytes()[34..]).unwrap();
+        assert_eq!(p.msg_type(), Icmpv4Message::EchoReply);
+        assert!(p.verify_checksum(), "reply checksum {:#06x}", p.checksum());
+        assert_eq!(p.checksum(), 0xffff);
+        // The same request in two fragments: the reply comes from the reassembly buffer.
+        let mut msg = vec![0u8; 8 + 1600];
+        msg[0] = 8;
+        Icmpv4Packet::new_unchecked(&mut msg[..]).fill_checksum();
+        let frags = frames::ipv4_fragments(PEER, US, ip(9), ip(2), IpProtocol::Icmp, 5, &msg, 1500);
+        assert_eq!(frags.len(), 2);
+        s.add_static_neighbor(ip(9), PEER);
+        for fr in &frags {
+            rx(&mut s, fr, NetHdr::NONE);
+        }
+        let mut out = vec![Frame::empty(2048), Frame::empty(2048)];
+        assert_eq!(s.poll_tx(Instant::ZERO, &mut FrameSlots::new(&mut out)), 2);
+        let mut reply = Vec::new();
+        for f in &out {
+            reply.extend_from_slice(Ipv4Packet::new_checked(&f.bytes()[14..]).unwrap().payload());
+        }
+        let p = Icmpv4Packet::new_checked(&reply[..]).unwrap();
+        assert_eq!(p.msg_type(), Icmpv4Message::EchoReply);
+        assert!(p.verify_checksum(), "reassembled reply checksum {:#06x}", p.checksum());
     }
 
     /// Valid frames of every kind the stack handles, as seeds for mutation.
