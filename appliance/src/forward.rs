@@ -134,6 +134,9 @@ pub struct ForwardWorkerConfig {
     pub idle_wait: Duration,
     /// Update the worker's metrics block (see [`crate::worker::WorkerConfig::metrics`]).
     pub metrics: bool,
+    /// Drop every capability of the worker's thread before it runs (the daemon: nothing a
+    /// worker does once its sockets are open needs one; see `daemon::caps`).
+    pub drop_capabilities: bool,
 }
 
 impl Default for ForwardWorkerConfig {
@@ -143,6 +146,7 @@ impl Default for ForwardWorkerConfig {
             spin: Duration::from_millis(1),
             idle_wait: Duration::from_millis(50),
             metrics: true,
+            drop_capabilities: false,
         }
     }
 }
@@ -1145,6 +1149,11 @@ impl ForwardService {
                         tracing::warn!(worker = i, cpu = ?cpu, "cannot pin the worker");
                     }
                     w.metrics().set_cpu(pinned);
+                    if w.cfg.drop_capabilities {
+                        if let Err(e) = crate::daemon::caps::drop_thread(Default::default()) {
+                            tracing::warn!(worker = i, error = %e, "cannot drop capabilities");
+                        }
+                    }
                     w.run_loop(&stop, None);
                     Ok(w.finish(pinned))
                 })

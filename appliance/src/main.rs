@@ -1,5 +1,5 @@
-//! The `xdpos` command: `demo`, `echo`, `forward`, `cleanup`, `bench` (and, as the appliance
-//! grows, `run` and `check-config`).
+//! The `xdpos` command: `run` and `check-config` (the daemon), `demo`, `echo`, `forward`,
+//! `cleanup`, `bench`.
 #![forbid(unsafe_code)]
 
 use anyhow::Context;
@@ -20,6 +20,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// Run the appliance from a configuration file: validate it against this host, set up
+    /// the role's interfaces, sockets and pinned workers, drop capabilities, print `ready:`;
+    /// SIGHUP reloads routes and services, SIGTERM/SIGINT drains and exits 0 (docs/daemon.md).
+    Run(xdpos::daemon::RunArgs),
+    /// Validate a configuration file against this host: exit 0 with a one-line summary, or
+    /// print every problem (path and value) and exit 2.
+    CheckConfig(xdpos::daemon::CheckArgs),
     /// Build a namespace rig, serve an AF_XDP UDP echo on it, drive it with kernel clients,
     /// print what happens, and remove everything.
     Demo(xdpos::demo::DemoArgs),
@@ -209,6 +216,8 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match &cli.cmd {
+        Cmd::Run(a) => xdpos::daemon::run(a),
+        Cmd::CheckConfig(a) => std::process::exit(xdpos::daemon::check_config(a)),
         Cmd::Demo(a) => xdpos::demo::run(a),
         Cmd::Echo(a) => echo(a),
         Cmd::Forward(a) => xdpos::forward::run_cli(a),

@@ -228,6 +228,33 @@ impl Services {
         })
     }
 
+    /// Opens one more listener, for `service` on `at` (`0.0.0.0`: every address of the stack);
+    /// the daemon adds services this way, on start and on reload, between batches.
+    pub fn listen(
+        &mut self,
+        stack: &mut Stack,
+        at: SocketAddrV4,
+        service: Service,
+        backlog: usize,
+    ) -> Result<ListenHandle, TcpError> {
+        let l = stack.tcp_listen(at, if backlog == 0 { 1024 } else { backlog })?;
+        self.listeners.push((l, service));
+        Ok(l)
+    }
+
+    /// Closes listener `l`: connections not yet accepted are reset; accepted connections are
+    /// served until they end (a reload that removes a service drops no established
+    /// connection).
+    pub fn unlisten(
+        &mut self,
+        now: Instant,
+        stack: &mut Stack,
+        l: ListenHandle,
+    ) -> Result<(), TcpError> {
+        self.listeners.retain(|(x, _)| *x != l);
+        stack.tcp_mut().close_listener(now, l)
+    }
+
     /// Opens one more HTTP listener on `at`, serving `cfg` (the daemon's `[[services]]` of
     /// kind `http`, on start and on reload). Listeners with the same configuration share one
     /// [`http::Server`]; a server stays while connections may use it (a reload that changes a
