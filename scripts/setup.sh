@@ -10,9 +10,9 @@ PACKAGES=(
   iproute2 ethtool iputils-ping procps nftables
   # real peers of the services: the stock iperf3 and sockperf clients; curl and wrk for HTTP
   iperf3 sockperf curl wrk
-  # the deployment checks: promtool (scrape config), systemd-analyze (the unit), a virtualenv for
-  # kubernetes-validate (the Kubernetes manifests, below)
-  prometheus systemd python3-venv
+  # the deployment checks: systemd-analyze (the unit), a virtualenv for kubernetes-validate (the
+  # Kubernetes manifests, below); promtool comes with prometheus (next)
+  systemd python3-venv
   # observability: promtool (metrics lint, rule tests) and the prometheus server the dashboard
   # test scrapes xdpos with
   prometheus

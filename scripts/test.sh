@@ -37,7 +37,8 @@ promtool check config deploy/prometheus/prometheus.yml
 # the file was checked by check-deploy.py above (schema and relabelling); anything else fails.
 if ! out=$(promtool check config deploy/prometheus/prometheus-kubernetes.yml 2>&1); then
   if echo "$out" | grep -q "field kubernetes_sd_configs not found"; then
-    echo "promtool: built without Kubernetes discovery; prometheus-kubernetes.yml was checked"          "by scripts/check-deploy.py"
+    echo "promtool: built without Kubernetes discovery; prometheus-kubernetes.yml was checked" \
+         "by scripts/check-deploy.py"
   else
     echo "$out" >&2
     exit 1
