@@ -154,6 +154,18 @@ fn cap_eff(pid: u32) -> Vec<(String, u64)> {
     out
 }
 
+/// `curl` of the daemon's metrics endpoint in `ns` (the default 127.0.0.1:9464): the body of
+/// `/metrics`, or the status code of anything else.
+fn scrape(ns: &Netns, path: &str) -> String {
+    let url = format!("http://127.0.0.1:9464{path}");
+    let cmd = if path == "/metrics" {
+        format!("curl -s -m 5 {url}")
+    } else {
+        format!("curl -s -m 5 -o /dev/null -w '%{{http_code}}' {url}")
+    };
+    ns.sh(&cmd).unwrap_or_else(|e| panic!("{cmd}: {e}"))
+}
+
 /// Whether `ping` from `ns` reaches `dst` (3 probes, all answered).
 fn pings(ns: &Netns, dst: Ipv4Addr) -> Result<String, String> {
     match ns.sh(&format!("ping -c 3 -i 0.2 -W 2 {dst} 2>&1")) {
@@ -515,6 +527,17 @@ fn server_answers_udp_and_tcp_and_reloads_services_keeping_connections() {
     let line = reload(&mut d);
     assert!(line.contains("reload: failed, generation 2 keeps serving"), "{line}");
     assert!(line.contains("services[3].listen: \"10.0.0.99:9\""), "{line}");
+    // The metrics say so too, and the server is still ready.
+    let m = scrape(&pair.ns_b, "/metrics");
+    for want in [
+        "xdpos_ready 1",
+        "xdpos_config_last_reload_successful 0",
+        "xdpos_xsk_rx_dropped_total{",
+        "worker=\"0\"",
+    ] {
+        assert!(m.contains(want), "{want} in /metrics:\n{m}");
+    }
+    assert_eq!(scrape(&pair.ns_b, "/readyz").trim(), "200");
     assert_eq!(udp_echoes(&pair.ns_a, pair.a.ip, to, 20, 100), 20, "UDP echo after the refusal");
     assert_eq!(echo_round(&mut conn, b"and here"), b"and here");
     assert!(connect(&pair, 7).is_err(), "generation 2 has no tcp-echo");

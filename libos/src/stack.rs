@@ -539,14 +539,20 @@ impl Stack {
         self.neighbors.on_timeout(now, &mut self.stats);
         self.tcp.handle_timeout(now);
         let (icmp, stats) = (&mut self.icmp, &mut self.stats);
+        let addrs = &self.addrs[..self.naddrs];
         self.reasm.expire(now, |e| {
             stats.drop(DropReason::ReassemblyTimeout);
             if e.quote_len == 0 {
                 return;
             }
+            // A datagram to a broadcast address gets no error (RFC 1122 §3.2.2), and an error
+            // must not come from a broadcast address (found by the stack fuzz target).
+            let dst = e.key.dst;
+            let ip_broadcast = dst.is_broadcast()
+                || addrs.iter().any(|a| a.prefix_len < 31 && a.broadcast() == dst);
             let offender = Offender {
                 src: e.key.src,
-                ip_broadcast: false,
+                ip_broadcast,
                 link_broadcast: e.peer.is_multicast(),
                 later_fragment: false,
                 icmp_type: None,
@@ -2033,6 +2039,36 @@ mod tests {
         let p = Icmpv4Packet::new_checked(&reply[..]).unwrap();
         assert_eq!(p.msg_type(), Icmpv4Message::EchoReply);
         assert!(p.verify_checksum(), "reassembled reply checksum {:#06x}", p.checksum());
+    }
+
+    /// A datagram to a broadcast address that never completes reassembly times out without an
+    /// ICMP error (RFC 1122 §3.2.2; it used to be answered from 255.255.255.255), while one to
+    /// our address gets its "fragment reassembly time exceeded". Found by the `stack` fuzz
+    /// target.
+    #[test]
+    fn reassembly_timeouts_of_broadcast_datagrams_are_not_answered() {
+        let mut s = stack(false);
+        s.add_static_neighbor(ip(9), PEER);
+        let dgram = frames::udp_datagram(sa(9, 1), sa(2, 7), &[7u8; 3000]);
+        for (ident, dst) in [(1, Ipv4Addr::BROADCAST), (2, ip(255)), (3, ip(2))] {
+            let f =
+                frames::ipv4_fragments(PEER, US, ip(9), dst, IpProtocol::Udp, ident, &dgram, 1500);
+            let mut first = f[0].clone();
+            if dst == Ipv4Addr::BROADCAST {
+                first[..6].copy_from_slice(&EthernetAddress::BROADCAST.0);
+            }
+            rx(&mut s, &first, NetHdr::NONE);
+        }
+        let later = Instant::from_secs(60);
+        s.handle_timeout(later);
+        assert_eq!(s.stats().drops(DropReason::ReassemblyTimeout), 3);
+        let mut out = vec![Frame::empty(2048), Frame::empty(2048), Frame::empty(2048)];
+        let n = s.poll_tx(later, &mut FrameSlots::new(&mut out));
+        assert_eq!(n, 1, "one error, for the datagram to our address");
+        let ip4 = Ipv4Packet::new_checked(&out[0].bytes()[14..]).unwrap();
+        assert_eq!((ip4.src_addr(), ip4.dst_addr()), (ip(2), ip(9)));
+        let p = Icmpv4Packet::new_checked(ip4.payload()).unwrap();
+        assert_eq!((p.msg_type(), p.msg_code()), (Icmpv4Message::TimeExceeded, 1));
     }
 
     /// Valid frames of every kind the stack handles, as seeds for mutation.

@@ -6,6 +6,9 @@
 //! configuration says metrics are served, the status of the last reload (SIGHUP) and each
 //! worker's placement and live counters.
 //!
+//! It is the metrics registry's [`crate::metrics::Status`]: `/readyz` and the
+//! `xdpos_config_*` families come from here.
+//!
 //! Who writes what: the control thread sets readiness and the reload status; the workers'
 //! counters are theirs (single writer, relaxed stores, DESIGN.md §6) and are only read here.
 //!
@@ -164,6 +167,26 @@ impl Control {
         r.last_error = Some(why);
         r.failed += 1;
         r.generation
+    }
+}
+
+/// What `/readyz` and the reload families of `/metrics` read.
+impl crate::metrics::Status for Control {
+    fn ready(&self) -> bool {
+        Control::ready(self)
+    }
+
+    fn reload(&self) -> crate::metrics::ReloadInfo {
+        let r = Control::reload(self);
+        let unix = |t: SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+        };
+        crate::metrics::ReloadInfo {
+            last_ok: r.last_ok,
+            last_success_unix: unix(r.loaded_at),
+            attempts: r.applied + r.failed,
+            failures: r.failed,
+        }
     }
 }
 

@@ -290,6 +290,14 @@ impl Running {
         }
     }
 
+    /// The role's metrics source.
+    pub fn metrics(&self) -> std::sync::Arc<crate::metrics::ServiceMetrics> {
+        match self {
+            Running::Forward(f) => f.metrics(),
+            Running::Server(s) => s.metrics(),
+        }
+    }
+
     /// The XDP mode the programs run in.
     pub fn xdp_mode(&self) -> String {
         match self {
@@ -421,8 +429,7 @@ impl Daemon {
     pub fn ready_line(&self) -> String {
         let c = &self.config;
         format!(
-            "ready: {} on {} ({} worker(s), {} XDP, {} route(s), {} service(s)), generation {}, \
-             metrics {}",
+            "ready: {} on {} ({} worker(s), {} XDP, {} route(s), {} service(s)), generation {}",
             role_name(&c.role),
             c.interfaces.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(","),
             c.workers.len(),
@@ -430,7 +437,6 @@ impl Daemon {
             c.routes.len(),
             c.services.len(),
             self.control.reload().generation,
-            c.metrics
         )
     }
 
@@ -524,14 +530,20 @@ pub enum StartError {
     Setup(anyhow::Error),
 }
 
-/// The metrics endpoint's hook: serves `/metrics`, `/healthz` and `/readyz` at
-/// `control.metrics_listen()` from `control` once `crate::metrics` exists; until then it logs
-/// that the endpoint is not served by this build.
-pub fn start_metrics(control: &Control) {
-    tracing::info!(
-        listen = %control.metrics_listen(),
-        "metrics endpoint not in this build yet (daemon::start_metrics is its hook)"
-    );
+/// Serves `/metrics`, `/healthz` and `/readyz` at the configuration's `[metrics] listen`:
+/// the running role's source (workers, sockets, steering programs), readiness and reload
+/// status from `control`. The listener's thread starts after the control thread dropped its
+/// capabilities and inherits none (a port below 1024 would need CAP_NET_BIND_SERVICE: use a
+/// higher one). The endpoint stops when the returned server is dropped.
+pub fn start_metrics(
+    control: &Control,
+    running: &Running,
+) -> anyhow::Result<crate::metrics::Server> {
+    let registry = crate::metrics::Registry::new();
+    registry.add(running.metrics());
+    registry.set_status(std::sync::Arc::new(control.clone()));
+    let addr = control.metrics_listen();
+    crate::metrics::serve(addr, registry).with_context(|| format!("serve metrics on {addr}"))
 }
 
 /// `xdpos run --config FILE`: runs until SIGTERM/SIGINT (exit 0), reloading on SIGHUP. A
@@ -553,8 +565,8 @@ pub fn run(a: &RunArgs) -> anyhow::Result<()> {
     };
     let keep = if a.keep_bpf_caps { caps::Keep::BpfAndNetAdmin } else { caps::Keep::Nothing };
     caps::drop_thread(keep).context("drop the control thread's capabilities")?;
-    start_metrics(daemon.control());
-    let line = daemon.ready_line();
+    let metrics = start_metrics(daemon.control(), &daemon.running)?;
+    let line = format!("{}, metrics http://{}/metrics", daemon.ready_line(), metrics.local_addr());
     tracing::info!("{line}");
     println!("{line}");
     for sig in signals.forever() {
@@ -570,6 +582,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<()> {
         }
     }
     daemon.stop()?;
+    drop(metrics);
     println!("stopped");
     Ok(())
 }

@@ -43,6 +43,7 @@ use xdpos_config::Checked;
 
 use super::caps;
 use super::control::{Counters, WorkerInfo};
+use crate::metrics::{Forwarding, ServiceMetrics, SocketReader, WorkerMetrics};
 use crate::services::http::HttpConfig;
 use crate::services::{Service, ServiceStats, Services, ServicesConfig};
 use crate::worker::{self, App, Clock, TxCsum, Worker, WorkerConfig, WorkerReport};
@@ -328,6 +329,7 @@ pub struct ServerService {
     workers: Vec<JoinHandle<anyhow::Result<ServerReport>>>,
     links: Vec<AppLink>,
     info: Vec<WorkerInfo>,
+    metrics: Arc<ServiceMetrics>,
     stop: Arc<AtomicBool>,
     mode: &'static str,
 }
@@ -386,21 +388,28 @@ impl ServerService {
             Change { generation: 1, services: cfg.services.clone(), routes: cfg.routes.clone() };
         let mut built: Vec<Built> = Vec::new();
         let mut links = Vec::new();
+        let mut metrics = ServiceMetrics::default();
         for (w, wc) in cfg.workers.iter().enumerate() {
             let q = *wc.queues.first().context("a server worker without a queue")?;
             let x = &cfg.interfaces[q.iface];
             if progs[q.iface].is_none() {
                 macs[q.iface] = nic::netdev::mac_address(&x.name)
                     .with_context(|| format!("read the MAC address of {}", x.name))?;
-                progs[q.iface] = Some(
-                    XdpProgram::attach(&x.name, super::xdp_mode(x.xdp_mode))
-                        .with_context(|| format!("attach the steering program to {}", x.name))?,
-                );
+                let prog = XdpProgram::attach(&x.name, super::xdp_mode(x.xdp_mode))
+                    .with_context(|| format!("attach the steering program to {}", x.name))?;
+                metrics.programs.push(prog.verdict_reader()?);
+                progs[q.iface] = Some(prog);
             }
             let prog = progs[q.iface].as_ref().context("steering program")?;
             let sock = super::socket_config(x, q.queue);
             let port = XskPort::open(&sock, prog)
                 .with_context(|| format!("open {} queue {}", x.name, q.queue))?;
+            metrics.sockets.push(SocketReader {
+                worker: w as u32,
+                interface: x.name.clone(),
+                queue: q.queue,
+                reader: port.stats_reader()?,
+            });
             let first = !built.iter().any(|b| b.iface == q.iface);
             let sc = stack_config(cfg, q.iface, macs[q.iface], &port, first);
             let mut stack = Stack::new(sc, clock.now())
@@ -425,11 +434,19 @@ impl ServerService {
             let cpu = cfg.workers[w].cpu;
             let wcfg =
                 WorkerConfig { burst: cfg.interfaces[iface].burst as usize, ..Default::default() };
-            let mut wk = Worker::new(port, stack, app, wcfg, clock);
+            let name = cfg.interfaces[iface].name.clone();
+            let m = Arc::new(WorkerMetrics::new(
+                w as u32,
+                "server",
+                &[(&name, queue)],
+                &[&name],
+                Forwarding::None,
+            ));
+            metrics.workers.push(m.clone());
+            let mut wk = Worker::new(port, stack, app, wcfg, clock).with_metrics(m);
             if let Some(s) = sibs[iface].next() {
                 wk = wk.with_siblings(s);
             }
-            let name = cfg.interfaces[iface].name.clone();
             info.push(WorkerInfo {
                 index: w,
                 cpu,
@@ -453,7 +470,8 @@ impl ServerService {
             }
         }
         let mode = progs.first().map_or("detached", |p| p.mode().as_str());
-        Ok(ServerService { progs, workers, links, info, stop, mode })
+        let metrics = Arc::new(metrics);
+        Ok(ServerService { progs, workers, links, info, metrics, stop, mode })
     }
 
     /// The XDP mode the programs run in.
@@ -464,6 +482,11 @@ impl ServerService {
     /// The workers, for the control handle.
     pub fn info(&self) -> &[WorkerInfo] {
         &self.info
+    }
+
+    /// The service's metrics source (`/metrics`).
+    pub fn metrics(&self) -> Arc<ServiceMetrics> {
+        self.metrics.clone()
     }
 
     /// Hands `change` to every worker and waits (at most `limit`) until each has applied it
@@ -517,6 +540,7 @@ fn run_worker(
     if pinned.is_none() {
         tracing::warn!(worker = index, cpu, "cannot pin the worker; it runs unpinned");
     }
+    w.metrics().set_cpu(pinned);
     if let Err(e) = caps::drop_thread(caps::Keep::Nothing) {
         tracing::warn!(worker = index, error = %e, "cannot drop the worker's capabilities");
     }
