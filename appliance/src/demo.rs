@@ -27,8 +27,9 @@
 //! normal stop. A second Ctrl-C ends the demo at once; the next run removes the namespaces it
 //! left (their creator is gone).
 //!
-//! Exit status: 0 when every check passed: each ping answered, every UDP datagram came back
-//! intact, every HTTP request got a 200, iperf3 moved data, both daemons exited 0 and no XDP
+//! Exit status: 0 when every check passed: each ping answered, the UDP datagrams came back
+//! intact (none corrupted, at most 1% lost: they share the path with iperf3's full-rate
+//! stream), every HTTP request got a 200, iperf3 completed, both daemons exited 0 and no XDP
 //! program is left attached. Interrupted runs exit 0 after cleaning up, without judging.
 
 use std::collections::VecDeque;
@@ -492,7 +493,10 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let (ok, other) = (t.http_ok.load(Ordering::Relaxed), t.http_other.load(Ordering::Relaxed));
     let curl_fail = t.curl_failures.load(Ordering::Relaxed);
     println!("summary:");
-    println!("  UDP echo: sent {sent}, echoed {echoed}, corrupted {corrupt}");
+    println!(
+        "  UDP echo: sent {sent}, echoed {echoed} ({} lost), corrupted {corrupt}",
+        sent.saturating_sub(echoed)
+    );
     println!(
         "  HTTP: {ok} responses 200, {other} other, {} curl runs ({curl_fail} failed)",
         t.curl_runs.load(Ordering::Relaxed)
@@ -511,7 +515,9 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         println!("interrupted");
         return Ok(());
     }
-    if sent == 0 || echoed != sent || corrupt > 0 {
+    // The datagrams share the path with iperf3's full-rate TCP stream: a few may be lost to a
+    // full ring, as on any congested link; a corrupted one, or more than 1% lost, is a failure.
+    if sent == 0 || echoed * 100 < sent * 99 || corrupt > 0 {
         failures.push(format!("UDP echo: sent {sent}, echoed {echoed}, corrupted {corrupt}"));
     }
     if ok == 0 || other > 0 || curl_fail > 0 {
