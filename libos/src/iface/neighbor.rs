@@ -280,6 +280,22 @@ impl NeighborCache {
         })
     }
 
+    /// The entries a datagram may be sent to at `now` without waiting: static ones, reachable
+    /// ones within `reachable_time` of their last confirmation, and those being probed (still
+    /// used while the probe runs, as Linux uses `NUD_PROBE`). Incomplete, stale (unconfirmed
+    /// for longer than `reachable_time` and not in use) and free entries are not listed. For
+    /// mirrors of the cache (the XDP fast path's neighbour map), never the packet path.
+    pub fn usable(&self, now: Instant) -> impl Iterator<Item = (Ipv4Addr, EthernetAddress)> + '_ {
+        self.entries
+            .iter()
+            .filter(move |e| match e.state {
+                NeighborState::Static | NeighborState::Probe => true,
+                NeighborState::Reachable => now < e.deadline,
+                _ => false,
+            })
+            .map(|e| (e.ip, e.mac))
+    }
+
     /// Adds a static entry. `false` if its bucket is full of static entries.
     pub fn add_static(&mut self, ip: Ipv4Addr, mac: EthernetAddress) -> bool {
         let i = match self.find(ip).or_else(|| self.alloc(ip, Instant::ZERO)) {
@@ -634,6 +650,27 @@ mod tests {
         assert_eq!(c.pending_room(b), 1);
         assert!(c.enqueue(b, b"4").is_ok());
         assert_eq!(c.enqueue(b, b"5"), Err(DropReason::ArpPendingFull), "pool exhausted");
+    }
+
+    #[test]
+    fn usable_lists_static_confirmed_and_probed_entries_only() {
+        let mut c = NeighborCache::new(ArpConfig::default(), 64);
+        let list = |c: &NeighborCache, t| {
+            let mut v: Vec<Ipv4Addr> = c.usable(t).map(|(ip, _)| ip).collect();
+            v.sort();
+            v
+        };
+        assert!(c.add_static(ip(1), MAC));
+        c.learn(secs(0), ip(2), MAC, Learn::RequestForUs); // stale: never confirmed
+        let Lookup::Pending(_) = c.lookup(secs(0), ip(3)) else { panic!() };
+        c.learn(secs(0), ip(3), MAC, Learn::Reply); // reachable for 30 s
+        let Lookup::Pending(_) = c.lookup(secs(0), ip(4)) else { panic!() }; // incomplete
+        assert_eq!(list(&c, secs(1)), vec![ip(1), ip(3)]);
+        // Past reachable_time: no longer listed, until a use starts a probe.
+        assert_eq!(list(&c, secs(31)), vec![ip(1)]);
+        assert_eq!(c.lookup(secs(31), ip(3)), Lookup::Ready(MAC));
+        assert_eq!(c.get(ip(3)).unwrap().state, NeighborState::Probe);
+        assert_eq!(list(&c, secs(31)), vec![ip(1), ip(3)]);
     }
 
     #[test]
