@@ -11,23 +11,32 @@
 //! - [`XskGroup`]: several sockets (one per interface queue a worker polls) sharing one UMEM,
 //!   so a frame received on one port is transmitted from the same memory on another
 //!   ([`GroupPort`] is the port view of one member).
+//! - [`FastPath`]: the router's XDP fast path (`bpf/fwd.bpf.c`): one forwarding program per
+//!   interface over shared DIR-24-8, next-hop, neighbour and devmap maps; punts the rest to
+//!   the sockets. [`XdpRedirect`]: a bare redirect, its benchmark baseline.
 //! - [`cleanup`]: removes what a crashed instance left attached.
 //!
 //! Modules: `sys` (system calls), `ring` (the four rings), `umem` (frame memory and the free
-//! list), `socket` (the port), `xdp_prog` (the program).
+//! list), `socket` (the port), `xdp_prog` (the program), `fast_path` (the forwarding program's
+//! maps).
 
+mod fast_path;
 mod ring;
 mod socket;
 pub(crate) mod sys;
 mod umem;
 mod xdp_prog;
 
+pub use fast_path::{
+    FastPath, FastPathCounters, FastPathReader, FpNeighbors, FpNextHop, FpOutcome, FpTable,
+    XdpRedirect, FP_MAX_NEXT_HOPS, FP_MAX_PORTS, FP_TBL8_GROUPS,
+};
 pub use socket::{
     BindMode, GroupPort, XdpStatistics, XskConfig, XskGroup, XskPort, XskStatsReader, TX_HEADROOM,
 };
 pub use xdp_prog::{
     cleanup, Attach, AttachedMode, CleanupAction, Counter, L4Proto, VerdictReader, Verdicts,
-    XdpMode, XdpProgram, MAX_QUEUES, PROG_NAME,
+    XdpMode, XdpProgram, FWD_PROG_NAME, MAX_QUEUES, PROG_NAME, REDIRECT_PROG_NAME,
 };
 
 /// Number of RX queues of `ifname` in the calling thread's namespace, if the driver says.

@@ -31,6 +31,32 @@ static STEER_OBJ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/steer.bpf.o"
 /// Name of the program inside the object (and in `bpftool prog`), used by [`cleanup`].
 pub const PROG_NAME: &str = "xdpos_steer";
 
+/// Name of the forwarding fast path's program ([`super::FastPath`]), also removed by
+/// [`cleanup`].
+pub const FWD_PROG_NAME: &str = "xdpos_fwd";
+
+/// Name of the bare redirect program ([`super::XdpRedirect`], a benchmark baseline), also
+/// removed by [`cleanup`].
+pub const REDIRECT_PROG_NAME: &str = "xdpos_redirect";
+
+/// What [`XdpProgram::attach_object`] loads.
+pub(crate) struct LoadSpec<'a> {
+    /// The embedded object.
+    pub obj: &'static [u8],
+    /// The XDP program in it.
+    pub prog: &'static str,
+    /// Maps shared with an instance loaded before: (name, descriptor).
+    pub reuse: &'a [(&'a str, BorrowedFd<'a>)],
+    /// Map sizes set before loading: (name, max_entries).
+    pub sizes: &'a [(&'a str, u32)],
+}
+
+impl LoadSpec<'_> {
+    fn steer() -> LoadSpec<'static> {
+        LoadSpec { obj: STEER_OBJ, prog: PROG_NAME, reuse: &[], sizes: &[] }
+    }
+}
+
 /// Slots in the XSKMAP: the highest queue index a socket can serve, plus one.
 pub const MAX_QUEUES: u32 = 64;
 
@@ -149,17 +175,36 @@ impl XdpProgram {
 
     /// [`XdpProgram::attach`] choosing the attachment kind.
     pub fn attach_with(ifname: &str, mode: XdpMode, how: Attach) -> Result<XdpProgram, NicError> {
+        Self::attach_object(ifname, mode, how, &LoadSpec::steer())
+    }
+
+    /// Loads the program `spec` names (an object with the steering program's maps `xsks`,
+    /// `config`, `owned_addrs`, `owned_ports`, `verdicts`) and attaches it to `ifname`.
+    pub(crate) fn attach_object(
+        ifname: &str,
+        mode: XdpMode,
+        how: Attach,
+        spec: &LoadSpec<'_>,
+    ) -> Result<XdpProgram, NicError> {
         let ifindex =
             sys::ifindex(ifname).ok_or_else(|| NicError::NoSuchInterface(ifname.to_string()))?;
         let bpf = |what: String| move |source| NicError::Bpf { what, source };
-        let open = ObjectBuilder::default()
-            .open_memory(STEER_OBJ)
-            .map_err(bpf("cannot open the embedded steering object".into()))?;
-        let obj =
-            open.load().map_err(bpf(format!("cannot load the steering program for {ifname}")))?;
+        let mut open = ObjectBuilder::default()
+            .open_memory(spec.obj)
+            .map_err(bpf(format!("cannot open the embedded object of {}", spec.prog)))?;
+        for mut m in open.maps_mut() {
+            let name = m.name().to_string_lossy().into_owned();
+            if let Some(&(_, n)) = spec.sizes.iter().find(|(x, _)| *x == name) {
+                m.set_max_entries(n).map_err(bpf(format!("cannot size map {name}")))?;
+            }
+            if let Some((_, fd)) = spec.reuse.iter().find(|(x, _)| *x == name) {
+                m.reuse_fd(*fd).map_err(bpf(format!("cannot share map {name}")))?;
+            }
+        }
+        let obj = open.load().map_err(bpf(format!("cannot load {} for {ifname}", spec.prog)))?;
         let handle = |name: &str| -> Result<MapHandle, NicError> {
             let map = obj.maps().find(|m| m.name() == name).ok_or_else(|| NicError::Bpf {
-                what: format!("steering object has no map {name}"),
+                what: format!("object of {} has no map {name}", spec.prog),
                 source: libbpf_rs::Error::from(io::Error::from(io::ErrorKind::NotFound)),
             })?;
             MapHandle::try_from(&map).map_err(bpf(format!("cannot take a handle on map {name}")))
@@ -167,8 +212,8 @@ impl XdpProgram {
         let (xsks, config) = (handle("xsks")?, handle("config")?);
         let (owned_addrs, owned_ports, verdicts) =
             (handle("owned_addrs")?, handle("owned_ports")?, handle("verdicts")?);
-        let prog = obj.progs().find(|p| p.name() == PROG_NAME).ok_or_else(|| NicError::Bpf {
-            what: format!("steering object has no program {PROG_NAME}"),
+        let prog = obj.progs().find(|p| p.name() == spec.prog).ok_or_else(|| NicError::Bpf {
+            what: format!("object has no program {}", spec.prog),
             source: libbpf_rs::Error::from(io::Error::from(io::ErrorKind::NotFound)),
         })?;
         let prog_fd = prog.as_fd();
@@ -196,7 +241,7 @@ impl XdpProgram {
                             "native XDP refused; running in SKB (generic) mode, which is much slower"
                         );
                     }
-                    tracing::info!(ifname, mode = attached.as_str(), how = ?how, "steering program attached");
+                    tracing::info!(ifname, mode = attached.as_str(), how = ?how, program = spec.prog, "XDP program attached");
                     return Ok(XdpProgram {
                         link,
                         netlink: how == Attach::Netlink,
@@ -232,6 +277,18 @@ impl XdpProgram {
             ifname.to_string(),
             last_err.unwrap_or_else(|| io::Error::other("no mode to try")),
         ))
+    }
+
+    /// A handle on map `name` of the loaded object (maps beyond the steering program's).
+    pub(crate) fn map_handle(&self, name: &str) -> Result<MapHandle, NicError> {
+        let map = self._obj.maps().find(|m| m.name() == name).ok_or_else(|| NicError::Bpf {
+            what: format!("the program on {} has no map {name}", self.ifname),
+            source: libbpf_rs::Error::from(io::Error::from(io::ErrorKind::NotFound)),
+        })?;
+        MapHandle::try_from(&map).map_err(|source| NicError::Bpf {
+            what: format!("cannot take a handle on map {name}"),
+            source,
+        })
     }
 
     /// Interface name.
@@ -470,7 +527,10 @@ pub fn cleanup() -> Result<Vec<CleanupAction>, NicError> {
         for (prog_id, flags) in
             [(q.drv_prog_id, XDP_FLAGS_DRV_MODE), (q.skb_prog_id, XDP_FLAGS_SKB_MODE)]
         {
-            if prog_id == 0 || prog_name(prog_id).as_deref() != Some(PROG_NAME) {
+            let ours = prog_name(prog_id).is_some_and(|n| {
+                [PROG_NAME, FWD_PROG_NAME, REDIRECT_PROG_NAME].contains(&n.as_str())
+            });
+            if prog_id == 0 || !ours {
                 continue;
             }
             if held_by_a_process(prog_id) {

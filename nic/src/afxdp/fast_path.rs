@@ -1,0 +1,609 @@
+//! # The forwarding fast path: an XDP program that forwards what the router knows
+//!
+//! What it is: the control side of `nic/bpf/fwd.bpf.c` (issue 9). One instance of the program
+//! per router interface ([`FastPath::attach`]; each is an [`XdpProgram`], so the AF_XDP sockets
+//! register in its XSKMAP and it is steered and detached like the steering program); the
+//! forwarding maps are created by the first instance and shared by the others. In steering
+//! mode ALL the program forwards IPv4 unicast with a known route and a resolved next hop (MAC
+//! rewrite, TTL − 1, incremental checksum, `bpf_redirect_map` to the egress port's devmap
+//! slot) and punts everything else to the receiving queue's AF_XDP socket, where the library
+//! OS handles it; the C source lists the checks.
+//!
+//! What it owns: the shared maps: the DIR-24-8 table (`fib_tbl24`, `fib_tbl8`, `fib_nh`,
+//! `fib_ctl`, memory-mapped here), the ports (`fp_ports`: ifindex, MTU, MAC) and their devmap
+//! (`fp_tx`), the neighbours (`fp_neigh`, a hash keyed by (port, address)) and the per-CPU
+//! counters (`fp_stats`, [`FpOutcome`]).
+//!
+//! Consistency: the table is double-buffered. [`FastPath::load`] writes the half no packet
+//! reads, flips `active`, then waits for an RCU grace period (`membarrier(GLOBAL)`, which runs
+//! `synchronize_rcu`; XDP programs run inside RCU read-side sections) so no packet still holds
+//! the old half when the next load overwrites it: every packet is looked up in one table, old
+//! or new. Neighbours are single hash entries (replaced atomically by the kernel); the caller
+//! writes only neighbours it may send to and removes them when they expire, so a missing entry
+//! means "punt", never "forward to an old MAC".
+//!
+//! Memory: `fib_tbl24` 2 × 2^24 × 4 B = 128 MiB, `fib_tbl8` 2 × [`FP_TBL8_GROUPS`] × 1 KiB =
+//! 32 MiB, allocated by the kernel when the first instance loads, whatever the route count.
+
+use std::net::Ipv4Addr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use libbpf_rs::{MapCore, MapFlags, MapHandle};
+
+use super::xdp_prog::{
+    Attach, Counter, LoadSpec, XdpMode, XdpProgram, FWD_PROG_NAME, REDIRECT_PROG_NAME,
+};
+use crate::NicError;
+
+static FWD_OBJ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fwd.bpf.o"));
+
+/// Ports (interfaces) the fast path can forward between.
+pub const FP_MAX_PORTS: usize = 16;
+/// Second-level groups per table (a /24 holding prefixes longer than /24 takes one; a million
+/// routes of the BGP table's length mix take about 14,700).
+pub const FP_TBL8_GROUPS: usize = 16384;
+/// Next-hop indices per table (index 0 is "no route").
+pub const FP_MAX_NEXT_HOPS: usize = 4096;
+const TBL24: usize = 1 << 24;
+
+/// Maps every instance shares (created by the first).
+const SHARED: [&str; 8] =
+    ["fib_tbl24", "fib_tbl8", "fib_nh", "fib_ctl", "fp_ports", "fp_tx", "fp_neigh", "fp_stats"];
+
+/// A next hop of the table, as the XDP program sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FpNextHop {
+    /// No route (index 0).
+    None,
+    /// Out of port `port`, to the gateway `via`, or on-link to the destination (`None`).
+    Forward {
+        /// Egress port.
+        port: u16,
+        /// Gateway.
+        via: Option<Ipv4Addr>,
+    },
+    /// For the appliance: punted.
+    Local,
+    /// Dropped (counted).
+    Blackhole,
+}
+
+/// A DIR-24-8 table to mirror (the layout of `libos::fib::Fib`: an entry is a next-hop index,
+/// `1 << 31 | group`, or 0 for the default route).
+#[derive(Debug, Clone, Copy)]
+pub struct FpTable<'a> {
+    /// 2^24 first-level entries.
+    pub tbl24: &'a [u32],
+    /// Second-level groups, 256 entries each.
+    pub tbl8: &'a [u32],
+    /// Next hops by index (index 0: no route).
+    pub next_hops: &'a [FpNextHop],
+    /// Next-hop index of the default route (0: none).
+    pub default: u32,
+}
+
+/// What the program did with a packet (index into its counters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FpOutcome {
+    /// Forwarded (redirected out of the egress port).
+    Forwarded,
+    /// Punted: not IPv4 (ARP, IPv6, VLAN, …).
+    NotIpv4,
+    /// Punted: not to the interface's own MAC (broadcast, multicast, another host's).
+    NotUnicast,
+    /// Punted: truncated, bad version, length or header checksum.
+    Malformed,
+    /// Punted: IP options.
+    Options,
+    /// Punted: a fragment.
+    Fragment,
+    /// Punted: martian, multicast or broadcast source or destination.
+    Special,
+    /// Punted: TTL ≤ 1.
+    Ttl,
+    /// Punted: no route.
+    NoRoute,
+    /// Punted: for the appliance itself.
+    Local,
+    /// Punted: next hop not resolved.
+    NoNeighbor,
+    /// Punted: larger than the egress MTU.
+    TooBig,
+    /// Punted: egress port not configured.
+    NoPort,
+    /// Dropped: a blackhole route.
+    Blackhole,
+}
+
+impl FpOutcome {
+    /// Every outcome, in counter order.
+    pub const ALL: [FpOutcome; 14] = [
+        FpOutcome::Forwarded,
+        FpOutcome::NotIpv4,
+        FpOutcome::NotUnicast,
+        FpOutcome::Malformed,
+        FpOutcome::Options,
+        FpOutcome::Fragment,
+        FpOutcome::Special,
+        FpOutcome::Ttl,
+        FpOutcome::NoRoute,
+        FpOutcome::Local,
+        FpOutcome::NoNeighbor,
+        FpOutcome::TooBig,
+        FpOutcome::NoPort,
+        FpOutcome::Blackhole,
+    ];
+
+    /// A short name (a metrics label value).
+    pub fn name(self) -> &'static str {
+        match self {
+            FpOutcome::Forwarded => "forwarded",
+            FpOutcome::NotIpv4 => "not_ipv4",
+            FpOutcome::NotUnicast => "not_unicast",
+            FpOutcome::Malformed => "malformed",
+            FpOutcome::Options => "options",
+            FpOutcome::Fragment => "fragment",
+            FpOutcome::Special => "special_address",
+            FpOutcome::Ttl => "ttl_expired",
+            FpOutcome::NoRoute => "no_route",
+            FpOutcome::Local => "local",
+            FpOutcome::NoNeighbor => "no_neighbor",
+            FpOutcome::TooBig => "too_big",
+            FpOutcome::NoPort => "no_port",
+            FpOutcome::Blackhole => "blackhole",
+        }
+    }
+
+    /// Punted to the AF_XDP socket (the library OS handles it).
+    pub fn is_punt(self) -> bool {
+        !matches!(self, FpOutcome::Forwarded | FpOutcome::Blackhole)
+    }
+
+    /// Dropped in the program.
+    pub fn is_drop(self) -> bool {
+        self == FpOutcome::Blackhole
+    }
+}
+
+/// The program's counters, summed over CPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FastPathCounters {
+    /// Per outcome, in [`FpOutcome::ALL`] order.
+    pub by_outcome: [Counter; 14],
+}
+
+impl FastPathCounters {
+    /// The counter of one outcome.
+    pub fn get(&self, o: FpOutcome) -> Counter {
+        let i = FpOutcome::ALL.iter().position(|&x| x == o).unwrap_or(0);
+        self.by_outcome[i]
+    }
+
+    /// Packets forwarded.
+    pub fn forwarded(&self) -> u64 {
+        self.get(FpOutcome::Forwarded).packets
+    }
+
+    /// Packets punted, all reasons.
+    pub fn punted(&self) -> u64 {
+        self.sum(FpOutcome::is_punt)
+    }
+
+    /// Packets dropped, all reasons.
+    pub fn dropped(&self) -> u64 {
+        self.sum(FpOutcome::is_drop)
+    }
+
+    fn sum(&self, which: fn(FpOutcome) -> bool) -> u64 {
+        FpOutcome::ALL
+            .iter()
+            .zip(&self.by_outcome)
+            .filter(|(o, _)| which(**o))
+            .map(|(_, c)| c.packets)
+            .sum()
+    }
+}
+
+fn read_counters(map: &MapHandle) -> Result<FastPathCounters, NicError> {
+    let mut out = FastPathCounters::default();
+    for (i, c) in out.by_outcome.iter_mut().enumerate() {
+        let per_cpu = map
+            .lookup_percpu(&(i as u32).to_ne_bytes(), MapFlags::ANY)
+            .map_err(|source| NicError::Bpf {
+                what: "cannot read the fast path's counters".into(),
+                source,
+            })?
+            .unwrap_or_default();
+        for v in per_cpu {
+            if v.len() >= 16 {
+                c.packets += u64::from_ne_bytes(v[0..8].try_into().unwrap_or_default());
+                c.bytes += u64::from_ne_bytes(v[8..16].try_into().unwrap_or_default());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Reads the fast path's counters from any thread (a metrics collector at scrape time).
+#[derive(Debug)]
+pub struct FastPathReader {
+    map: MapHandle,
+}
+
+impl FastPathReader {
+    /// The counters now, summed over CPUs.
+    pub fn read(&self) -> Result<FastPathCounters, NicError> {
+        read_counters(&self.map)
+    }
+}
+
+/// Writes the neighbour map from the thread that knows the neighbours (a worker's ARP
+/// caches). A system call per change, never per packet.
+#[derive(Debug)]
+pub struct FpNeighbors {
+    map: MapHandle,
+}
+
+impl FpNeighbors {
+    fn key(port: u16, ip: Ipv4Addr) -> [u8; 8] {
+        let mut k = [0u8; 8];
+        k[..4].copy_from_slice(&u32::from(port).to_ne_bytes());
+        k[4..].copy_from_slice(&ip.octets());
+        k
+    }
+
+    /// Port `port` reaches `ip` at `mac` (added or replaced in one step).
+    pub fn set(&self, port: u16, ip: Ipv4Addr, mac: [u8; 6]) -> Result<(), NicError> {
+        let mut v = [0u8; 8];
+        v[..6].copy_from_slice(&mac);
+        self.map.update(&Self::key(port, ip), &v, MapFlags::ANY).map_err(|source| NicError::Bpf {
+            what: format!("cannot set neighbour {ip} of port {port}"),
+            source,
+        })
+    }
+
+    /// Forgets `ip` on `port` (packets to it are punted). Absent entries are fine.
+    pub fn remove(&self, port: u16, ip: Ipv4Addr) -> Result<(), NicError> {
+        match self.map.delete(&Self::key(port, ip)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(NicError::Bpf {
+                what: format!("cannot remove neighbour {ip} of port {port}"),
+                source,
+            }),
+        }
+    }
+}
+
+/// A shared mapping of a BPF array map (`BPF_F_MMAPABLE`).
+#[derive(Debug)]
+struct Mmap {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain shared memory owned by this value; writers go through `&mut
+// FastPath` (the half no packet reads) or atomics (the control words), readers are the XDP
+// program, which the kernel synchronizes with RCU as the module documentation says.
+unsafe impl Send for Mmap {}
+// SAFETY: as above; `&Mmap` only gives atomic access to the control words.
+unsafe impl Sync for Mmap {}
+
+impl Mmap {
+    fn new(map: &MapHandle, bytes: usize) -> Result<Mmap, NicError> {
+        let page = 4096;
+        let len = bytes.div_ceil(page) * page;
+        // SAFETY: a fresh shared mapping of a map descriptor we hold; the kernel checks the
+        // length against the map's size and the map's mmapable flag.
+        let ptr = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                map.as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(NicError::sys(
+                "mmap a BPF map",
+                map.name().to_string_lossy().into_owned(),
+                std::io::Error::last_os_error(),
+            ));
+        }
+        Ok(Mmap { ptr: ptr.cast(), len })
+    }
+
+    fn words(&self) -> usize {
+        self.len / 4
+    }
+
+    /// Copies `src` to 32-bit word `at` on. Only for words no packet reads (the inactive half).
+    fn write(&mut self, at: usize, src: &[u32]) {
+        assert!(at + src.len() <= self.words(), "fast path: write beyond a mapped map");
+        // SAFETY: in bounds (checked above), 4-byte aligned (page-aligned base), and the range
+        // belongs to the table half no packet reads (the caller's contract, see `load`).
+        unsafe {
+            core::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.cast::<u32>().add(at), src.len());
+        }
+    }
+
+    /// Word `i` as an atomic (the control words the program reads while they change).
+    fn atomic(&self, i: usize) -> &AtomicU32 {
+        assert!(i < self.words(), "fast path: control word out of range");
+        // SAFETY: in bounds, aligned, and the mapping lives as long as `self`; AtomicU32 has
+        // the layout of u32.
+        unsafe { &*self.ptr.cast::<AtomicU32>().add(i) }
+    }
+}
+
+impl Drop for Mmap {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once.
+        unsafe {
+            libc::munmap(self.ptr.cast(), self.len);
+        }
+    }
+}
+
+// Word offsets in fib_ctl.
+const CTL_ACTIVE: usize = 0;
+const CTL_DEFAULT: usize = 1; // + half
+const CTL_ENABLED: usize = 3;
+
+/// The fast path's shared maps (see the module documentation).
+#[derive(Debug)]
+pub struct FastPath {
+    tbl24: Mmap,
+    tbl8: Mmap,
+    nh: Mmap,
+    ctl: Mmap,
+    ports: MapHandle,
+    tx: MapHandle,
+    neigh: MapHandle,
+    stats: MapHandle,
+    /// The half packets read (`None` before the first load).
+    live: Option<usize>,
+    loads: u64,
+}
+
+impl FastPath {
+    /// Loads the forwarding program on every interface of `ifnames` (port `i` is
+    /// `ifnames[i]`) and attaches it (native mode first, see [`XdpMode`]); the programs pass
+    /// everything until steered, and punt everything until [`FastPath::enable`].
+    pub fn attach(
+        ifnames: &[&str],
+        mode: XdpMode,
+    ) -> Result<(Vec<XdpProgram>, FastPath), NicError> {
+        if ifnames.is_empty() || ifnames.len() > FP_MAX_PORTS {
+            return Err(NicError::Invalid {
+                what: "fast path ports",
+                value: ifnames.len() as u64,
+                why: "between 1 and 16",
+            });
+        }
+        let spec = LoadSpec { obj: FWD_OBJ, prog: FWD_PROG_NAME, reuse: &[], sizes: &[] };
+        let first = XdpProgram::attach_object(ifnames[0], mode, Attach::Link, &spec)?;
+        let mut shared = Vec::with_capacity(SHARED.len());
+        for name in SHARED {
+            shared.push(first.map_handle(name)?);
+        }
+        let mut progs = vec![first];
+        for name in &ifnames[1..] {
+            let reuse: Vec<(&str, BorrowedFd<'_>)> =
+                SHARED.iter().zip(&shared).map(|(n, h)| (*n, h.as_fd())).collect();
+            let spec = LoadSpec { reuse: &reuse, ..spec };
+            progs.push(XdpProgram::attach_object(name, mode, Attach::Link, &spec)?);
+        }
+        for (i, p) in progs.iter().enumerate() {
+            let me = p.map_handle("fp_self")?;
+            let v = [(i as u32).to_ne_bytes(), 0u32.to_ne_bytes()].concat();
+            me.update(&0u32.to_ne_bytes(), &v, MapFlags::ANY).map_err(|source| NicError::Bpf {
+                what: format!("cannot set the port of {}", p.ifname()),
+                source,
+            })?;
+        }
+        let [t24, t8, nh, ctl, ports, tx, neigh, stats]: [MapHandle; 8] =
+            shared.try_into().map_err(|_| NicError::Invalid {
+                what: "fast path maps",
+                value: SHARED.len() as u64,
+                why: "one handle per shared map",
+            })?;
+        let fp = FastPath {
+            tbl24: Mmap::new(&t24, 2 * TBL24 * 4)?,
+            tbl8: Mmap::new(&t8, 2 * FP_TBL8_GROUPS * 256 * 4)?,
+            nh: Mmap::new(&nh, 2 * FP_MAX_NEXT_HOPS * 16)?,
+            ctl: Mmap::new(&ctl, 16)?,
+            ports,
+            tx,
+            neigh,
+            stats,
+            live: None,
+            loads: 0,
+        };
+        Ok((progs, fp))
+    }
+
+    /// Declares port `port`: its interface index, MAC and IP MTU; frames leave it through the
+    /// devmap.
+    pub fn set_port(
+        &self,
+        port: usize,
+        ifindex: u32,
+        mac: [u8; 6],
+        mtu: u32,
+    ) -> Result<(), NicError> {
+        if port >= FP_MAX_PORTS {
+            return Err(NicError::Invalid {
+                what: "fast path port",
+                value: port as u64,
+                why: "below 16",
+            });
+        }
+        let key = (port as u32).to_ne_bytes();
+        let bpf = |what: String| move |source| NicError::Bpf { what, source };
+        self.tx
+            .update(&key, &ifindex.to_ne_bytes(), MapFlags::ANY)
+            .map_err(bpf(format!("cannot put interface {ifindex} in the devmap")))?;
+        let mut v = [0u8; 16];
+        v[0..4].copy_from_slice(&ifindex.to_ne_bytes());
+        v[4..8].copy_from_slice(&mtu.to_ne_bytes());
+        v[8..14].copy_from_slice(&mac);
+        self.ports
+            .update(&key, &v, MapFlags::ANY)
+            .map_err(bpf(format!("cannot declare port {port}")))
+    }
+
+    /// Writes `table` into the half no packet reads, makes it the live one, and returns once
+    /// no packet can still be reading the other (an RCU grace period).
+    pub fn load(&mut self, table: &FpTable<'_>) -> Result<(), NicError> {
+        let groups = table.tbl8.len() / 256;
+        if table.tbl24.len() != TBL24 || table.tbl8.len() % 256 != 0 {
+            return Err(NicError::Invalid {
+                what: "fast path table",
+                value: table.tbl24.len() as u64,
+                why: "tbl24 needs 2^24 entries and tbl8 whole groups",
+            });
+        }
+        if groups > FP_TBL8_GROUPS {
+            return Err(NicError::Invalid {
+                what: "second-level groups",
+                value: groups as u64,
+                why: "more than the fast path holds (16384)",
+            });
+        }
+        if table.next_hops.len() > FP_MAX_NEXT_HOPS || table.default as usize >= FP_MAX_NEXT_HOPS {
+            return Err(NicError::Invalid {
+                what: "next hops",
+                value: table.next_hops.len() as u64,
+                why: "more than the fast path holds (4096)",
+            });
+        }
+        let half = self.live.map_or(0, |h| h ^ 1);
+        self.tbl24.write(half * TBL24, table.tbl24);
+        for g in 0..groups {
+            self.tbl8.write((g * 2 + half) * 256, &table.tbl8[g * 256..(g + 1) * 256]);
+        }
+        for (i, nh) in table.next_hops.iter().enumerate() {
+            let v = match *nh {
+                FpNextHop::None => [0, 0, 0, 0],
+                FpNextHop::Forward { port, via } => {
+                    [1, u32::from(port), u32::from_ne_bytes(via.map_or([0; 4], |a| a.octets())), 0]
+                }
+                FpNextHop::Local => [2, 0, 0, 0],
+                FpNextHop::Blackhole => [3, 0, 0, 0],
+            };
+            self.nh.write((i * 2 + half) * 4, &v);
+        }
+        self.ctl.atomic(CTL_DEFAULT + half).store(table.default, Ordering::SeqCst);
+        self.ctl.atomic(CTL_ACTIVE).store(half as u32, Ordering::SeqCst);
+        self.live = Some(half);
+        self.loads += 1;
+        grace_period();
+        Ok(())
+    }
+
+    /// Forwards (`true`) or punts everything (`false`, the library OS forwards).
+    pub fn enable(&self, on: bool) {
+        self.ctl.atomic(CTL_ENABLED).store(u32::from(on), Ordering::SeqCst);
+    }
+
+    /// Whether the program forwards.
+    pub fn enabled(&self) -> bool {
+        self.ctl.atomic(CTL_ENABLED).load(Ordering::Relaxed) != 0
+    }
+
+    /// Tables loaded so far.
+    pub fn loads(&self) -> u64 {
+        self.loads
+    }
+
+    /// A writer of the neighbour map for another thread.
+    pub fn neighbors(&self) -> Result<FpNeighbors, NicError> {
+        Ok(FpNeighbors { map: dup(&self.neigh, "fp_neigh")? })
+    }
+
+    /// The counters now, summed over CPUs.
+    pub fn counters(&self) -> Result<FastPathCounters, NicError> {
+        read_counters(&self.stats)
+    }
+
+    /// A reader of the counters for another thread (metrics).
+    pub fn reader(&self) -> Result<FastPathReader, NicError> {
+        Ok(FastPathReader { map: dup(&self.stats, "fp_stats")? })
+    }
+}
+
+fn dup(map: &MapHandle, name: &str) -> Result<MapHandle, NicError> {
+    MapHandle::try_from(map).map_err(|source| NicError::Bpf {
+        what: format!("cannot take a second handle on {name}"),
+        source,
+    })
+}
+
+/// Waits until every XDP program run that started before has ended: `membarrier(GLOBAL)`
+/// runs `synchronize_rcu` (Linux 4.16+); where it is refused (nohz_full), a 50 ms sleep,
+/// far longer than one NAPI poll.
+fn grace_period() {
+    const MEMBARRIER_CMD_GLOBAL: libc::c_long = 1;
+    // SAFETY: membarrier takes no pointers.
+    let r = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) };
+    if r != 0 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+static REDIRECT_OBJ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/redirect.bpf.o"));
+
+/// A bare in-kernel XDP redirect from one interface to another (`nic/bpf/redirect.bpf.c`):
+/// every frame gets fixed MACs and leaves through a devmap. The baseline the fast path is
+/// measured against (`xdpos bench fwd`, variant `xdp-redirect`); detached on drop.
+#[derive(Debug)]
+pub struct XdpRedirect {
+    prog: XdpProgram,
+}
+
+impl XdpRedirect {
+    /// Attaches to `from` (native mode first) and redirects every frame out of `to` with
+    /// destination MAC `dst` and source MAC `src`.
+    pub fn attach(
+        from: &str,
+        to: &str,
+        dst: [u8; 6],
+        src: [u8; 6],
+        mode: XdpMode,
+    ) -> Result<XdpRedirect, NicError> {
+        let spec = LoadSpec { obj: REDIRECT_OBJ, prog: REDIRECT_PROG_NAME, reuse: &[], sizes: &[] };
+        let prog = XdpProgram::attach_object(from, mode, Attach::Link, &spec)?;
+        let to_index =
+            super::sys::ifindex(to).ok_or_else(|| NicError::NoSuchInterface(to.to_string()))?;
+        let bpf = |what: &str| {
+            let what = what.to_string();
+            move |source| NicError::Bpf { what, source }
+        };
+        prog.map_handle("redirect_tx")?
+            .update(&0u32.to_ne_bytes(), &to_index.to_ne_bytes(), MapFlags::ANY)
+            .map_err(bpf("cannot set the redirect target"))?;
+        let mut macs = [0u8; 16];
+        macs[..6].copy_from_slice(&dst);
+        macs[6..12].copy_from_slice(&src);
+        prog.map_handle("redirect_macs")?
+            .update(&0u32.to_ne_bytes(), &macs, MapFlags::ANY)
+            .map_err(bpf("cannot set the redirect MACs"))?;
+        prog.steer_all()?;
+        Ok(XdpRedirect { prog })
+    }
+
+    /// Frames redirected so far.
+    pub fn redirected(&self) -> Result<u64, NicError> {
+        Ok(self.prog.verdicts()?.redirect.packets)
+    }
+
+    /// The mode it is attached in.
+    pub fn mode(&self) -> super::AttachedMode {
+        self.prog.mode()
+    }
+}
