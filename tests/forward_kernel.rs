@@ -21,6 +21,7 @@ use libos::forward::FwdDrop;
 use libos::iface::route::Ipv4Cidr;
 use nic::afxdp::{XdpMode, XskConfig};
 use rustix::process::Signal;
+use xdpos::fastpath::FastPathMode;
 use xdpos::forward::{
     fib_builder, ForwardConfig, ForwardReport, ForwardService, ForwardWorkerConfig, IfaceSpec,
     Role, RouteSpec,
@@ -61,6 +62,7 @@ fn router_cfg(chain: &Chain, queues: u32, role: Role) -> ForwardConfig {
         mode: XdpMode::Native,
         socket: XskConfig::default(),
         worker: ForwardWorkerConfig::default(),
+        fast_path: FastPathMode::Userspace,
     }
 }
 

@@ -48,6 +48,13 @@
 //! [`ForwardService::metrics`] adds every socket's `XDP_STATISTICS` and every steering
 //! program's verdicts, read at scrape time. [`ForwardWorkerConfig::metrics`] turns it off.
 //!
+//! Fast path (issue 9, [`crate::fastpath`]): with [`ForwardConfig::fast_path`] `xdp` (or `auto`
+//! on a device without zero-copy AF_XDP) the router's interfaces get the forwarding XDP
+//! program instead of the steering program: it forwards what the table and the neighbours it
+//! mirrors know and punts the rest to these sockets, where the router handles it as in
+//! userspace mode. [`ForwardService::set_fib`] loads a new table into it before the workers get
+//! it; worker 0 mirrors its stacks' usable neighbours into it ([`NeighborMirror`]).
+//!
 //! Shutdown: [`ForwardService::join`] stops the steering (the kernel stops writing into the
 //! sockets), then the workers: each frees what it holds, drains, waits (bounded) for its
 //! transmissions and checks the frame accounting of its whole UMEM on a quiet group; the
@@ -68,6 +75,9 @@ use libos::wire::{EthernetAddress, NetHdr};
 use libos::{Instant, NeighborHint, RxBatch, StackConfig, Stats};
 use nic::afxdp::{GroupPort, XdpMode, XdpProgram, XdpStatistics, XskConfig, XskGroup};
 use nic::{Burst, Desc, FrameCounts, Port, PortStats, MAX_BURST};
+
+use crate::fastpath::{FastPathCtl, FastPathMode, FpPort, NeighborMirror};
+use nic::afxdp::{FastPathCounters, FastPathReader};
 
 use crate::metrics::live::SLOW_EVERY;
 use crate::metrics::{Forwarding, ServiceMetrics, SocketReader, WorkerMetrics};
@@ -169,6 +179,9 @@ pub struct ForwardConfig {
     pub socket: XskConfig,
     /// Worker loop settings.
     pub worker: ForwardWorkerConfig,
+    /// Router: where packets with a known route and next hop are forwarded (the cross-connect
+    /// ignores it).
+    pub fast_path: FastPathMode,
 }
 
 /// The stack configurations of a router's interfaces (MACs read from the devices).
@@ -510,6 +523,8 @@ pub struct ForwardWorker<G: FwdGroup = XskGroup> {
     tx_full_drops: u64,
     fib_swaps: u64,
     idle_since: Option<std::time::Instant>,
+    /// Worker 0 of a router with the XDP fast path: its neighbours into the fast path's map.
+    mirror: Option<NeighborMirror>,
 }
 
 impl<G: FwdGroup> ForwardWorker<G> {
@@ -535,6 +550,7 @@ impl<G: FwdGroup> ForwardWorker<G> {
             tx_full_drops: 0,
             fib_swaps: 0,
             idle_since: None,
+            mirror: None,
         }
     }
 
@@ -662,6 +678,9 @@ impl<G: FwdGroup> ForwardWorker<G> {
         let Mode::Router { router, listener, accepted } = &mut self.mode else { return 0 };
         if full {
             Self::housekeeping(router, &mut self.hints, listener, accepted, now);
+            if let Some(m) = &mut self.mirror {
+                m.sync(router, now);
+            }
         }
         let mut made = 0;
         for q in 0..router.ports() {
@@ -1047,6 +1066,8 @@ pub struct ForwardService {
     retired: Receiver<Arc<Fib>>,
     stop: Arc<AtomicBool>,
     mode: String,
+    fast: Option<FastPathCtl>,
+    fast_path: FastPathMode,
 }
 
 impl Drop for ForwardService {
@@ -1066,15 +1087,28 @@ impl ForwardService {
         let n = cfg.ifaces.len();
         let mut macs = Vec::with_capacity(n);
         let mut progs = Vec::with_capacity(n);
+        let wants_fast =
+            matches!(cfg.role, Role::Router { .. }) && cfg.fast_path != FastPathMode::Userspace;
         for i in &cfg.ifaces {
             macs.push(
                 nic::netdev::mac_address(&i.name)
                     .with_context(|| format!("read the MAC address of {}", i.name))?,
             );
-            progs.push(
-                XdpProgram::attach(&i.name, cfg.mode)
-                    .with_context(|| format!("attach the steering program to {}", i.name))?,
-            );
+            if !wants_fast {
+                progs.push(
+                    XdpProgram::attach(&i.name, cfg.mode)
+                        .with_context(|| format!("attach the steering program to {}", i.name))?,
+                );
+            }
+        }
+        // The router's fast path: the forwarding program on every interface instead (it
+        // steers like the steering program, and forwards once activated below).
+        let mut fast = None;
+        if wants_fast {
+            let names: Vec<&str> = cfg.ifaces.iter().map(|i| i.name.as_str()).collect();
+            let (p, ctl) = FastPathCtl::attach(&names, cfg.mode)?;
+            progs = p;
+            fast = Some(ctl);
         }
         let clock = Clock::new();
         let fib = match &cfg.role {
@@ -1134,6 +1168,37 @@ impl ForwardService {
             }
             built.push(w);
         }
+        // Auto: userspace where every socket is zero-copy, XDP otherwise.
+        let fast_path = match (&mut fast, &fib) {
+            (Some(ctl), Some(fib)) => {
+                let zero_copy =
+                    built.iter().all(|w| (0..w.group.len()).all(|i| w.group.caps(i).zero_copy));
+                let ports: Vec<FpPort> = progs
+                    .iter()
+                    .zip(&macs)
+                    .zip(&cfg.ifaces)
+                    .map(|((p, mac), i)| FpPort {
+                        ifindex: p.ifindex(),
+                        mac: *mac,
+                        mtu: u32::try_from(i.mtu).unwrap_or(u32::MAX),
+                    })
+                    .collect();
+                let mode = ctl.activate(cfg.fast_path, zero_copy, &ports, fib)?;
+                if mode == FastPathMode::Xdp {
+                    if let Some(w) = built.first_mut() {
+                        w.mirror = Some(NeighborMirror::new(ctl.neighbors()?, n));
+                    }
+                }
+                tracing::info!(
+                    requested = cfg.fast_path.as_str(),
+                    fast_path = mode.as_str(),
+                    zero_copy,
+                    "router fast path"
+                );
+                mode
+            }
+            _ => FastPathMode::Userspace,
+        };
         let mut handles = Vec::new();
         let mut counters = Vec::new();
         for (i, mut w) in built.into_iter().enumerate() {
@@ -1178,6 +1243,8 @@ impl ForwardService {
             retired,
             stop,
             mode,
+            fast,
+            fast_path,
         })
     }
 
@@ -1268,6 +1335,8 @@ impl ForwardService {
             retired,
             stop,
             mode: label.to_string(),
+            fast: None,
+            fast_path: FastPathMode::Userspace,
         })
     }
 
@@ -1286,10 +1355,32 @@ impl ForwardService {
         self.metrics.clone()
     }
 
-    /// Hands a new table to every worker (applied between batches); frees the tables the
-    /// workers gave back. Fails when a worker has two tables waiting already.
+    /// Where packets with a known route and next hop are forwarded: `userspace` or `xdp`
+    /// (`auto` is resolved at the start; a cross-connect says `userspace`).
+    pub fn fast_path(&self) -> FastPathMode {
+        self.fast_path
+    }
+
+    /// The XDP fast path's counters (forwarded, punted and dropped by reason, summed over
+    /// CPUs); `None` without the forwarding program.
+    pub fn fast_path_counters(&self) -> anyhow::Result<Option<FastPathCounters>> {
+        self.fast.as_ref().map(FastPathCtl::counters).transpose()
+    }
+
+    /// A reader of the fast path's counters for another thread (metrics at scrape time);
+    /// `None` without the forwarding program.
+    pub fn fast_path_reader(&self) -> anyhow::Result<Option<FastPathReader>> {
+        self.fast.as_ref().map(FastPathCtl::reader).transpose()
+    }
+
+    /// Hands a new table to every worker (applied between batches), after loading it into the
+    /// XDP fast path (which flips between whole tables); frees the tables the workers gave
+    /// back. Fails when a worker has two tables waiting already.
     pub fn set_fib(&self, fib: Arc<Fib>) -> anyhow::Result<()> {
         while self.retired.try_recv().is_ok() {}
+        if let Some(f) = &self.fast {
+            f.set_fib(&fib)?;
+        }
         for tx in &self.fib_tx {
             tx.try_send(fib.clone())
                 .map_err(|_| anyhow::anyhow!("forward: a worker has not taken the last table"))?;
@@ -1366,6 +1457,12 @@ pub struct ForwardArgs {
     /// XDP mode: auto (native, SKB fallback), native, skb.
     #[arg(long, value_parser = ["auto", "native", "skb"], default_value = "auto")]
     pub mode: String,
+    /// Router: where packets with a known route and next hop are forwarded: the library OS
+    /// (`userspace`, the default), the XDP program (`xdp`), or `auto` (userspace where the
+    /// sockets bind in zero-copy mode, XDP otherwise). On veth, XDP redirects reach the far end
+    /// only if it has an XDP program or GRO on (docs/forwarding.md).
+    #[arg(long, value_parser = ["userspace", "xdp", "auto"], default_value = "userspace")]
+    pub fast_path: String,
     /// IP MTU of every interface.
     #[arg(long, default_value_t = 1500)]
     pub mtu: usize,
@@ -1508,6 +1605,7 @@ impl ForwardArgs {
                 ..XskConfig::default()
             },
             worker: ForwardWorkerConfig { burst: self.burst, ..ForwardWorkerConfig::default() },
+            fast_path: FastPathMode::parse(&self.fast_path)?,
         })
     }
 }
@@ -1549,11 +1647,12 @@ pub fn run_cli(args: &ForwardArgs) -> anyhow::Result<()> {
     let names: Vec<&str> = cfg.ifaces.iter().map(|i| i.name.as_str()).collect();
     // A line on stdout that scripts and tests wait for.
     println!(
-        "ready: {} on {} ({} queue(s), {}, {routes} routes)",
+        "ready: {} on {} ({} queue(s), {}, {routes} routes, fast path {})",
         args.role,
         names.join(","),
         cfg.queues,
-        how
+        how,
+        service.fast_path().as_str()
     );
     match args.seconds {
         Some(s) => {
@@ -1566,6 +1665,7 @@ pub fn run_cli(args: &ForwardArgs) -> anyhow::Result<()> {
         }
     }
     registry.set_ready(false);
+    let fast = service.fast_path_counters()?;
     let reports = service.join()?;
     let mut broken = false;
     for r in &reports {
@@ -1579,6 +1679,20 @@ pub fn run_cli(args: &ForwardArgs) -> anyhow::Result<()> {
         for line in d.finish()? {
             println!("{line}");
         }
+    }
+    if let Some(c) = fast {
+        let reasons: Vec<String> = nic::afxdp::FpOutcome::ALL
+            .iter()
+            .filter(|&&o| o.is_punt() && c.get(o).packets > 0)
+            .map(|&o| format!("{}={}", o.name(), c.get(o).packets))
+            .collect();
+        println!(
+            "fast path: forwarded {} punted {} dropped {} (blackhole); punts [{}]",
+            c.forwarded(),
+            c.punted(),
+            c.dropped(),
+            reasons.join(" ")
+        );
     }
     anyhow::ensure!(!broken, "frame accounting broken");
     Ok(())

@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod demo;
 pub mod dpdk;
 pub mod echo;
+pub mod fastpath;
 pub mod forward;
 pub mod metrics;
 pub mod offload;

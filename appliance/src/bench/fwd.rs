@@ -11,6 +11,9 @@
 //! | `kernel` | Linux `ip_forward` (addresses on both veths, default route via B, B's MAC static), in its best placement: receive steered to CPU 1 by RPS | sink on B | |
 //! | `xdpos-router` | the xdpos router ([`crate::forward`]), default route via B (one route) | sink on B | `l2fwd` |
 //! | `xdpos-router[routes=N]` | the same with N routes: the default and N−1 from [`libos::fib::internet_like`], all via B | sink on B | `xdpos-router` |
+//! | `xdpos-router-xdp` | the xdpos router with the XDP fast path ([`crate::fastpath`]), default route via B; F's receive NAPI threaded on CPU 1 | sink on B | `xdp-redirect` |
+//! | `xdpos-router-xdp[routes=N]` | the same with N routes | sink on B | `xdpos-router-xdp` |
+//! | `xdp-redirect` | a bare in-kernel XDP redirect F(A side) → F(B side) with B's MAC ([`nic::afxdp::XdpRedirect`]); F's receive NAPI threaded on CPU 1 | sink on B | |
 //! | `xdpos-xconnect` | the xdpos cross-connect, frames unchanged | sink on B | `testpmd` |
 //! | `testpmd` | DPDK testpmd, af_xdp PMD on both veths, io forwarding 0 ↔ 1 | sink on B | |
 //! | `xdpos-router-dpdk` | with `--backend dpdk`: the xdpos router on the DPDK backend (`xdpos forward --backend dpdk --dpdk-pmd af_xdp`, a child process: DPDK's af_xdp PMD on both veths, the devices testpmd uses), default route via B | sink on B | `testpmd` |
@@ -48,7 +51,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context};
 use libos::fib::{Fib, NextHop};
 use libos::iface::route::Ipv4Cidr;
-use nic::afxdp::{BindMode, XdpMode, XdpProgram, XskConfig, XskPort};
+use nic::afxdp::{BindMode, XdpMode, XdpProgram, XdpRedirect, XskConfig, XskPort};
 use nic::trafgen::{udp_frame, Destinations, GenHandle, LiveGen, Sink, UdpSpec};
 
 use super::harness::{self, Benchmark, Machine, Metrics, Plan, Primary, Variant};
@@ -56,6 +59,7 @@ use super::loops::{self, LoopCtl, Published};
 use super::place::{self, CpuTimes, Napi, DUT_CPU, GEN_CPU};
 use super::testpmd::{self, Testpmd};
 use super::{CommonArgs, Stop};
+use crate::fastpath::FastPathMode;
 use crate::forward::{
     fib_builder, ForwardConfig, ForwardService, ForwardWorkerConfig, IfaceSpec, Role, RouteSpec,
 };
@@ -130,6 +134,10 @@ pub enum Kind {
     Kernel(KernelPlacement),
     /// The xdpos router with this many routes.
     Router(usize),
+    /// The xdpos router with the XDP fast path, this many routes.
+    RouterXdp(usize),
+    /// A bare in-kernel XDP redirect.
+    XdpRedirect,
     /// The xdpos cross-connect.
     Xconnect,
     /// DPDK testpmd io forwarding.
@@ -144,6 +152,11 @@ impl Kind {
     /// Frames end at A's sink (l2fwd) rather than B's.
     fn to_a(self) -> bool {
         self == Kind::L2fwd
+    }
+
+    /// Forwarded in F's receive NAPI (XDP): that NAPI runs threaded on the DUT's CPU.
+    fn in_napi(self) -> bool {
+        matches!(self, Kind::RouterXdp(_) | Kind::XdpRedirect)
     }
 }
 
@@ -171,6 +184,14 @@ fn router_name(routes: &[usize], n: usize) -> String {
         "xdpos-router".to_string()
     } else {
         format!("xdpos-router[routes={n}]")
+    }
+}
+
+fn router_xdp_name(routes: &[usize], n: usize) -> String {
+    if routes.first() == Some(&n) {
+        "xdpos-router-xdp".to_string()
+    } else {
+        format!("xdpos-router-xdp[routes={n}]")
     }
 }
 
@@ -211,6 +232,18 @@ impl FwdBench {
             };
             variants
                 .push((Variant::new(router_name(&args.routes, n), Some(&base)), Kind::Router(n)));
+        }
+        variants.push((Variant::new("xdp-redirect", None), Kind::XdpRedirect));
+        for (i, &n) in args.routes.iter().enumerate() {
+            let base = if i == 0 {
+                "xdp-redirect".to_string()
+            } else {
+                router_xdp_name(&args.routes, args.routes[0])
+            };
+            variants.push((
+                Variant::new(router_xdp_name(&args.routes, n), Some(&base)),
+                Kind::RouterXdp(n),
+            ));
         }
         let mut tp = Variant::new("testpmd", None);
         if testpmd::installed().is_none() {
@@ -347,7 +380,14 @@ impl Benchmark for FwdBench {
         } else {
             "kernel".into()
         };
-        pairs.push((first, kernel));
+        pairs.push((first, kernel.clone()));
+        let first_xdp = router_xdp_name(&self.args.routes, self.args.routes[0]);
+        let last_xdp = router_xdp_name(&self.args.routes, *self.args.routes.last().unwrap_or(&1));
+        pairs.push((first_xdp.clone(), kernel));
+        pairs.push((first_xdp.clone(), "xdp-redirect".into()));
+        if last_xdp != first_xdp {
+            pairs.push((last_xdp, first_xdp));
+        }
         let sizes: std::collections::BTreeSet<usize> = self.samples.iter().map(|x| x.1).collect();
         for size in sizes {
             let mut parts = Vec::new();
@@ -445,6 +485,8 @@ enum Dut<'a> {
     Kernel(KernelDut<'a>),
     Service(Option<ForwardService>),
     Testpmd(Testpmd),
+    /// The bare XDP redirect.
+    Redirect(XdpRedirect),
     /// The router on the DPDK backend, a child process.
     Dpdk(super::dpdk::DpdkDut),
     /// The l2fwd thread reports through `Published`; the thread is joined by the point.
@@ -514,8 +556,10 @@ impl Dut<'_> {
                 .parse()
                 .unwrap_or(0),
             Dut::Service(Some(s)) => {
-                s.counters().iter().map(|c| c.tx.load(Ordering::Relaxed)).sum()
+                let xdp = s.fast_path_counters()?.map_or(0, |c| c.forwarded());
+                s.counters().iter().map(|c| c.tx.load(Ordering::Relaxed)).sum::<u64>() + xdp
             }
+            Dut::Redirect(r) => r.redirected()?,
             Dut::Service(None) => 0,
             Dut::Testpmd(t) => t.port_stats(1, Duration::from_secs(5))?.tx_packets,
             Dut::Dpdk(_) => chain
@@ -543,6 +587,7 @@ impl Dut<'_> {
             }
             Dut::Testpmd(t) => t.stop().map(|()| None),
             Dut::Dpdk(d) => d.stop().map(|()| Some("dpdk-af_xdp".to_string())),
+            Dut::Redirect(r) => Ok(Some(r.mode().as_str().to_string())),
             Dut::Kernel(_) | Dut::Loop => Ok(None),
         }
     }
@@ -576,7 +621,7 @@ impl FwdBench {
         a
     }
 
-    fn service_cfg(&self, role: Role) -> ForwardConfig {
+    fn service_cfg(&self, role: Role, fast_path: FastPathMode) -> ForwardConfig {
         ForwardConfig {
             ifaces: self.ifaces(),
             role,
@@ -588,6 +633,7 @@ impl FwdBench {
                 burst: self.args.batch,
                 ..ForwardWorkerConfig::default()
             },
+            fast_path,
         }
     }
 
@@ -611,7 +657,7 @@ impl FwdBench {
         let sink = sink_ns.run_in(|| Sink::attach(sink_dev))?.context("attach the sink")?;
         let mut dut = match kind {
             Kind::Kernel(p) => Dut::Kernel(KernelDut::start(chain, p)?),
-            Kind::Router(n) => {
+            Kind::Router(n) | Kind::RouterXdp(n) => {
                 let fib = self.fibs.iter().find(|(k, _)| *k == n).map(|(_, f)| f.clone());
                 let role = Role::Router {
                     routes: Vec::new(),
@@ -619,11 +665,31 @@ impl FwdBench {
                     fib,
                     tcp_listen: None,
                 };
-                let cfg = self.service_cfg(role);
+                let fast_path = if matches!(kind, Kind::RouterXdp(_)) {
+                    FastPathMode::Xdp
+                } else {
+                    FastPathMode::Userspace
+                };
+                let cfg = self.service_cfg(role, fast_path);
                 Dut::Service(Some(chain.ns_f.run_in(|| ForwardService::start(&cfg))??))
             }
+            Kind::XdpRedirect => Dut::Redirect(
+                chain
+                    .ns_f
+                    .run_in(|| {
+                        XdpRedirect::attach(
+                            &chain.fa.ifname,
+                            &chain.fb.ifname,
+                            chain.b.mac,
+                            chain.fb.mac,
+                            XdpMode::Native,
+                        )
+                    })?
+                    .context("attach the bare redirect")?,
+            ),
             Kind::Xconnect => {
-                let cfg = self.service_cfg(Role::Xconnect { pairs: vec![(0, 1)] });
+                let cfg = self
+                    .service_cfg(Role::Xconnect { pairs: vec![(0, 1)] }, FastPathMode::Userspace);
                 Dut::Service(Some(chain.ns_f.run_in(|| ForwardService::start(&cfg))??))
             }
             Kind::Testpmd => Dut::Testpmd(Testpmd::start_ports(
@@ -655,7 +721,7 @@ impl FwdBench {
             };
             // Placement, once every XDP program of the point is attached.
             place::place_napi(&chain.ns_f, &chain.fa.ifname, Napi::Softirq)?;
-            if kind == Kind::Kernel(KernelPlacement::NapiCpu1) {
+            if kind == Kind::Kernel(KernelPlacement::NapiCpu1) || kind.in_napi() {
                 place::place_napi(&chain.ns_f, &chain.fa.ifname, Napi::Thread(DUT_CPU))?;
             }
             place::place_napi(sink_ns, sink_dev, Napi::Thread(GEN_CPU))?;

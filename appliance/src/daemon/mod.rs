@@ -56,6 +56,7 @@ use xdpos_config::{Checked, ConfigError, Host, Problem};
 
 pub use control::{Control, Counters, ReloadStatus, WorkerInfo};
 
+use crate::fastpath::FastPathMode;
 use crate::forward::{
     ForwardConfig, ForwardService, ForwardWorkerConfig, IfaceSpec, Role, RouteSpec,
 };
@@ -102,26 +103,17 @@ pub fn unsupported(c: &Checked) -> Vec<Problem> {
     let mut out = Vec::new();
     let mut add = |path: String, message: String| out.push(Problem { path, message });
     match &c.role {
-        RoleCfg::Router { fast_path } => {
-            if *fast_path == FastPath::Xdp {
-                add(
-                    "role.fast_path".into(),
-                    "\"xdp\" is not implemented yet (\"auto\" and \"userspace\" forward in \
-                     userspace)"
-                        .into(),
-                );
-            }
-            if !c.services.is_empty() {
-                add(
-                    "services".into(),
-                    format!(
-                        "{} service(s): services on a router's addresses are not in this build \
-                         yet (run them with kind = \"server\")",
-                        c.services.len()
-                    ),
-                );
-            }
+        RoleCfg::Router { .. } if !c.services.is_empty() => {
+            add(
+                "services".into(),
+                format!(
+                    "{} service(s): services on a router's addresses are not in this build yet \
+                     (run them with kind = \"server\")",
+                    c.services.len()
+                ),
+            );
         }
+        RoleCfg::Router { .. } => {}
         RoleCfg::Server => {
             for (w, x) in c.workers.iter().enumerate() {
                 if x.queues.len() > 1 {
@@ -268,6 +260,11 @@ pub fn forward_config(c: &Checked) -> anyhow::Result<ForwardConfig> {
             burst: first.burst as usize,
             drop_capabilities: true,
             ..ForwardWorkerConfig::default()
+        },
+        fast_path: match &c.role {
+            RoleCfg::Router { fast_path: FastPath::Xdp } => FastPathMode::Xdp,
+            RoleCfg::Router { fast_path: FastPath::Auto } => FastPathMode::Auto,
+            _ => FastPathMode::Userspace,
         },
     })
 }
