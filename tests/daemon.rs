@@ -584,7 +584,7 @@ fn two_workers_on_a_two_queue_veth_serve_their_own_flows() {
 }
 
 #[test]
-fn kill_9_leaves_nothing_attached_and_a_fresh_start_serves() {
+fn kill_9_leaves_nothing_attached_and_start_up_sweeps_a_netlink_leftover() {
     sweep();
     let pair = Pair::new("dk9", &PairOpts::default()).unwrap();
     let cfg = ConfigFile::new(&server_config("xb0", 1, "udp-echo", "10.0.0.2:7"));
@@ -596,5 +596,27 @@ fn kill_9_leaves_nothing_attached_and_a_fresh_start_serves() {
     assert_no_xdp(&pair.ns_b);
     let mut d = start_daemon(&pair.ns_b, &cfg);
     assert_eq!(udp_echoes(&pair.ns_a, pair.a.ip, to, 10, 100), 10, "the fresh start serves");
+    stop(&mut d, &pair.ns_b);
+
+    // A killed instance with a legacy netlink attachment leaves its program behind; the
+    // daemon's start-up sweep removes it (no process holds it) and starts.
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", pair.ns_b.name()]).arg(xdpos_bin()).args([
+        "echo",
+        "--interface",
+        "xb0",
+        "--addr",
+        "10.0.0.2/24",
+        "--attach",
+        "netlink",
+    ]);
+    let mut old = Child::spawn(cmd);
+    assert!(old.wait_line("ready:", DEADLINE).is_some(), "{:?}", old.seen);
+    old.signal(Signal::KILL);
+    assert!(old.wait(DEADLINE).is_some(), "killed");
+    let links = pair.ns_b.sh("ip -d link show xb0").unwrap();
+    assert!(links.contains("prog/xdp"), "the netlink attachment outlives its process: {links}");
+    let mut d = start_daemon(&pair.ns_b, &cfg);
+    assert_eq!(udp_echoes(&pair.ns_a, pair.a.ip, to, 10, 100), 10, "started over the leftover");
     stop(&mut d, &pair.ns_b);
 }
