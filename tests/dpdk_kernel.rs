@@ -1,6 +1,6 @@
 //! The DPDK backend on the namespace rig, with the Linux kernel as the peers: `xdpos echo
 //! --backend dpdk` serving a kernel host through DPDK's `net_af_packet` device on a veth
-//! (`--no-huge --in-memory`; UDP echo, a TCP echo transfer checked byte for byte, ping), and
+//! (`--no-huge --no-shconf`; UDP echo, a TCP echo transfer checked byte for byte, ping), and
 //! `xdpos forward --backend dpdk` routing between two DPDK ports on the chain rig (UDP both
 //! ways, a kernel TCP transfer both ways, ping through with the TTL decremented). Every test
 //! runs the `xdpos` process (EAL is process-global), stops it with SIGTERM and checks its exit
@@ -41,7 +41,7 @@ fn stop(mut c: Child) -> Vec<String> {
     let st = c.wait(DEADLINE).expect("exits after SIGTERM");
     assert!(st.success(), "{st:?}\n{}", c.seen.join("\n"));
     assert!(
-        c.seen.iter().any(|l| l == "dpdk: frames ok (every pool full after the devices stopped)"),
+        c.seen.iter().any(|l| l == "dpdk: frames ok (every pool full after the devices closed)"),
         "{}",
         c.seen.join("\n")
     );

@@ -4,7 +4,7 @@
 //! `xdpos echo --backend dpdk …`) started inside a namespace as the device under test of one
 //! point. It is a child process, like testpmd, because DPDK's EAL is initialised once per
 //! process and its virtual devices are created by that initialisation: every point gets a
-//! fresh process with its own `--in-memory` EAL on the rig's interfaces.
+//! fresh process with its own EAL (no shared files) on the rig's interfaces.
 //!
 //! The child is this very executable (`std::env::current_exe`), so it must have been built
 //! with the `dpdk` feature ([`crate::dpdk::AVAILABLE`]); benchmarks mark the variant

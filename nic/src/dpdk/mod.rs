@@ -8,8 +8,8 @@
 //! way).
 //!
 //! - [`Eal`]: DPDK's environment, initialised **once per process** from an [`EalConfig`]
-//!   (cores, memory, `--no-huge`, virtual devices or PCI addresses, `--in-memory` or a file
-//!   prefix so several processes can run side by side). Asking again with the same arguments
+//!   (cores, memory, `--no-huge`, virtual devices or PCI addresses, no shared runtime
+//!   files so several processes can run side by side). Asking again with the same arguments
 //!   returns the same handle; other arguments are an error. [`cleanup`] releases it at the end
 //!   (`rte_eal_cleanup`), after every device and pool is gone; nothing can start it again in
 //!   that process.
@@ -46,7 +46,9 @@
 //! in the pool (its ring and per-lcore caches); `fill` the rest, inside the devices: posted to
 //! receive rings or queued for transmit (DPDK does not tell the two apart, and frees
 //! transmitted mbufs itself, so `tx`, `completion` and `kernel` stay 0). After the devices
-//! stop, every frame not held is free again ([`DpdkGroup::audit`] after [`Device::stop`]).
+//! stop, every frame not held is free again ([`DpdkGroup::audit`] after [`Device::stop`]),
+//! except with drivers that keep their receive buffers posted past stop and close
+//! (`net_af_xdp` keeps the mbufs of its fill ring, 2048 per queue, until the pool is freed).
 //!
 //! Threads: a thread that polls a queue registers itself with EAL on its first burst
 //! (`rte_thread_register`), which gives it an lcore id and so the pool's per-lcore cache.
@@ -903,8 +905,9 @@ impl DpdkGroup {
         }
     }
 
-    /// Checks the accounting: the states add up, and (once the devices are stopped) every
-    /// frame not held is back in the pool.
+    /// Checks the accounting: the states add up, and (once the devices are stopped, for
+    /// drivers that give their receive buffers back at stop: not `net_af_xdp`) every frame
+    /// not held is back in the pool.
     pub fn audit(&self) -> Result<FrameCounts, NicError> {
         let c = self.frame_counts();
         c.check()?;
@@ -912,10 +915,10 @@ impl DpdkGroup {
         if in_use < self.held_count {
             return Err(NicError::Accounting(c));
         }
-        let stopped = self
-            .members
-            .iter()
-            .all(|m| *m.dev.inner.stopped.lock().unwrap_or_else(|e| e.into_inner()));
+        let stopped = self.members.iter().all(|m| {
+            m.dev.driver() != "net_af_xdp"
+                && *m.dev.inner.stopped.lock().unwrap_or_else(|e| e.into_inner())
+        });
         if stopped && (c.fill != 0 || in_use != self.held_count) {
             return Err(NicError::Accounting(c));
         }
