@@ -52,8 +52,13 @@ fi
 cd "$(dirname "$0")/.."
 rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
-# Fetch every crate now, so later steps need no network.
+# Fetch every crate now, so later steps need no network (fuzz/ is a workspace of its own).
 cargo fetch --locked -q
+cargo fetch --locked -q --manifest-path fuzz/Cargo.toml
+# cargo-fuzz runs the fuzz targets, cargo-deny checks the dependency policy (deny.toml); both are
+# built from crates.io once.
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked -q cargo-fuzz
+command -v cargo-deny >/dev/null 2>&1 || cargo install --locked -q cargo-deny
 # kubernetes-validate (PyPI; it bundles the Kubernetes JSON schemas, so the checks run offline)
 # in a virtualenv of its own, for scripts/check-deploy.py.
 DEPLOY_VENV=/opt/xdpos-tools/venv

@@ -15,6 +15,21 @@ cargo fmt --all --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -q -- -D warnings
 
+step "fuzz crate: cargo fmt --check, clippy"
+# fuzz/ is its own workspace (cargo-fuzz), outside the checks above.
+cargo fmt --check --manifest-path fuzz/Cargo.toml
+(cd fuzz && cargo clippy --locked -q --all-targets -- -D warnings)
+
+step "cargo deny: licenses, duplicate versions, bans, sources, advisories"
+cargo deny --locked check licenses bans sources
+# The advisory database is a git repository on github.com: checked where it can be fetched.
+if cargo deny --locked fetch db >/dev/null 2>&1; then
+  cargo deny --locked check advisories
+else
+  echo "cargo deny: the advisory database (github.com/rustsec/advisory-db) cannot be fetched" \
+       "from here: advisories NOT checked (docs/robustness.md)" >&2
+fi
+
 step "unsafe code only in nic"
 # Every crate root outside nic forbids unsafe code, so the compiler enforces the rule.
 roots="appliance/src/lib.rs appliance/src/main.rs libos/src/lib.rs config/src/lib.rs
@@ -60,6 +75,9 @@ echo "deploy/systemd/xdpos.service: ok"
 
 step "tests"
 cargo test --workspace --locked
+
+step "fuzzing: every target for 6 s from its corpus"
+./scripts/fuzz.sh 6
 
 step "DPDK backend (feature dpdk): clippy, nic's tests on net_ring, echo and router on net_af_packet"
 # The default build above needs no DPDK; this builds nic, the appliance and its tests with it.
