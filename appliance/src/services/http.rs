@@ -18,7 +18,8 @@
 //! response then repeats. A response that ends the connection says `Connection: close`; once
 //! it is queued, unread input is discarded and the connection closed gracefully (FIN after the
 //! response). A request body (`Content-Length`) is read and discarded so the next pipelined
-//! request parses; `Transfer-Encoding` (chunked bodies) is not implemented: `501` and close
+//! request parses (unless the request said `Expect: 100-continue`: the answer comes at once,
+//! without a `100`, so the client may never send the body, and the connection is closed); `Transfer-Encoding` (chunked bodies) is not implemented: `501` and close
 //! (both `Content-Length` and `Transfer-Encoding`, or either on an HTTP/1.0 request: `400`, as
 //! RFC 9112 §6.1 asks). HTTP/1.1 without exactly one `Host` is `400` (§3.2); a major version
 //! other than 1 is `505`.
@@ -253,6 +254,8 @@ pub struct Request {
     pub transfer_encoding: bool,
     /// `Host` fields seen.
     pub hosts: u32,
+    /// An `Expect: 100-continue` token: the client may hold the body back until told to send it.
+    pub expect_continue: bool,
 }
 
 /// Parser states (see [`Parser::feed`]).
@@ -290,16 +293,21 @@ const CONNECTION: u8 = 1;
 const CONTENT_LENGTH: u8 = 2;
 const TRANSFER_ENCODING: u8 = 4;
 const HOST: u8 = 8;
-const FIELDS: [(u8, &[u8]); 4] = [
+const EXPECT: u8 = 16;
+const FIELDS: [(u8, &[u8]); 5] = [
     (CONNECTION, b"connection"),
     (CONTENT_LENGTH, b"content-length"),
     (TRANSFER_ENCODING, b"transfer-encoding"),
     (HOST, b"host"),
+    (EXPECT, b"expect"),
 ];
 /// `Connection` tokens.
 const TOK_CLOSE: u8 = 1;
 const TOK_KEEP_ALIVE: u8 = 2;
-const TOKENS: [(u8, &[u8]); 2] = [(TOK_CLOSE, b"close"), (TOK_KEEP_ALIVE, b"keep-alive")];
+/// The `Expect` token.
+const TOK_CONTINUE: u8 = 4;
+const TOKENS: [(u8, &[u8]); 3] =
+    [(TOK_CLOSE, b"close"), (TOK_KEEP_ALIVE, b"keep-alive"), (TOK_CONTINUE, b"100-continue")];
 
 /// What feeding bytes produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -529,7 +537,7 @@ impl Parser {
                     }
                     self.st = St::Name;
                     self.pos = 0;
-                    self.cand = CONNECTION | CONTENT_LENGTH | TRANSFER_ENCODING | HOST;
+                    self.cand = CONNECTION | CONTENT_LENGTH | TRANSFER_ENCODING | HOST | EXPECT;
                     self.name_byte(b);
                 }
                 _ => return Error(Status::BadRequest),
@@ -604,7 +612,7 @@ impl Parser {
 
     fn token_start(&mut self) {
         self.pos = 0;
-        self.cand = TOK_CLOSE | TOK_KEEP_ALIVE;
+        self.cand = TOK_CLOSE | TOK_KEEP_ALIVE | TOK_CONTINUE;
     }
 
     fn token_end(&mut self) {
@@ -612,9 +620,11 @@ impl Parser {
         if let Some((bit, _)) =
             TOKENS.iter().find(|(bit, t)| self.cand & bit != 0 && t.len() == pos)
         {
-            match *bit {
-                TOK_CLOSE => self.req.close = true,
-                _ => self.req.keep_alive = true,
+            match (self.field, *bit) {
+                (CONNECTION, TOK_CLOSE) => self.req.close = true,
+                (CONNECTION, TOK_KEEP_ALIVE) => self.req.keep_alive = true,
+                (EXPECT, TOK_CONTINUE) => self.req.expect_continue = true,
+                _ => {}
             }
         }
         self.token_start();
@@ -626,7 +636,7 @@ impl Parser {
                 if self.field == CONTENT_LENGTH && !self.digits {
                     return Parsed::Error(Status::BadRequest);
                 }
-                if self.field == CONNECTION {
+                if self.field == CONNECTION || self.field == EXPECT {
                     self.token_end();
                 }
                 if b == b'\n' {
@@ -652,7 +662,7 @@ impl Parser {
                 b' ' | b'\t' if self.digits => self.trailing_ws = true,
                 _ => return Parsed::Error(Status::BadRequest),
             },
-            CONNECTION => match b {
+            CONNECTION | EXPECT => match b {
                 b',' | b' ' | b'\t' => self.token_end(),
                 _ => {
                     let l = b.to_ascii_lowercase();
@@ -686,7 +696,10 @@ impl Parser {
 
 /// What a complete request is answered with, and whether the connection persists.
 fn answer(req: &Request) -> (Status, Persist) {
-    let persist = match (req.http11, req.close, req.keep_alive) {
+    // A client that sent `Expect: 100-continue` may never send the body of a request we
+    // answer at once (we send no 100): the connection cannot be read past it, so it ends.
+    let withheld = req.expect_continue && req.content_length.is_some_and(|n| n > 0);
+    let persist = match (req.http11, req.close || withheld, req.keep_alive) {
         (_, true, _) => Persist::Close,
         (true, false, _) => Persist::Default,
         (false, false, true) => Persist::KeepAlive,
@@ -1088,6 +1101,7 @@ mod tests {
             content_length: Some(12),
             transfer_encoding: false,
             hosts: 1,
+            expect_continue: false,
         };
         assert_eq!(whole, [Parsed::Done(want)]);
         for step in 1..text.len() {
@@ -1223,6 +1237,28 @@ mod tests {
         assert_eq!(
             a("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n").0,
             Status::BadRequest
+        );
+        // A body the client may hold back (no 100 Continue is sent): the connection ends.
+        assert_eq!(
+            a(&format!(
+                "POST / HTTP/1.1\r\n{host}Expect: 100-Continue\r\nContent-Length: 9\r\n\r\n"
+            )),
+            (Status::MethodNotAllowed, Persist::Close)
+        );
+        assert_eq!(
+            a(&format!(
+                "POST / HTTP/1.1\r\n{host}Expect: 100-continue\r\nContent-Length: 0\r\n\r\n"
+            ))
+            .1,
+            Persist::Default
+        );
+        assert_eq!(
+            a(&format!(
+                "GET / HTTP/1.1\r\n{host}Connection: 100-continue\r\nExpect: close\r\n\r\n"
+            ))
+            .1,
+            Persist::Default,
+            "tokens count only in their own field"
         );
         // Tokens are whole words.
         assert_eq!(
