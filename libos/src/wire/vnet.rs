@@ -114,7 +114,9 @@ impl NetHdr {
             gso_type::UDP_L4 if gso_size > 0 => Gso::UdpL4 { size: gso_size, hdr_len },
             _ => return Err(super::Error::Malformed),
         };
-        let segments = if fl & flags::RSC_INFO != 0 { num } else { 0 };
+        // One segment (or none) is what a header without RSC information says: 0, so that
+        // a parsed header emits and parses back to itself (found by the wire_vnet fuzz target).
+        let segments = if fl & flags::RSC_INFO != 0 && num > 1 { num } else { 0 };
         Ok(NetHdr { csum, gso, segments })
     }
 
@@ -155,6 +157,20 @@ impl NetHdr {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn rsc_info_of_one_segment_parses_as_none() {
+        for num in [0u16, 1] {
+            let mut b = [0u8; VNET_HDR_LEN];
+            b[0] = flags::RSC_INFO;
+            b[10..12].copy_from_slice(&num.to_le_bytes());
+            let h = NetHdr::parse(&b).unwrap();
+            assert_eq!(h.segments, 0);
+            let mut out = [0u8; VNET_HDR_LEN];
+            h.emit(&mut out).unwrap();
+            assert_eq!(NetHdr::parse(&out), Ok(h));
+        }
+    }
 
     #[test]
     fn tso_header_fixture() {
