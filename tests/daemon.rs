@@ -429,6 +429,40 @@ fn router_forwards_kernel_traffic_reloads_routes_and_drops_its_capabilities() {
 }
 
 #[test]
+fn router_serves_udp_and_tcp_on_its_own_addresses_and_reloads_them() {
+    sweep();
+    let chain = Chain::new("drs", &ChainOpts::default()).unwrap();
+    let services = "[[services]]\nkind = \"udp-echo\"\nlisten = \"10.0.1.1:7\"\n\n\
+                    [[services]]\nkind = \"tcp-echo\"\nlisten = \"0.0.0.0:7\"\n";
+    let cfg = ConfigFile::new(&(router_config("") + services));
+    let mut d = start_daemon(&chain.ns_f, &cfg);
+    let router_a = SocketAddrV4::new(Ipv4Addr::new(10, 0, 1, 1), 7);
+    assert_eq!(udp_echoes(&chain.ns_a, chain.a.ip, router_a, 30, 500), 30, "UDP echo on 10.0.1.1");
+    // TCP echo on both of its addresses, one of them across the router from A.
+    for ip in [Ipv4Addr::new(10, 0, 1, 1), Ipv4Addr::new(10, 0, 2, 1)] {
+        let mut s = chain
+            .ns_a
+            .run_in(|| TcpStream::connect_timeout(&SocketAddrV4::new(ip, 7).into(), DEADLINE))
+            .unwrap()
+            .unwrap_or_else(|e| panic!("connect {ip}:7: {e}"));
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let data: Vec<u8> = (0..5000u32).map(|i| (i * 13) as u8).collect();
+        assert_eq!(echo_round(&mut s, &data), data, "TCP echo on {ip}");
+    }
+    pings(&chain.ns_a, chain.b.ip).unwrap_or_else(|e| panic!("still routes: {e}"));
+    // A reload adds an HTTP service on B's side of the router.
+    cfg.write(
+        &(router_config("")
+            + services
+            + "\n[[services]]\nkind = \"http\"\nlisten = \"10.0.2.1:80\"\nbody = \"router\\n\"\n"),
+    );
+    let line = reload(&mut d);
+    assert!(line.contains("reload: ok, generation 2"), "{line}");
+    assert_eq!(chain.ns_b.sh("curl -s -m 5 http://10.0.2.1/").unwrap(), "router\n");
+    stop(&mut d, &chain.ns_f);
+}
+
+#[test]
 fn xconnect_passes_frames_unchanged() {
     sweep();
     let opts = ChainOpts {

@@ -343,9 +343,22 @@ pub struct PairStats {
     pub b_to_a: u64,
 }
 
+/// Code that runs beside one router stack between batches (the daemon's services on the
+/// router's addresses): one per port of a router worker, polled with that port's stack.
+pub type PortApp = Box<dyn crate::worker::App + Send>;
+
 enum Mode {
-    Router { router: Box<Router>, listener: Option<Vec<libos::tcp::ListenHandle>>, accepted: u64 },
-    Xconnect { peer: Vec<Option<usize>>, pairs: Vec<PairStats> },
+    Router {
+        router: Box<Router>,
+        listener: Option<Vec<libos::tcp::ListenHandle>>,
+        accepted: u64,
+        /// Per port (or none).
+        apps: Vec<PortApp>,
+    },
+    Xconnect {
+        peer: Vec<Option<usize>>,
+        pairs: Vec<PairStats>,
+    },
 }
 
 impl core::fmt::Debug for Mode {
@@ -635,12 +648,14 @@ impl<G: FwdGroup> ForwardWorker<G> {
         total
     }
 
-    /// Timers, neighbour hints to and from the sibling workers, the readiness listener.
+    /// Timers, neighbour hints to and from the sibling workers, the readiness listener, the
+    /// ports' apps.
     fn housekeeping(
         router: &mut Router,
         hints: &mut Option<HintLinks>,
         listener: &mut Option<Vec<libos::tcp::ListenHandle>>,
         accepted: &mut u64,
+        apps: &mut [PortApp],
         now: Instant,
     ) {
         if router.poll_timeout().is_some_and(|t| t <= now) {
@@ -669,15 +684,18 @@ impl<G: FwdGroup> ForwardWorker<G> {
                 }
             }
         }
+        for (p, app) in apps.iter_mut().enumerate() {
+            app.poll(now, router.stack_mut(p));
+        }
     }
 
     /// The stacks' own frames; with `full`, first the [`housekeeping`](Self::housekeeping)
     /// (every [`PUBLISH_EVERY`] busy iterations and at idle checks: its deadlines are
     /// milliseconds, an iteration microseconds).
     fn router_work(&mut self, now: Instant, full: bool) -> usize {
-        let Mode::Router { router, listener, accepted } = &mut self.mode else { return 0 };
+        let Mode::Router { router, listener, accepted, apps } = &mut self.mode else { return 0 };
         if full {
-            Self::housekeeping(router, &mut self.hints, listener, accepted, now);
+            Self::housekeeping(router, &mut self.hints, listener, accepted, apps, now);
             if let Some(m) = &mut self.mirror {
                 m.sync(router, now);
             }
@@ -1037,7 +1055,7 @@ fn worker_mode(
                 }
                 None => None,
             };
-            Mode::Router { router: Box::new(router), listener, accepted: 0 }
+            Mode::Router { router: Box::new(router), listener, accepted: 0, apps: Vec::new() }
         }
         Role::Xconnect { pairs } => {
             let mut peer = vec![None; n];
@@ -1082,6 +1100,16 @@ impl ForwardService {
     /// routers (or pairs), starts the workers, and only then steers every frame of the
     /// interfaces to the sockets; all in the calling thread's network namespace.
     pub fn start(cfg: &ForwardConfig) -> anyhow::Result<ForwardService> {
+        Self::start_with(cfg, Vec::new())
+    }
+
+    /// [`start`](Self::start), with `apps[k][p]` polled beside the stack of port `p` of router
+    /// worker `k` between batches (the daemon's services on the router's own addresses; an
+    /// empty list: none).
+    pub fn start_with(
+        cfg: &ForwardConfig,
+        mut apps: Vec<Vec<PortApp>>,
+    ) -> anyhow::Result<ForwardService> {
         anyhow::ensure!(!cfg.ifaces.is_empty(), "forward: no interface");
         anyhow::ensure!(cfg.queues >= 1, "forward: no queue to serve");
         let n = cfg.ifaces.len();
@@ -1155,7 +1183,17 @@ impl ForwardService {
                     reader: group.stats_reader(i)?,
                 });
             }
-            let mode = worker_mode(cfg, k, &macs, &fib, clock)?;
+            let mut mode = worker_mode(cfg, k, &macs, &fib, clock)?;
+            if let (Mode::Router { apps: slot, .. }, Some(a)) =
+                (&mut mode, apps.get_mut(k as usize))
+            {
+                anyhow::ensure!(
+                    a.len() == n,
+                    "forward: worker {k} has {} apps for {n} ports",
+                    a.len()
+                );
+                *slot = std::mem::take(a);
+            }
             let mut w = ForwardWorker::new(group, mode, k, cfg.worker, clock);
             let ports: Vec<(&str, u32)> = names.iter().map(|&n| (n, k)).collect();
             w.metrics = Arc::new(WorkerMetrics::new(k, role, &ports, stacks, forwarding));

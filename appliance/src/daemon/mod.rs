@@ -103,16 +103,6 @@ pub fn unsupported(c: &Checked) -> Vec<Problem> {
     let mut out = Vec::new();
     let mut add = |path: String, message: String| out.push(Problem { path, message });
     match &c.role {
-        RoleCfg::Router { .. } if !c.services.is_empty() => {
-            add(
-                "services".into(),
-                format!(
-                    "{} service(s): services on a router's addresses are not in this build yet \
-                     (run them with kind = \"server\")",
-                    c.services.len()
-                ),
-            );
-        }
         RoleCfg::Router { .. } => {}
         RoleCfg::Server => {
             for (w, x) in c.workers.iter().enumerate() {
@@ -273,7 +263,7 @@ pub fn forward_config(c: &Checked) -> anyhow::Result<ForwardConfig> {
 #[derive(Debug)]
 pub enum Running {
     /// Router or cross-connect.
-    Forward(Box<ForwardService>),
+    Forward(Box<ForwardService>, Vec<server::AppLink>),
     /// Services on the stack.
     Server(Box<server::ServerService>),
 }
@@ -283,14 +273,45 @@ impl Running {
     pub fn start(c: &Checked) -> anyhow::Result<Running> {
         match c.role {
             RoleCfg::Server => Ok(Running::Server(Box::new(server::ServerService::start(c)?))),
-            _ => Ok(Running::Forward(Box::new(ForwardService::start(&forward_config(c)?)?))),
+            RoleCfg::Xconnect { .. } => {
+                let f = ForwardService::start(&forward_config(c)?)?;
+                Ok(Running::Forward(Box::new(f), Vec::new()))
+            }
+            RoleCfg::Router { .. } => {
+                // Every stack of every worker gets an app for the services on its interface's
+                // addresses (none yet: a reload may add some).
+                let mut apps = Vec::new();
+                let mut links = Vec::new();
+                for k in 0..c.interfaces.first().map_or(0, |i| i.queues) {
+                    let w = worker_of_queue(c, k).unwrap_or(k as usize);
+                    let mut per_port: Vec<crate::forward::PortApp> = Vec::new();
+                    for (p, x) in c.interfaces.iter().enumerate() {
+                        let addrs = x.addresses.iter().map(|a| a.addr).collect();
+                        let name = format!("workers[{w}] ({}:{k})", x.name);
+                        let (app, link) = server::DaemonApp::new(p, addrs, name);
+                        per_port.push(Box::new(app));
+                        links.push(link);
+                    }
+                    apps.push(per_port);
+                }
+                let f = ForwardService::start_with(&forward_config(c)?, apps)?;
+                // The router's stacks have their connected prefixes and reach the next hops
+                // through the FIB; their apps get the services only.
+                let change = server::Change {
+                    generation: 1,
+                    services: c.services.clone(),
+                    routes: Vec::new(),
+                };
+                server::apply_all(&links, &change, Duration::from_secs(2))?;
+                Ok(Running::Forward(Box::new(f), links))
+            }
         }
     }
 
     /// The role's metrics source.
     pub fn metrics(&self) -> std::sync::Arc<crate::metrics::ServiceMetrics> {
         match self {
-            Running::Forward(f) => f.metrics(),
+            Running::Forward(f, _) => f.metrics(),
             Running::Server(s) => s.metrics(),
         }
     }
@@ -298,7 +319,7 @@ impl Running {
     /// The XDP mode the programs run in.
     pub fn xdp_mode(&self) -> String {
         match self {
-            Running::Forward(f) => f.xdp_mode().to_string(),
+            Running::Forward(f, _) => f.xdp_mode().to_string(),
             Running::Server(s) => s.xdp_mode().to_string(),
         }
     }
@@ -307,7 +328,7 @@ impl Running {
     pub fn workers(&self, c: &Checked) -> Vec<WorkerInfo> {
         match self {
             Running::Server(s) => s.info().to_vec(),
-            Running::Forward(f) => f
+            Running::Forward(f, _) => f
                 .counters()
                 .iter()
                 .enumerate()
@@ -329,7 +350,7 @@ impl Running {
     pub fn join(self, c: &Checked) -> anyhow::Result<()> {
         let mut broken = Vec::new();
         match self {
-            Running::Forward(f) => {
+            Running::Forward(f, _) => {
                 for r in f.join()? {
                     if r.frames.is_err() {
                         broken.push(r.queue.to_string());
@@ -466,7 +487,16 @@ impl Daemon {
         }
         let generation = self.control.reload().generation + 1;
         match &self.running {
-            Running::Forward(f) => {
+            Running::Forward(f, links) => {
+                if services {
+                    let change = server::Change {
+                        generation,
+                        services: new.services.clone(),
+                        routes: Vec::new(),
+                    };
+                    server::apply_all(links, &change, Duration::from_secs(2))
+                        .map_err(|e| format!("{e:#}"))?;
+                }
                 if routes {
                     let t = std::time::Instant::now();
                     let fib = crate::forward::build_fib(&iface_specs(&new), &route_specs(&new));
