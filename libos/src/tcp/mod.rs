@@ -580,6 +580,12 @@ impl Tcp {
         if !f.contains(TcpFlags::SYN) {
             return Some(TcpDrop::Ignored);
         }
+        if f.contains(TcpFlags::FIN) {
+            // SYN and FIN together open nothing: dropped silently, as Linux does
+            // (`tcp_rcv_state_process`, TCP_LISTEN), not answered with a SYN-ACK (found by
+            // tests/hostile.rs comparing xdpos's answers with the kernel's).
+            return Some(TcpDrop::Ignored);
+        }
         let (full_accept, syn_full) = match self.listeners.get(li) {
             Some(l) => (l.accept.len() >= l.backlog, l.syn_count >= self.cfg.syn_backlog),
             None => return Some(TcpDrop::Ignored),

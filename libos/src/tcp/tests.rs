@@ -1269,6 +1269,25 @@ proptest! {
     }
 }
 
+/// A SYN with FIN (and any of PSH, URG) to a listener is dropped without an answer and opens
+/// nothing, as Linux does; a plain SYN from the same port then opens as usual.
+#[test]
+fn a_syn_with_fin_to_a_listener_is_dropped_silently() {
+    for extra in [0u8, 0x08, 0x20, 0x28] {
+        let mut h = Harness::blank(stack(4096, 4096, |_| {}), false, false);
+        h.s.tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 4).unwrap();
+        let mut r = h.seg(TcpFlags::from_bits(0x03 | extra));
+        r.ack_number = 0;
+        assert_eq!(h.rx_repr(&r, b""), Verdict::Drop(DropReason::Tcp));
+        assert!(h.tx().is_empty(), "SYN|FIN with {extra:#x} answered");
+        assert_eq!(h.s.tcp().connections(), 0);
+        assert_eq!(h.s.tcp().stats().drops(TcpDrop::Ignored), 1);
+        let r = h.seg(SYN);
+        h.rx_repr(&r, b"");
+        assert_eq!(flags_of(&h.tx()), [SYNACK]);
+    }
+}
+
 #[test]
 fn the_window_restarts_after_idle() {
     let mut h = Harness::established(65536, 1 << 20, false, true, Some(7));
