@@ -529,3 +529,70 @@ fn capture_from_a_running_echo_is_read_back_by_tshark() {
     echo.signal(Signal::TERM);
     assert!(echo.wait(DEADLINE).is_some_and(|s| s.success()), "{:?}", echo.seen);
 }
+
+/// A server-role configuration for the daemon on `iface`: one worker, a UDP echo on port 7,
+/// metrics at `METRICS`; `listen` is the echo's address (a wrong one makes the file invalid).
+fn daemon_config(iface: &str, listen: &str) -> String {
+    format!(
+        "[[interfaces]]\nname = \"{iface}\"\nqueues = 1\naddresses = [\"10.0.0.2/24\"]\n\
+         frames = 2112\nring_size = 1024\n\n[[workers]]\ncpu = 1\nqueues = [\"{iface}:0\"]\n\n\
+         [role]\nkind = \"server\"\n\n[[services]]\nkind = \"udp-echo\"\nlisten = \"{listen}\"\n\n\
+         [metrics]\nlisten = \"{METRICS}\"\n"
+    )
+}
+
+#[test]
+fn the_daemon_serves_metrics_under_traffic_and_reports_a_failed_reload() {
+    sweep();
+    let pair = Pair::new("md", &PairOpts::default()).unwrap();
+    let file =
+        std::env::temp_dir().join(format!("xdpos-metrics-daemon-{}.toml", std::process::id()));
+    std::fs::write(&file, daemon_config(&pair.b.ifname, "10.0.0.2:7")).unwrap();
+    let mut cmd = pair.ns_b.cmd(xdpos_bin().to_str().unwrap());
+    cmd.arg("run").arg("--config").arg(&file);
+    let mut d = Child::spawn(cmd);
+    assert!(d.wait_line("ready:", DEADLINE).is_some(), "daemon not ready: {:?}", d.seen);
+    let stop = AtomicBool::new(false);
+    let dst = SocketAddrV4::new(pair.b.ip, 7);
+    let (sent, text) = std::thread::scope(|s| {
+        let load = s.spawn(|| udp_load(&pair.ns_a, dst, &stop, Duration::from_secs(10)));
+        std::thread::sleep(Duration::from_secs(2));
+        let text = pair.ns_b.run_in(|| http_get(METRICS, "/metrics").unwrap()).unwrap();
+        stop.store(true, Ordering::Relaxed);
+        (load.join().unwrap(), text)
+    });
+    assert_eq!(text.0, 200);
+    let text = text.1;
+    let (ok, lint) = promtool_check_metrics(&text);
+    assert!(ok && lint.trim().is_empty(), "promtool check metrics (daemon):\n{lint}");
+    let b = format!("interface=\"{}\"", pair.b.ifname);
+    let rx = sample(&text, "xdpos_rx_packets_total", &[&b, "queue=\"0\""]).expect("rx series");
+    assert!(sent > 1000 && rx > 1000.0, "sent {sent}, rx {rx}");
+    assert!(sample(&text, "xdpos_udp_rx_datagrams_total", &[&b]).unwrap() > 1000.0);
+    assert_eq!(sample(&text, "xdpos_worker_info", &["role=\"server\"", "cpu=\"1\""]), Some(1.0));
+    assert!(
+        sample(&text, "xdpos_xdp_packets_total", &[&b, "verdict=\"redirect\""]).unwrap() >= rx,
+        "the metrics thread (no capabilities) reads the steering program's counters"
+    );
+    assert!(sample(&text, "xdpos_xsk_rx_ring_full_total", &[&b]).is_some());
+    assert_eq!(sample(&text, "xdpos_ready", &[]), Some(1.0));
+    assert_eq!(sample(&text, "xdpos_config_last_reload_successful", &[]), Some(1.0));
+    // An invalid file and SIGHUP: refused, the old configuration keeps serving, the metrics say so.
+    std::fs::write(&file, daemon_config(&pair.b.ifname, "10.0.0.77:7")).unwrap();
+    d.signal(Signal::HUP);
+    assert!(d.wait_line("reload: failed", DEADLINE).is_some(), "{:?}", d.seen);
+    let (text, ready) = pair
+        .ns_b
+        .run_in(|| {
+            (http_get(METRICS, "/metrics").unwrap().1, http_get(METRICS, "/readyz").unwrap().0)
+        })
+        .unwrap();
+    assert_eq!(sample(&text, "xdpos_config_last_reload_successful", &[]), Some(0.0), "{text}");
+    assert_eq!(sample(&text, "xdpos_config_reload_failures_total", &[]), Some(1.0));
+    assert_eq!(ready, 200, "a refused reload keeps serving");
+    d.signal(Signal::TERM);
+    let st = d.wait(DEADLINE).expect("exits after SIGTERM");
+    let _ = std::fs::remove_file(&file);
+    assert!(st.success(), "{st:?} {:?}", d.seen);
+    assert_no_xdp(&pair.ns_b);
+}
