@@ -207,6 +207,25 @@ impl WorkerReport {
             s.reassembled,
             s.fragments_sent
         ) + &self.tcp_line()
+            + &self.drops_line()
+    }
+
+    /// Every drop reason with a non-zero count, the stack's then TCP's (`tcp_` labels):
+    /// `; drops [truncated=2 bad_checksum=1 tcp_no_socket=3]` (empty when nothing dropped).
+    fn drops_line(&self) -> String {
+        let stack = libos::DropReason::ALL
+            .iter()
+            .filter(|&&r| self.stack.drops(r) > 0)
+            .map(|&r| format!("{r}={}", self.stack.drops(r)));
+        let tcp = libos::tcp::TcpDrop::ALL
+            .iter()
+            .filter(|&&r| self.tcp.drops(r) > 0)
+            .map(|&r| format!("tcp_{}={}", r.as_str(), self.tcp.drops(r)));
+        let all: Vec<String> = stack.chain(tcp).collect();
+        if all.is_empty() {
+            return String::new();
+        }
+        format!("; drops [{}]", all.join(" "))
     }
 
     /// The TCP part of [`line`](Self::line) (empty when the queue saw no TCP).

@@ -310,8 +310,11 @@ fn echo(a: &EchoArgs) -> anyhow::Result<()> {
         println!("{}", r.line());
     }
     println!(
-        "steering: redirected {} passed {}",
-        verdicts.redirect.packets, verdicts.pass_not_owned.packets
+        "steering: redirected {} passed {} unparsed {} no-socket {}",
+        verdicts.redirect.packets,
+        verdicts.pass_not_owned.packets,
+        verdicts.pass_unparsed.packets,
+        verdicts.pass_no_socket.packets
     );
     anyhow::ensure!(!broken, "frame accounting broken");
     Ok(())
