@@ -145,8 +145,16 @@ fn router_forwards_between_two_dpdk_ports() {
             "xf0=10.0.1.1/24",
             "--iface",
             "xf1=10.0.2.1/24",
+            "--metrics",
+            "127.0.0.1:0",
         ],
     );
+    let metrics = x
+        .seen
+        .iter()
+        .find_map(|l| l.strip_prefix("metrics: http://")?.strip_suffix("/metrics"))
+        .expect("the metrics address")
+        .to_string();
     // UDP both ways: a kernel echo on each side, a kernel client on the other.
     let mut udp = Vec::new();
     for (ns_echo, echo_ip, ns_client, client_ip) in [
@@ -231,8 +239,29 @@ fn router_forwards_between_two_dpdk_ports() {
         (server.join().unwrap(), back)
     });
     let ping = chain.ns_a.sh(&format!("ping -c 3 -i 0.2 -W 2 {}", chain.b.ip));
+    // The devices' counters on the metrics endpoint (in F's namespace).
+    let scrape = chain
+        .ns_f
+        .run_in(|| -> std::io::Result<String> {
+            let mut c = TcpStream::connect(metrics.as_str())?;
+            c.set_read_timeout(Some(DEADLINE))?;
+            c.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")?;
+            let mut body = String::new();
+            c.read_to_string(&mut body)?;
+            Ok(body)
+        })
+        .unwrap()
+        .expect("scrape");
+    let value = |series: &str| -> Option<u64> {
+        scrape.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    };
     let lines = stop(x);
     assert_eq!(udp, [100, 100], "{lines:?}");
+    let rx0 =
+        value(r#"xdpos_dpdk_rx_packets_total{device="net_af_packet0",driver="net_af_packet"}"#);
+    assert!(rx0.is_some_and(|n| n >= 200), "{scrape}");
+    let xs = value(r#"xdpos_dpdk_xstat_total{device="net_af_packet1",xstat="tx_good_packets"}"#);
+    assert!(xs.is_some_and(|n| n >= 200), "{scrape}");
     assert!(at_b == up && at_a == down, "the TCP transfer arrived altered");
     let ping = ping.unwrap_or_else(|e| panic!("ping through: {e}\n{lines:?}"));
     assert!(ping.contains("3 received") && ping.contains("ttl=63"), "{ping}");

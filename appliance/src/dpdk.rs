@@ -218,6 +218,19 @@ mod stub {
         pub fn finish(self) -> anyhow::Result<Vec<String>> {
             Ok(Vec::new())
         }
+
+        /// The devices' counters for a metrics registry.
+        pub fn metrics(&self) -> std::sync::Arc<dyn crate::metrics::Source> {
+            std::sync::Arc::new(NoDevices)
+        }
+    }
+
+    /// No device, no metric.
+    #[derive(Debug)]
+    struct NoDevices;
+
+    impl crate::metrics::Source for NoDevices {
+        fn collect(&self, _: &mut crate::metrics::Exposition) {}
     }
 
     /// Starts `xdpos forward --backend dpdk` (not in this build).
@@ -330,7 +343,64 @@ mod imp {
         reserve: u32,
     }
 
+    /// The devices' counters at scrape time (`rte_eth_stats` and every xstat), read without
+    /// keeping the devices open: a closed device is left out.
+    #[derive(Debug)]
+    pub struct DeviceMetrics {
+        readers: Vec<nic::dpdk::StatsReader>,
+    }
+
+    const ETH: [(&str, &str); 8] = [
+        ("xdpos_dpdk_rx_packets_total", "DPDK device: frames received (rte_eth_stats ipackets)."),
+        ("xdpos_dpdk_tx_packets_total", "DPDK device: frames sent (rte_eth_stats opackets)."),
+        ("xdpos_dpdk_rx_bytes_total", "DPDK device: bytes received."),
+        ("xdpos_dpdk_tx_bytes_total", "DPDK device: bytes sent."),
+        ("xdpos_dpdk_rx_missed_total", "DPDK device: frames dropped for want of RX ring room."),
+        ("xdpos_dpdk_rx_errors_total", "DPDK device: erroneous frames received."),
+        ("xdpos_dpdk_tx_errors_total", "DPDK device: failed transmissions."),
+        ("xdpos_dpdk_rx_nombuf_total", "DPDK device: receive failures for want of an mbuf."),
+    ];
+    const XSTAT: (&str, &str) =
+        ("xdpos_dpdk_xstat_total", "DPDK device: an extended counter (rte_eth_xstats), by name.");
+
+    impl crate::metrics::Source for DeviceMetrics {
+        fn collect(&self, e: &mut crate::metrics::Exposition) {
+            use crate::metrics::Kind;
+            for (name, help) in ETH.iter().chain([&XSTAT]) {
+                e.declare(name, help, Kind::Counter);
+            }
+            for r in &self.readers {
+                let Some((s, xs)) = r.read() else { continue };
+                let ls = [("device", r.name()), ("driver", r.driver())];
+                let v = [
+                    s.rx_packets,
+                    s.tx_packets,
+                    s.rx_bytes,
+                    s.tx_bytes,
+                    s.rx_missed,
+                    s.rx_errors,
+                    s.tx_errors,
+                    s.rx_nombuf,
+                ];
+                for (&(name, help), v) in ETH.iter().zip(v) {
+                    e.counter(name, help, &ls, v);
+                }
+                for (x, v) in &xs {
+                    let ls = [("device", r.name()), ("xstat", x.as_str())];
+                    e.counter(XSTAT.0, XSTAT.1, &ls, *v);
+                }
+            }
+        }
+    }
+
     impl ForwardDevices {
+        /// The devices' counters for a metrics registry.
+        pub fn metrics(&self) -> Arc<dyn crate::metrics::Source> {
+            Arc::new(DeviceMetrics {
+                readers: self.devices.iter().map(Device::stats_reader).collect(),
+            })
+        }
+
         /// Call after the workers ended (their frames freed, their groups dropped): prints the
         /// devices' counters, stops and closes the devices, checks that every frame of every
         /// pool is back (net_af_xdp keeps the mbufs of its fill ring past close: those are

@@ -1681,6 +1681,9 @@ pub fn run_cli(args: &ForwardArgs) -> anyhow::Result<()> {
         None => format!("{} XDP", service.xdp_mode()),
     };
     registry.add(service.metrics());
+    if let Some(d) = &dpdk {
+        registry.add(d.metrics());
+    }
     registry.set_ready(true);
     let names: Vec<&str> = cfg.ifaces.iter().map(|i| i.name.as_str()).collect();
     // A line on stdout that scripts and tests wait for.

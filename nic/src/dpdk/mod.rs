@@ -480,6 +480,8 @@ struct DevInner {
     /// Queues some group polls.
     claimed: Mutex<HashSet<u16>>,
     stopped: Mutex<bool>,
+    /// Cleared (under the lock) just before the port closes: what [`StatsReader`]s check.
+    open: Arc<Mutex<bool>>,
 }
 
 impl DevInner {
@@ -502,6 +504,10 @@ impl DevInner {
 
 impl Drop for DevInner {
     fn drop(&mut self) {
+        // Readers see the device closed from here on (and a read in progress ends first).
+        let open = self.open.clone();
+        let mut open = open.lock().unwrap_or_else(|e| e.into_inner());
+        *open = false;
         if let Err(e) = self.stop() {
             tracing::warn!("{e}");
         }
@@ -602,6 +608,7 @@ impl Device {
                 pools: pools.to_vec(),
                 claimed: Mutex::new(HashSet::new()),
                 stopped: Mutex::new(rc != 0),
+                open: Arc::new(Mutex::new(true)),
             }),
         };
         if rc != 0 {
@@ -651,56 +658,23 @@ impl Device {
 
     /// The device's counters.
     pub fn stats(&self) -> Result<EthStats, NicError> {
-        let mut s = ffi::EthStatsC::default();
-        // SAFETY: a valid port and out pointer.
-        let rc = unsafe { ffi::xdpos_stats_get(self.inner.port, &mut s) };
-        if rc != 0 {
-            return Err(err(format!("stats of {}", self.inner.name), code(rc)));
-        }
-        Ok(EthStats {
-            rx_packets: s.ipackets,
-            tx_packets: s.opackets,
-            rx_bytes: s.ibytes,
-            tx_bytes: s.obytes,
-            rx_missed: s.imissed,
-            rx_errors: s.ierrors,
-            tx_errors: s.oerrors,
-            rx_nombuf: s.rx_nombuf,
-        })
+        eth_stats(self.inner.port, &self.inner.name)
     }
 
     /// Every extended counter of the device, by name (control path: allocates).
     pub fn xstats(&self) -> Result<Vec<(String, u64)>, NicError> {
-        let what = || format!("xstats of {}", self.inner.name);
-        // SAFETY: n = 0 only asks for the count; no buffer is written.
-        let n = unsafe {
-            ffi::xdpos_xstats(self.inner.port, std::ptr::null_mut(), std::ptr::null_mut(), 0)
-        };
-        if n < 0 {
-            return Err(err(what(), code(n)));
+        eth_xstats(self.inner.port, &self.inner.name)
+    }
+
+    /// A reader of the device's counters that does not keep it open (for a metrics endpoint
+    /// that may outlive it).
+    pub fn stats_reader(&self) -> StatsReader {
+        StatsReader {
+            port: self.inner.port,
+            name: self.inner.name.clone(),
+            driver: self.inner.driver.clone(),
+            open: self.inner.open.clone(),
         }
-        let n = n as usize;
-        if n == 0 {
-            return Ok(Vec::new());
-        }
-        let mut names = vec![0 as c_char; 64 * n];
-        let mut values = vec![0u64; n];
-        // SAFETY: `names` holds n names of 64 bytes, `values` n counters.
-        let got = unsafe {
-            ffi::xdpos_xstats(self.inner.port, names.as_mut_ptr(), values.as_mut_ptr(), n as u32)
-        };
-        if got < 0 {
-            return Err(err(what(), code(got)));
-        }
-        let got = (got as usize).min(n);
-        Ok((0..got)
-            .map(|i| {
-                let raw = &names[64 * i..64 * (i + 1)];
-                let bytes: Vec<u8> =
-                    raw.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
-                (String::from_utf8_lossy(&bytes).into_owned(), values[i])
-            })
-            .collect())
     }
 
     /// Stops the device (no more receive or transmit; its RX rings give their mbufs back).
@@ -708,6 +682,89 @@ impl Device {
     /// groups may then still audit and be dropped. Closing happens when the last handle goes.
     pub fn stop(&self) -> Result<(), NicError> {
         self.inner.stop()
+    }
+}
+
+/// `rte_eth_stats` of an open port.
+fn eth_stats(port: u16, name: &str) -> Result<EthStats, NicError> {
+    let mut s = ffi::EthStatsC::default();
+    // SAFETY: an open port of ours (the callers hold a handle or its open flag) and an out
+    // pointer.
+    let rc = unsafe { ffi::xdpos_stats_get(port, &mut s) };
+    if rc != 0 {
+        return Err(err(format!("stats of {}", name), code(rc)));
+    }
+    Ok(EthStats {
+        rx_packets: s.ipackets,
+        tx_packets: s.opackets,
+        rx_bytes: s.ibytes,
+        tx_bytes: s.obytes,
+        rx_missed: s.imissed,
+        rx_errors: s.ierrors,
+        tx_errors: s.oerrors,
+        rx_nombuf: s.rx_nombuf,
+    })
+}
+
+/// The extended counters of an open port, by name (control path: allocates).
+fn eth_xstats(port: u16, name: &str) -> Result<Vec<(String, u64)>, NicError> {
+    let what = || format!("xstats of {}", name);
+    // SAFETY: an open port of ours; n = 0 only asks for the count, no buffer is written.
+    let n = unsafe { ffi::xdpos_xstats(port, std::ptr::null_mut(), std::ptr::null_mut(), 0) };
+    if n < 0 {
+        return Err(err(what(), code(n)));
+    }
+    let n = n as usize;
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let mut names = vec![0 as c_char; 64 * n];
+    let mut values = vec![0u64; n];
+    // SAFETY: `names` holds n names of 64 bytes, `values` n counters.
+    let got = unsafe { ffi::xdpos_xstats(port, names.as_mut_ptr(), values.as_mut_ptr(), n as u32) };
+    if got < 0 {
+        return Err(err(what(), code(got)));
+    }
+    let got = (got as usize).min(n);
+    Ok((0..got)
+        .map(|i| {
+            let raw = &names[64 * i..64 * (i + 1)];
+            let bytes: Vec<u8> = raw.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+            (String::from_utf8_lossy(&bytes).into_owned(), values[i])
+        })
+        .collect())
+}
+
+/// Reads one device's counters without keeping it open (see [`Device::stats_reader`]): once
+/// the device is closed (or EAL is gone, which needs every device closed first) a read answers
+/// `None`; a read in progress delays the close until it is done.
+#[derive(Debug, Clone)]
+pub struct StatsReader {
+    port: u16,
+    name: String,
+    driver: String,
+    open: Arc<Mutex<bool>>,
+}
+
+impl StatsReader {
+    /// The device's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its driver's name.
+    pub fn driver(&self) -> &str {
+        &self.driver
+    }
+
+    /// The device's counters and extended counters, while it is open.
+    pub fn read(&self) -> Option<(EthStats, Vec<(String, u64)>)> {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if !*open {
+            return None;
+        }
+        let stats = eth_stats(self.port, &self.name).ok()?;
+        Some((stats, eth_xstats(self.port, &self.name).unwrap_or_default()))
     }
 }
 

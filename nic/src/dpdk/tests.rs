@@ -166,6 +166,14 @@ fn frames_loop_back_with_their_bytes_and_every_frame_is_accounted_for() {
     let c = port.audit().unwrap();
     assert_eq!((c.free, c.fill), (256, 0));
     assert_eq!(pool.in_use(), 0);
+    // A stats reader does not keep the device open, and reads nothing once it closed.
+    let reader = dev.stats_reader();
+    let (s, x) = reader.read().expect("open");
+    assert_eq!(s.rx_packets, 40);
+    assert!(x.iter().any(|(n, v)| n == "tx_good_packets" && *v == 40), "{x:?}");
+    drop(port);
+    drop(dev);
+    assert!(reader.read().is_none(), "closed with its last handle");
 }
 
 #[test]
