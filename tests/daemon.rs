@@ -607,16 +607,11 @@ fn server_answers_udp_and_tcp_and_reloads_services_keeping_connections() {
     assert!(field(w, "echoed") >= 70 && field(w, "accepted") >= 2, "{w}");
 }
 
-#[test]
-fn two_workers_on_a_two_queue_veth_serve_their_own_flows() {
-    sweep();
-    let pair = Pair::new("dmq", &PairOpts { queues: 2, ..PairOpts::default() }).unwrap();
-    let cfg = ConfigFile::new(&server_config("xb0", 2, "udp-echo", "0.0.0.0:7"));
-    let mut d = start_daemon(&pair.ns_b, &cfg);
-    // Sixteen kernel sockets (different source ports: A's kernel spreads them over its two
-    // transmit queues, which are B's receive queues on veth), ten round trips each.
-    let got = pair
-        .ns_a
+/// Sixteen kernel sockets in A (different source ports: A's kernel spreads them over its two
+/// transmit queues, which are B's receive queues on veth), ten UDP echo round trips each to
+/// B's port 7: how many came back intact.
+fn sixteen_flows(pair: &Pair) -> u32 {
+    pair.ns_a
         .run_in(|| {
             let socks: Vec<_> = (0..16).map(|_| kernel_udp(pair.a.ip, 0)).collect();
             let mut buf = [0u8; 2048];
@@ -633,13 +628,51 @@ fn two_workers_on_a_two_queue_veth_serve_their_own_flows() {
             }
             got
         })
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn two_workers_on_a_two_queue_veth_serve_their_own_flows() {
+    sweep();
+    let pair = Pair::new("dmq", &PairOpts { queues: 2, ..PairOpts::default() }).unwrap();
+    let cfg = ConfigFile::new(&server_config("xb0", 2, "udp-echo", "0.0.0.0:7"));
+    let mut d = start_daemon(&pair.ns_b, &cfg);
+    let got = sixteen_flows(&pair);
     let lines = stop(&mut d, &pair.ns_b);
     assert_eq!(got, 160, "{lines:?}");
     let w0 = lines.iter().find(|l| l.starts_with("worker 0 (xb0:0)")).expect("worker 0");
     let w1 = lines.iter().find(|l| l.starts_with("worker 1 (xb0:1)")).expect("worker 1");
     let (e0, e1) = (field(w0, "echoed"), field(w1, "echoed"));
     assert!(e0 > 0 && e1 > 0 && e0 + e1 == 160, "both queues served flows:\n{w0}\n{w1}");
+}
+
+#[test]
+fn one_worker_serves_both_queues_of_a_two_queue_veth_with_one_stack() {
+    sweep();
+    let pair = Pair::new("d1w", &PairOpts { queues: 2, ..PairOpts::default() }).unwrap();
+    let text = server_config("xb0", 2, "udp-echo", "0.0.0.0:7")
+        .replace("[[workers]]\ncpu = 1\nqueues = [\"xb0:1\"]\n\n", "")
+        .replace("queues = [\"xb0:0\"]", "queues = [\"xb0:0\", \"xb0:1\"]");
+    let cfg = ConfigFile::new(&text);
+    let mut d = start_daemon(&pair.ns_b, &cfg);
+    let got = sixteen_flows(&pair);
+    // One stack: a TCP connection works whichever queue its segments arrive on.
+    let cfg_tcp = text + "\n[[services]]\nkind = \"tcp-echo\"\nlisten = \"0.0.0.0:7\"\n";
+    cfg.write(&cfg_tcp);
+    assert!(reload(&mut d).contains("reload: ok"));
+    let mut conn = connect(&pair, 7).expect("TCP echo accepts");
+    let data: Vec<u8> = (0..50_000u32).map(|i| (i * 3) as u8).collect();
+    assert_eq!(echo_round(&mut conn, &data), data);
+    drop(conn);
+    let lines = stop(&mut d, &pair.ns_b);
+    assert_eq!(got, 160, "{lines:?}");
+    let w = lines.iter().find(|l| l.starts_with("worker 0 (xb0:0,1)")).expect("worker 0");
+    assert!(!lines.iter().any(|l| l.starts_with("worker 1")), "{lines:?}");
+    assert_eq!(field(w, "echoed"), 160, "{w}");
+    let per_queue = &w[w.find("rx per queue [").expect("per-queue rx") + 14..];
+    let rx: Vec<u64> =
+        per_queue.split(']').next().unwrap().split(", ").map(|n| n.parse().unwrap()).collect();
+    assert!(rx.len() == 2 && rx[0] > 0 && rx[1] > 0, "both queues received: {w}");
 }
 
 #[test]

@@ -5,16 +5,16 @@
 //!
 //! 1. **Load** ([`load`]): the file is parsed and validated as a whole against this host's
 //!    facts ([`host::gather`]: CPUs, the interfaces of the process's network namespace and
-//!    their queues), then against what this build runs ([`unsupported`]). Nothing is touched
-//!    before every check passed; `xdpos check-config` stops here (exit 0 with a summary, or
+//!    their queues). Nothing is touched before every check passed; `xdpos check-config` stops here (exit 0 with a summary, or
 //!    every problem with its path and value and exit 2), `xdpos run` exits 2 the same way.
 //! 2. **Set up** ([`Running::start`]): steering programs left by a crashed instance are
 //!    removed ([`nic::afxdp::cleanup`]: only programs no live process holds); the role starts:
 //!    - `router` and `xconnect`: [`ForwardService`], one worker per queue index over a
 //!      shared-UMEM group of that queue of every interface, pinned to the CPU of the
 //!      `[[workers]]` entry that polls that index;
-//!    - `server`: [`server::ServerService`], one worker per `[[workers]]` entry (one queue
-//!      each), its stack running the `[[services]]`.
+//!    - `server`: [`server::ServerService`], one worker per `[[workers]]` entry, its stack
+//!      (one over all its queues: [`queues::QueueSet`]) running the `[[services]]`;
+//!    - a router's stacks run the `[[services]]` on its own addresses too.
 //! 3. **Drop capabilities** ([`caps`]): every worker drops its own when it starts, the control
 //!    thread right after setup; threads started later inherit nothing.
 //! 4. **Ready**: the [`Control`] handle says so (`/readyz`), the metrics endpoint is started
@@ -40,6 +40,7 @@
 pub mod caps;
 pub mod control;
 pub mod host;
+pub mod queues;
 pub mod server;
 
 use std::path::{Path, PathBuf};
@@ -52,7 +53,7 @@ use nic::afxdp::XskConfig;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use xdpos_config::schema::{FastPath, XdpMode};
 use xdpos_config::validate::{IfaceCfg, RoleCfg};
-use xdpos_config::{Checked, ConfigError, Host, Problem};
+use xdpos_config::{Checked, ConfigError, Host};
 
 pub use control::{Control, Counters, ReloadStatus, WorkerInfo};
 
@@ -85,42 +86,11 @@ pub struct RunArgs {
     pub keep_bpf_caps: bool,
 }
 
-/// Parses and validates `path` against `host`, then checks what this build runs.
+/// Parses and validates `path` against `host`.
 pub fn load(path: &Path, host: &Host) -> Result<Checked, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::one("", format!("cannot read {}: {e}", path.display())))?;
-    let checked = xdpos_config::load(&text, host)?;
-    let problems = unsupported(&checked);
-    if problems.is_empty() {
-        Ok(checked)
-    } else {
-        Err(ConfigError { problems })
-    }
-}
-
-/// What a valid configuration asks for that this build does not run yet, as problems.
-pub fn unsupported(c: &Checked) -> Vec<Problem> {
-    let mut out = Vec::new();
-    let mut add = |path: String, message: String| out.push(Problem { path, message });
-    match &c.role {
-        RoleCfg::Router { .. } => {}
-        RoleCfg::Server => {
-            for (w, x) in c.workers.iter().enumerate() {
-                if x.queues.len() > 1 {
-                    add(
-                        format!("workers[{w}].queues"),
-                        format!(
-                            "{} queues: a server worker runs one stack over one queue in this \
-                             version (give each queue its own [[workers]] entry)",
-                            x.queues.len()
-                        ),
-                    );
-                }
-            }
-        }
-        _ => {}
-    }
-    out
+    xdpos_config::load(&text, host)
 }
 
 /// A one-line summary of a valid configuration.

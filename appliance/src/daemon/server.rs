@@ -3,11 +3,12 @@
 //! What it is: [`ServerService`] runs the `[[services]]` of a configuration on the interfaces
 //! it names. Per interface, one steering program that takes the interface's configured
 //! addresses (`XdpProgram::own_addr`: IPv4 to them and ARP for them; the host's kernel keeps
-//! everything else on the interface). Per `[[workers]]` entry, one AF_XDP socket on its queue
-//! and one pinned [`Worker`] running its own [`Stack`] (the interface's MAC, addresses, MTU,
-//! the routes and static neighbours whose interface it is) and a [`DaemonApp`] owning the
-//! services: UDP echo and sink as stack sockets, TCP echo, sink, source, iperf3 and the HTTP
-//! responder through [`Services`]. A service listening on `0.0.0.0` runs on every stack, one on an address only
+//! everything else on the interface). Per `[[workers]]` entry, one AF_XDP socket per queue it
+//! names (several of one interface: a [`QueueSet`], one stack over all of them) and one pinned
+//! [`Worker`] running its own [`Stack`] (the interface's MAC, addresses, MTU, the routes and
+//! static neighbours whose interface it is) and a [`DaemonApp`] owning the services: UDP echo
+//! and sink as stack sockets, TCP echo, sink, source, iperf3 and the HTTP responder through
+//! [`Services`]. A service listening on `0.0.0.0` runs on every stack, one on an address only
 //! on the stacks of the interface that has it. Workers of one interface share what ARP teaches
 //! them ([`worker::siblings`]); only the first announces the addresses.
 //!
@@ -43,10 +44,11 @@ use xdpos_config::Checked;
 
 use super::caps;
 use super::control::{Counters, WorkerInfo};
+use super::queues::{PerQueue, QueueSet};
 use crate::metrics::{Forwarding, ServiceMetrics, SocketReader, WorkerMetrics};
 use crate::services::http::HttpConfig;
 use crate::services::{Service, ServiceStats, Services, ServicesConfig};
-use crate::worker::{self, App, Clock, TxCsum, Worker, WorkerConfig, WorkerReport};
+use crate::worker::{self, App, Clock, TxCsum, Worker, WorkerConfig, WorkerPort, WorkerReport};
 
 /// Changes an app's inbox holds.
 const INBOX: usize = 4;
@@ -282,8 +284,10 @@ pub struct ServerReport {
     pub index: usize,
     /// Interface served.
     pub iface: String,
-    /// Queue served.
-    pub queue: u32,
+    /// Queues served.
+    pub queues: Vec<u32>,
+    /// Frames received per queue.
+    pub rx_per_queue: Vec<u64>,
     /// CPU pinned to (`None`: pinning failed).
     pub cpu: Option<usize>,
     /// The worker loop's report.
@@ -304,10 +308,10 @@ impl ServerReport {
         let (w, v) = (&self.worker, &self.services);
         format!(
             "worker {} ({}:{}): rx {} tx {} dropped {} frames {frames}; udp echoed {}; tcp \
-             accepted {} closed {} failed {} bytes in {} out {}; sleeps {}",
+             accepted {} closed {} failed {} bytes in {} out {}; sleeps {}; rx per queue {:?}",
             self.index,
             self.iface,
-            self.queue,
+            self.queues.iter().map(|q| q.to_string()).collect::<Vec<_>>().join(","),
             w.port.rx_packets,
             w.port.tx_packets,
             w.dropped(),
@@ -317,7 +321,8 @@ impl ServerReport {
             v.failed,
             v.bytes_in,
             v.bytes_out,
-            w.sleeps
+            w.sleeps,
+            self.rx_per_queue
         )
     }
 }
@@ -341,14 +346,33 @@ impl Drop for ServerService {
     }
 }
 
+/// The sockets of one worker: one queue, or several of one interface.
+enum Ports {
+    One(XskPort),
+    Many(QueueSet),
+}
+
 /// A worker built, not started yet.
 struct Built {
     w: usize,
     iface: usize,
-    queue: u32,
-    port: XskPort,
+    queues: Vec<u32>,
+    port: Ports,
     stack: Stack,
     app: DaemonApp,
+}
+
+/// A worker with its metrics block and its siblings.
+fn worker_of<P: WorkerPort>(
+    w: Worker<P, DaemonApp>,
+    m: Arc<WorkerMetrics>,
+    sib: Option<worker::Siblings>,
+) -> Worker<P, DaemonApp> {
+    let w = w.with_metrics(m);
+    match sib {
+        Some(s) => w.with_siblings(s),
+        None => w,
+    }
 }
 
 /// The stack of interface `i` of `cfg` for a worker of `port`.
@@ -378,8 +402,8 @@ impl ServerService {
     /// Attaches the steering programs, opens one socket and builds one stack with its services
     /// per worker, starts the workers (each pins itself and drops its capabilities), and only
     /// then steers the interfaces' addresses to the sockets; all in the calling thread's
-    /// network namespace. `cfg` passed validation and the daemon's own checks: every server
-    /// worker polls one queue.
+    /// network namespace. A worker over several queues of its interface runs one stack over
+    /// all of them ([`QueueSet`]).
     pub fn start(cfg: &Checked) -> anyhow::Result<ServerService> {
         let mut progs: Vec<Option<XdpProgram>> = (0..cfg.interfaces.len()).map(|_| None).collect();
         let mut macs = vec![[0u8; 6]; cfg.interfaces.len()];
@@ -401,17 +425,21 @@ impl ServerService {
                 progs[q.iface] = Some(prog);
             }
             let prog = progs[q.iface].as_ref().context("steering program")?;
-            let sock = super::socket_config(x, q.queue);
-            let port = XskPort::open(&sock, prog)
-                .with_context(|| format!("open {} queue {}", x.name, q.queue))?;
-            metrics.sockets.push(SocketReader {
-                worker: w as u32,
-                interface: x.name.clone(),
-                queue: q.queue,
-                reader: port.stats_reader()?,
-            });
+            let mut ports = Vec::new();
+            for r in &wc.queues {
+                let sock = super::socket_config(x, r.queue);
+                let port = XskPort::open(&sock, prog)
+                    .with_context(|| format!("open {} queue {}", x.name, r.queue))?;
+                metrics.sockets.push(SocketReader {
+                    worker: w as u32,
+                    interface: x.name.clone(),
+                    queue: r.queue,
+                    reader: port.stats_reader()?,
+                });
+                ports.push(port);
+            }
             let first = !built.iter().any(|b| b.iface == q.iface);
-            let sc = stack_config(cfg, q.iface, macs[q.iface], &port, first);
+            let sc = stack_config(cfg, q.iface, macs[q.iface], &ports[0], first);
             let mut stack = Stack::new(sc, clock.now())
                 .map_err(|e| anyhow::anyhow!("{e}"))
                 .with_context(|| format!("configure the stack of workers[{w}] ({})", x.name))?;
@@ -421,7 +449,13 @@ impl ServerService {
                 .map_err(|e| anyhow::anyhow!("workers[{w}] ({}): {e}", x.name))?;
             app.applied.store(change.generation, Ordering::Release);
             links.push(link);
-            built.push(Built { w, iface: q.iface, queue: q.queue, port, stack, app });
+            let queues = wc.queues.iter().map(|r| r.queue).collect();
+            let port = if ports.len() == 1 {
+                Ports::One(ports.remove(0))
+            } else {
+                Ports::Many(QueueSet::new(ports))
+            };
+            built.push(Built { w, iface: q.iface, queues, port, stack, app });
         }
         // Siblings per interface: the workers of one interface share what ARP teaches them.
         let mut sibs: Vec<std::vec::IntoIter<worker::Siblings>> = (0..cfg.interfaces.len())
@@ -430,34 +464,46 @@ impl ServerService {
         let stop = Arc::new(AtomicBool::new(false));
         let mut workers = Vec::new();
         let mut info = Vec::new();
-        for Built { w, iface, queue, port, stack, app } in built {
+        for Built { w, iface, queues, port, stack, app } in built {
             let cpu = cfg.workers[w].cpu;
             let wcfg =
                 WorkerConfig { burst: cfg.interfaces[iface].burst as usize, ..Default::default() };
             let name = cfg.interfaces[iface].name.clone();
+            // The worker publishes one port: a QueueSet's counters summed, under its first queue
+            // (the kernel's counters, xdpos_xsk_*, stay per socket).
             let m = Arc::new(WorkerMetrics::new(
                 w as u32,
                 "server",
-                &[(&name, queue)],
+                &[(name.as_str(), queues[0])],
                 &[&name],
                 Forwarding::None,
             ));
             metrics.workers.push(m.clone());
-            let mut wk = Worker::new(port, stack, app, wcfg, clock).with_metrics(m);
-            if let Some(s) = sibs[iface].next() {
-                wk = wk.with_siblings(s);
-            }
+            let sib = sibs[iface].next();
+            let stop = stop.clone();
+            let spawn = std::thread::Builder::new().name(format!("xdpos-w{w}"));
+            let (join, counters) = match port {
+                Ports::One(p) => {
+                    let wk = worker_of(Worker::new(p, stack, app, wcfg, clock), m, sib);
+                    let c = wk.counters().clone();
+                    let q = queues.clone();
+                    (spawn.spawn(move || run_worker(wk, w, name, q, cpu, &stop)), c)
+                }
+                Ports::Many(p) => {
+                    let wk = worker_of(Worker::new(p, stack, app, wcfg, clock), m, sib);
+                    let c = wk.counters().clone();
+                    let q = queues.clone();
+                    (spawn.spawn(move || run_worker(wk, w, name, q, cpu, &stop)), c)
+                }
+            };
+            let join = join.context("spawn a worker thread")?;
+            let name = cfg.interfaces[iface].name.clone();
             info.push(WorkerInfo {
                 index: w,
                 cpu,
-                queues: vec![(name.clone(), queue)],
-                counters: Counters::Server(wk.counters().clone()),
+                queues: queues.iter().map(|&q| (name.clone(), q)).collect(),
+                counters: Counters::Server(counters),
             });
-            let stop = stop.clone();
-            let join = std::thread::Builder::new()
-                .name(format!("xdpos-w{w}"))
-                .spawn(move || run_worker(wk, w, name, queue, cpu, &stop))
-                .context("spawn a worker thread")?;
             workers.push(join);
         }
         let progs: Vec<XdpProgram> = progs.into_iter().flatten().collect();
@@ -528,11 +574,11 @@ impl ServerService {
 }
 
 /// One worker thread: pin, drop capabilities, run until stopped, report.
-fn run_worker(
-    mut w: Worker<XskPort, DaemonApp>,
+fn run_worker<P: WorkerPort + PerQueue>(
+    mut w: Worker<P, DaemonApp>,
     index: usize,
     iface: String,
-    queue: u32,
+    queues: Vec<u32>,
     cpu: usize,
     stop: &AtomicBool,
 ) -> anyhow::Result<ServerReport> {
@@ -546,6 +592,16 @@ fn run_worker(
     }
     w.run_loop(stop, None);
     let report = w.finish();
+    let rx_per_queue = w.port().rx_per_queue();
     let (echoed, services) = w.app().totals(w.stack());
-    Ok(ServerReport { index, iface, queue, cpu: pinned, worker: report, echoed, services })
+    Ok(ServerReport {
+        index,
+        iface,
+        queues,
+        rx_per_queue,
+        cpu: pinned,
+        worker: report,
+        echoed,
+        services,
+    })
 }

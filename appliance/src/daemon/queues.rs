@@ -1,0 +1,247 @@
+//! # Several queues of one interface as one port, for one server worker
+//!
+//! What it is: [`QueueSet`], a [`Port`] (and [`WorkerPort`]) over the AF_XDP sockets of several
+//! queues of one interface, so that one worker runs one stack over all of them (a server
+//! `[[workers]]` entry with `queues = ["eth1:0", "eth1:1"]`). Each socket keeps its own UMEM;
+//! a descriptor carries the index of the socket it belongs to in the bits of `addr` above
+//! [`TAG_SHIFT`] (a UMEM offset is below 2^32: at most 2^20 frames of 4 KiB), so every call
+//! that takes a descriptor goes to the socket whose memory holds the frame, and a reply leaves
+//! on the queue it arrived on.
+//!
+//! One call per batch to each socket: `rx_burst` takes from every queue in turn (rotating the
+//! first so none starves), `tx_burst` sorts the batch per socket into fixed bursts and kicks
+//! each socket that has frames once; `alloc_burst` takes frames from the sockets in turn.
+//!
+//! Idle: one `poll(2)` on every socket, woken by traffic on any queue.
+//!
+//! What it never does: allocate on the fast path (the per-socket bursts are fixed arrays; only
+//! the idle sleep builds its descriptor list), or move a frame between sockets' memories.
+
+use std::time::Duration;
+
+use nic::afxdp::XskPort;
+use nic::{Burst, Caps, Desc, FrameCounts, Port, PortStats};
+use rustix::event::{PollFd, PollFlags, Timespec};
+
+use crate::worker::WorkerPort;
+
+/// Bit where the socket index starts in a descriptor's `addr`.
+pub const TAG_SHIFT: u32 = 48;
+const MASK: u64 = (1 << TAG_SHIFT) - 1;
+
+/// The sockets of several queues of one interface as one port (see the module documentation).
+#[derive(Debug)]
+pub struct QueueSet {
+    ports: Vec<XskPort>,
+    /// Per socket: the frames of a `tx_burst` that go to it.
+    split: Vec<Burst>,
+    /// Socket whose turn is first (rx) or next (alloc).
+    next_rx: usize,
+    next_alloc: usize,
+}
+
+fn tag(d: &mut Desc, i: usize) {
+    d.addr = (d.addr & MASK) | ((i as u64) << TAG_SHIFT);
+}
+
+fn index(d: &Desc) -> usize {
+    (d.addr >> TAG_SHIFT) as usize
+}
+
+fn untagged(d: &Desc) -> Desc {
+    Desc { addr: d.addr & MASK, ..*d }
+}
+
+impl QueueSet {
+    /// The sockets, in queue order (at least one).
+    pub fn new(ports: Vec<XskPort>) -> QueueSet {
+        let n = ports.len();
+        QueueSet { ports, split: vec![Burst::new(); n], next_rx: 0, next_alloc: 0 }
+    }
+
+    /// The sockets.
+    pub fn ports(&self) -> &[XskPort] {
+        &self.ports
+    }
+
+    fn port_of(&self, d: &Desc) -> usize {
+        index(d).min(self.ports.len() - 1)
+    }
+}
+
+impl Port for QueueSet {
+    fn caps(&self) -> Caps {
+        self.ports[0].caps()
+    }
+
+    fn rx_burst(&mut self, out: &mut Burst) -> usize {
+        let n = self.ports.len();
+        let mut got = 0;
+        for k in 0..n {
+            let i = (self.next_rx + k) % n;
+            let start = out.len();
+            let m = self.ports[i].rx_burst(out);
+            for d in &mut out.as_mut_slice()[start..start + m] {
+                tag(d, i);
+            }
+            got += m;
+        }
+        self.next_rx = (self.next_rx + 1) % n;
+        got
+    }
+
+    fn tx_burst(&mut self, batch: &mut Burst) -> usize {
+        for d in batch.iter() {
+            let i = self.port_of(d);
+            // Cannot fail: a batch holds at most MAX_BURST descriptors.
+            self.split[i].push(untagged(d));
+        }
+        batch.clear();
+        let mut sent = 0;
+        for (i, (p, b)) in self.ports.iter_mut().zip(&mut self.split).enumerate() {
+            if b.is_empty() {
+                continue;
+            }
+            sent += p.tx_burst(b);
+            for d in b.iter() {
+                let mut d = *d;
+                tag(&mut d, i);
+                batch.push(d);
+            }
+            b.clear();
+        }
+        sent
+    }
+
+    fn alloc_burst(&mut self, out: &mut Burst, n: usize) -> usize {
+        let count = self.ports.len();
+        let mut got = 0;
+        for k in 0..count {
+            if got == n {
+                break;
+            }
+            let i = (self.next_alloc + k) % count;
+            let start = out.len();
+            let m = self.ports[i].alloc_burst(out, n - got);
+            for d in &mut out.as_mut_slice()[start..start + m] {
+                tag(d, i);
+            }
+            got += m;
+        }
+        self.next_alloc = (self.next_alloc + 1) % count;
+        got
+    }
+
+    fn free_burst(&mut self, batch: &mut Burst) {
+        for d in batch.iter() {
+            let i = self.port_of(d);
+            self.ports[i].free(&untagged(d));
+        }
+        batch.clear();
+    }
+
+    fn free(&mut self, desc: &Desc) {
+        let i = self.port_of(desc);
+        self.ports[i].free(&untagged(desc));
+    }
+
+    fn reclaim(&mut self) -> usize {
+        self.ports.iter_mut().map(|p| p.reclaim()).sum()
+    }
+
+    fn frame(&self, desc: &Desc) -> &[u8] {
+        self.ports[self.port_of(desc)].frame(&untagged(desc))
+    }
+
+    fn frame_mut(&mut self, desc: &Desc) -> &mut [u8] {
+        let i = self.port_of(desc);
+        self.ports[i].frame_mut(&untagged(desc))
+    }
+
+    fn room_mut(&mut self, desc: &Desc) -> &mut [u8] {
+        let i = self.port_of(desc);
+        self.ports[i].room_mut(&untagged(desc))
+    }
+
+    fn headroom(&self) -> usize {
+        self.ports[0].headroom()
+    }
+
+    fn frame_counts(&self) -> FrameCounts {
+        self.ports.iter().map(|p| p.frame_counts()).fold(FrameCounts::default(), |a, c| {
+            FrameCounts {
+                total: a.total + c.total,
+                free: a.free + c.free,
+                fill: a.fill + c.fill,
+                rx: a.rx + c.rx,
+                held: a.held + c.held,
+                tx: a.tx + c.tx,
+                completion: a.completion + c.completion,
+                kernel: a.kernel + c.kernel,
+            }
+        })
+    }
+
+    fn stats(&self) -> PortStats {
+        self.ports.iter().map(|p| p.stats()).fold(PortStats::default(), |a, s| PortStats {
+            rx_packets: a.rx_packets + s.rx_packets,
+            rx_bytes: a.rx_bytes + s.rx_bytes,
+            rx_bursts: a.rx_bursts + s.rx_bursts,
+            tx_packets: a.tx_packets + s.tx_packets,
+            tx_bytes: a.tx_bytes + s.tx_bytes,
+            tx_bursts: a.tx_bursts + s.tx_bursts,
+            kicks: a.kicks + s.kicks,
+            tx_ring_full: a.tx_ring_full + s.tx_ring_full,
+            fill_starved: a.fill_starved + s.fill_starved,
+            completions: a.completions + s.completions,
+            invalid_descs: a.invalid_descs + s.invalid_descs,
+            kick_errors: a.kick_errors + s.kick_errors,
+            tx_csum_sw: a.tx_csum_sw + s.tx_csum_sw,
+        })
+    }
+}
+
+impl WorkerPort for QueueSet {
+    fn idle_wait(&mut self, max: Duration) {
+        // One poll(2) on every socket (the idle path: the descriptor list is built here).
+        let mut fds: Vec<PollFd<'_>> =
+            self.ports.iter().map(|p| PollFd::from_borrowed_fd(p.fd(), PollFlags::IN)).collect();
+        let ts = Timespec {
+            tv_sec: i64::try_from(max.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(max.subsec_nanos()),
+        };
+        // An error (EINTR) only ends the sleep early.
+        let _ = rustix::event::poll(&mut fds, Some(&ts));
+    }
+
+    fn busy_poll(&mut self) {
+        for p in &mut self.ports {
+            p.busy_poll();
+        }
+    }
+
+    fn check_frames(&self) -> Result<FrameCounts, String> {
+        for p in &self.ports {
+            p.check_frames()?;
+        }
+        Ok(self.frame_counts())
+    }
+}
+
+/// Frames received per queue of a worker's port (for its exit line).
+pub trait PerQueue {
+    /// Frames received, per socket in queue order.
+    fn rx_per_queue(&self) -> Vec<u64>;
+}
+
+impl PerQueue for XskPort {
+    fn rx_per_queue(&self) -> Vec<u64> {
+        vec![self.stats().rx_packets]
+    }
+}
+
+impl PerQueue for QueueSet {
+    fn rx_per_queue(&self) -> Vec<u64> {
+        self.ports.iter().map(|p| p.stats().rx_packets).collect()
+    }
+}
