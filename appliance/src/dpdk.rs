@@ -562,6 +562,8 @@ mod imp {
                     frames: r.frames.clone(),
                     echoed: w.stack().udp_stats(echo).map(|s| s.echoed).unwrap_or(0),
                     dropped: r.dropped(),
+                    tx_full_drops: r.tx_full_drops,
+                    drained: r.drained,
                     stack: r.stack.clone(),
                     sleeps: r.sleeps,
                     services: w.app().stats(),

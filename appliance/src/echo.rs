@@ -173,6 +173,10 @@ pub struct WorkerReport {
     pub echoed: u64,
     /// Frames not answered: dropped by the stack (any reason) or for want of TX room.
     pub dropped: u64,
+    /// Frames dropped for want of TX room (part of `dropped`).
+    pub tx_full_drops: u64,
+    /// Frames that arrived after the stop and were freed unprocessed (part of `dropped`).
+    pub drained: u64,
     /// The stack's counters.
     pub stack: Stats,
     /// Sleeps while idle.
@@ -210,8 +214,9 @@ impl WorkerReport {
             + &self.drops_line()
     }
 
-    /// Every drop reason with a non-zero count, the stack's then TCP's (`tcp_` labels):
-    /// `; drops [truncated=2 bad_checksum=1 tcp_no_socket=3]` (empty when nothing dropped).
+    /// Every drop reason with a non-zero count, the stack's, TCP's (`tcp_` labels), then the
+    /// worker's (`tx_full`, `drained`): `; drops [truncated=2 bad_checksum=1 tcp_no_socket=3]`
+    /// (empty when nothing dropped).
     fn drops_line(&self) -> String {
         let stack = libos::DropReason::ALL
             .iter()
@@ -221,7 +226,11 @@ impl WorkerReport {
             .iter()
             .filter(|&&r| self.tcp.drops(r) > 0)
             .map(|&r| format!("tcp_{}={}", r.as_str(), self.tcp.drops(r)));
-        let all: Vec<String> = stack.chain(tcp).collect();
+        let worker = [("tx_full", self.tx_full_drops), ("drained", self.drained)]
+            .into_iter()
+            .filter(|&(_, n)| n > 0)
+            .map(|(k, n)| format!("{k}={n}"));
+        let all: Vec<String> = stack.chain(tcp).chain(worker).collect();
         if all.is_empty() {
             return String::new();
         }
@@ -459,6 +468,8 @@ fn run_worker(
         frames: r.frames.clone(),
         echoed,
         dropped: r.dropped(),
+        tx_full_drops: r.tx_full_drops,
+        drained: r.drained,
         stack: r.stack.clone(),
         sleeps: r.sleeps,
         services: w.app().stats(),
