@@ -597,6 +597,7 @@ fn server_answers_udp_and_tcp_and_reloads_services_keeping_connections() {
         assert!(m.contains(want), "{want} in /metrics:\n{m}");
     }
     assert_eq!(scrape(&pair.ns_b, "/readyz").trim(), "200");
+    assert_eq!(scrape(&pair.ns_b, "/healthz").trim(), "200");
     assert_eq!(udp_echoes(&pair.ns_a, pair.a.ip, to, 20, 100), 20, "UDP echo after the refusal");
     assert_eq!(echo_round(&mut conn, b"and here"), b"and here");
     assert!(connect(&pair, 7).is_err(), "generation 2 has no tcp-echo");

@@ -1383,6 +1383,11 @@ impl ForwardService {
         &self.mode
     }
 
+    /// Whether every worker thread still runs (a worker that panicked or failed has ended).
+    pub fn workers_running(&self) -> bool {
+        self.workers.iter().all(|w| !w.is_finished())
+    }
+
     /// Live counters per worker.
     pub fn counters(&self) -> &[Arc<ForwardCounters>] {
         &self.counters

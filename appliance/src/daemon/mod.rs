@@ -19,7 +19,8 @@
 //!    thread right after setup; threads started later inherit nothing.
 //! 4. **Ready**: the [`Control`] handle says so (`/readyz`), the metrics endpoint is started
 //!    ([`start_metrics`]), and a `ready:` line goes to stdout and the log.
-//! 5. **Signals** (the control thread waits on them; nothing else runs there):
+//! 5. **Signals** (the control thread looks for them every 100 ms and, between, at the
+//!    workers: one that ended, a panic or an error, makes `/healthz` fail):
 //!    - SIGHUP: [`Daemon::reload`] reads and validates the file again; routes and services
 //!      are applied live (a new FIB through [`ForwardService::set_fib`], service and route
 //!      changes through the server workers' control queues, applied between batches;
@@ -286,6 +287,14 @@ impl Running {
         }
     }
 
+    /// Whether every worker thread still runs.
+    pub fn workers_running(&self) -> bool {
+        match self {
+            Running::Forward(f, _) => f.workers_running(),
+            Running::Server(s) => s.workers_running(),
+        }
+    }
+
     /// The XDP mode the programs run in.
     pub fn xdp_mode(&self) -> String {
         match self {
@@ -535,13 +544,18 @@ pub enum StartError {
 pub fn start_metrics(
     control: &Control,
     running: &Running,
-) -> anyhow::Result<crate::metrics::Server> {
+) -> anyhow::Result<(crate::metrics::Server, std::sync::Arc<crate::metrics::Registry>)> {
     let registry = crate::metrics::Registry::new();
     registry.add(running.metrics());
     registry.set_status(std::sync::Arc::new(control.clone()));
     let addr = control.metrics_listen();
-    crate::metrics::serve(addr, registry).with_context(|| format!("serve metrics on {addr}"))
+    let server = crate::metrics::serve(addr, registry.clone())
+        .with_context(|| format!("serve metrics on {addr}"))?;
+    Ok((server, registry))
 }
+
+/// How often the control thread looks at the workers between signals.
+const WATCH_EVERY: Duration = Duration::from_millis(100);
 
 /// `xdpos run --config FILE`: runs until SIGTERM/SIGINT (exit 0), reloading on SIGHUP. A
 /// configuration error prints every problem and exits 2.
@@ -562,21 +576,33 @@ pub fn run(a: &RunArgs) -> anyhow::Result<()> {
     };
     let keep = if a.keep_bpf_caps { caps::Keep::BpfAndNetAdmin } else { caps::Keep::Nothing };
     caps::drop_thread(keep).context("drop the control thread's capabilities")?;
-    let metrics = start_metrics(daemon.control(), &daemon.running)?;
+    let (metrics, registry) = start_metrics(daemon.control(), &daemon.running)?;
     let line = format!("{}, metrics http://{}/metrics", daemon.ready_line(), metrics.local_addr());
     tracing::info!("{line}");
     println!("{line}");
-    for sig in signals.forever() {
-        match sig {
-            SIGHUP => {
-                let line = daemon.reload();
-                println!("{line}");
-            }
-            _ => {
-                tracing::info!(signal = sig, "stopping: draining the workers");
-                break;
+    // Signals, and between them a look at the workers: one that ended (a panic, an error)
+    // makes /healthz fail, so a supervisor restarts the daemon.
+    let mut healthy = true;
+    'serve: loop {
+        for sig in signals.pending() {
+            match sig {
+                SIGHUP => {
+                    let line = daemon.reload();
+                    println!("{line}");
+                }
+                _ => {
+                    tracing::info!(signal = sig, "stopping: draining the workers");
+                    break 'serve;
+                }
             }
         }
+        if healthy && !daemon.running.workers_running() {
+            healthy = false;
+            registry.set_healthy(false);
+            tracing::error!("a worker has stopped; /healthz now fails");
+            println!("unhealthy: a worker has stopped");
+        }
+        std::thread::sleep(WATCH_EVERY);
     }
     daemon.stop()?;
     drop(metrics);

@@ -530,6 +530,11 @@ impl ServerService {
         &self.info
     }
 
+    /// Whether every worker thread still runs.
+    pub fn workers_running(&self) -> bool {
+        self.workers.iter().all(|w| !w.is_finished())
+    }
+
     /// The service's metrics source (`/metrics`).
     pub fn metrics(&self) -> Arc<ServiceMetrics> {
         self.metrics.clone()
