@@ -681,10 +681,11 @@ impl UdpBench {
                 let c = ctx(side, cpu);
                 let go = go_rx.clone();
                 threads.push(s.spawn(move || run_end(end, c, ready_tx, go)));
-                match ready_rx.recv_timeout(Duration::from_secs(10)) {
+                match ready_rx.recv_timeout(Duration::from_secs(40)) {
                     Ok(Ok(count)) => counts.push(count),
                     Ok(Err(e)) => return Err(e),
-                    Err(_) => return Err(anyhow!("{end:?} not ready within 10 s")),
+                    // A child process (testpmd, xdpos on DPDK) waits up to 30 s for itself.
+                    Err(_) => return Err(anyhow!("{end:?} not ready within 40 s")),
                 }
             }
             // Placement, once every XDP program of the point is attached.
