@@ -609,3 +609,47 @@ pub fn run(a: &RunArgs) -> anyhow::Result<()> {
     println!("stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example(name: &str) -> Checked {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/examples").join(name);
+        load(&path, &Host::unknown()).unwrap()
+    }
+
+    #[test]
+    fn a_reload_applies_routes_and_services_and_refuses_the_rest() {
+        let old = example("router.toml");
+        let mut new = old.clone();
+        new.routes.pop();
+        assert_eq!(restart_needed(&old, &new), None, "routes are applied live");
+        let mut new = old.clone();
+        new.workers[0].cpu = 0;
+        new.neighbors.clear();
+        let why = restart_needed(&old, &new).unwrap();
+        assert!(why.starts_with("workers, neighbors changed: that needs a restart"), "{why}");
+        let old = example("server.toml");
+        let mut new = old.clone();
+        new.services.pop();
+        assert_eq!(restart_needed(&old, &new), None, "services are applied live");
+        assert!(summary(&old).starts_with("server: 1 interface(s) (eth1), 2 worker(s) on cpu 1,2"));
+    }
+
+    #[test]
+    fn the_forwarding_config_pins_each_queue_index_to_its_workers_cpu() {
+        let c = example("router.toml");
+        let f = forward_config(&c).unwrap();
+        assert_eq!((f.queues, f.cpus.clone()), (1, vec![1]));
+        assert!(f.worker.drop_capabilities);
+        assert_eq!(f.ifaces.len(), 2);
+        match &f.role {
+            Role::Router { routes, neighbors, .. } => {
+                assert_eq!((routes.len(), neighbors.len()), (2, 1));
+            }
+            Role::Xconnect { .. } => panic!("a router"),
+        }
+        assert!(forward_config(&example("server.toml")).is_err());
+    }
+}
