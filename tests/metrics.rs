@@ -596,3 +596,38 @@ fn the_daemon_serves_metrics_under_traffic_and_reports_a_failed_reload() {
     assert!(st.success(), "{st:?} {:?}", d.seen);
     assert_no_xdp(&pair.ns_b);
 }
+
+#[test]
+fn the_routers_xdp_fast_path_counters_are_exported() {
+    sweep();
+    let chain = Chain::new("mxf", &ChainOpts::default()).unwrap();
+    // XDP redirects into a veth reach its peer only with GRO on there (docs/forwarding.md).
+    chain.ns_b.sh(&format!("ethtool -K {} gro on >/dev/null", chain.b.ifname)).unwrap();
+    let mut cmd = chain.ns_f.cmd(xdpos_bin().to_str().unwrap());
+    cmd.args([
+        "forward",
+        "--role",
+        "router",
+        "--iface",
+        "xf0=10.0.1.1/24",
+        "--iface",
+        "xf1=10.0.2.1/24",
+    ])
+    .args(["--fast-path", "xdp", "--metrics", METRICS]);
+    let mut router = Child::spawn(cmd);
+    assert!(router.wait_line("ready:", DEADLINE).is_some(), "router not ready: {:?}", router.seen);
+    // The first packets resolve the next hop through the workers; then the program forwards.
+    let ping = chain.ns_a.sh(&format!("ping -c 20 -i 0.1 -W 2 {}", chain.b.ip));
+    let (code, text) = chain.ns_f.run_in(|| http_get(METRICS, "/metrics").unwrap()).unwrap();
+    assert_eq!(code, 200);
+    let (ok, lint) = promtool_check_metrics(&text);
+    assert!(ok && lint.trim().is_empty(), "promtool check metrics (fast path):\n{lint}");
+    let fwd = sample(&text, "xdpos_xdp_fast_path_packets_total", &["outcome=\"forwarded\""])
+        .expect("the fast path's counters are exported");
+    assert!(fwd > 0.0, "nothing forwarded by the program: {ping:?}\n{text}");
+    assert!(
+        sample(&text, "xdpos_xdp_fast_path_packets_total", &["outcome=\"no_neighbor\""]).is_some()
+    );
+    router.signal(Signal::TERM);
+    assert!(router.wait(DEADLINE).is_some_and(|s| s.success()), "{:?}", router.seen);
+}

@@ -1271,6 +1271,7 @@ impl ForwardService {
             interfaces = ?cfg.ifaces.iter().map(|i| &i.name).collect::<Vec<_>>(),
             queues = cfg.queues, mode = %mode, "forwarding"
         );
+        metrics.fast_path = fast.as_ref().map(FastPathCtl::reader).transpose()?;
         let metrics = Arc::new(metrics);
         Ok(ForwardService {
             progs,

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use libos::forward::{ForwardStats, FwdDrop};
 use libos::tcp::{TcpDrop, TcpState, TcpStats};
 use libos::{DropReason, Stats};
-use nic::afxdp::{VerdictReader, XskStatsReader};
+use nic::afxdp::{FastPathReader, FpOutcome, VerdictReader, XskStatsReader};
 use nic::{FrameCounts, PortStats};
 
 use super::cells::{CachePadded, Cells, Histogram, BATCH_FRAMES, BATCH_NANOS};
@@ -663,6 +663,9 @@ pub struct ServiceMetrics {
     pub sockets: Vec<SocketReader>,
     /// Per steering program (one per interface).
     pub programs: Vec<VerdictReader>,
+    /// The router's XDP fast path, when it runs: packets forwarded in the kernel never reach a
+    /// worker, so its per-CPU counters are read here at scrape time.
+    pub fast_path: Option<FastPathReader>,
 }
 
 const XSK: [(&str, &str); 6] = [
@@ -725,6 +728,21 @@ impl Source for ServiceMetrics {
             "Frames seen by the steering program, by verdict (read from its per-CPU map).",
             "Bytes seen by the steering program, by verdict.",
         );
+        if let Some(fp) = &self.fast_path {
+            let (hp, hb) = (
+                "Packets of the XDP fast path by outcome: forwarded in the kernel, punted to the workers (by reason), dropped (blackhole).",
+                "Bytes of the XDP fast path by outcome.",
+            );
+            e.declare("xdpos_xdp_fast_path_packets_total", hp, Kind::Counter);
+            e.declare("xdpos_xdp_fast_path_bytes_total", hb, Kind::Counter);
+            if let Ok(c) = fp.read() {
+                for (o, v) in FpOutcome::ALL.iter().zip(c.by_outcome) {
+                    let ls = [("outcome", o.name())];
+                    e.counter("xdpos_xdp_fast_path_packets_total", hp, &ls, v.packets);
+                    e.counter("xdpos_xdp_fast_path_bytes_total", hb, &ls, v.bytes);
+                }
+            }
+        }
         e.declare("xdpos_xdp_packets_total", hp, Kind::Counter);
         e.declare("xdpos_xdp_bytes_total", hb, Kind::Counter);
         for p in &self.programs {
