@@ -160,6 +160,6 @@ fn two_appliances_behind_ecmp_share_the_flows_and_one_can_be_withdrawn() {
     assert_eq!(only, 20, "every request answered by S2 alone");
     assert_eq!(n1 + n2, 60, "S1 {n1} + S2 {n2} connections: {lines:?}");
     // 40 flows hashed over two next hops: each gets some (all 40 on one: p = 2^-39).
-    assert!(n1 >= 1 && n1 < 40, "S1 served {n1} of the first 40 and none after");
+    assert!((1..40).contains(&n1), "S1 served {n1} of the first 40 and none after");
     assert!(n2 > 20, "S2 served {n2}: its share of the 40 and all 20 after");
 }
