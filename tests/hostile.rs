@@ -15,6 +15,9 @@
 //!   listener, SYN|ACK, silence, ICMP port and protocol unreachable, echo replies) are the
 //!   Linux kernel's: the same probes go to xdpos and to a kernel host, and the replies,
 //!   described relative to each probe, must be the same;
+//! - a running `xdpos forward --role router`: transit packets broken at the IPv4 layer (lengths,
+//!   version, header length, checksum, TTL 1 and 0, martian sources and destinations, no route,
+//!   a source route) are dropped under their reason, exactly, while it keeps forwarding;
 //! - the steering program (security): of a mix of frames for owned and foreign addresses,
 //!   ports, protocols, fragments and VLANs, exactly the owned ones reach the AF_XDP socket,
 //!   and every other one reaches the kernel.
@@ -781,4 +784,108 @@ fn the_steering_program_redirects_only_what_the_appliance_owns() {
         assert!(passed >= (total - owned) as u64, "{verdicts:?}");
     });
     assert_no_xdp(&pair.ns_b);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The router.
+
+#[test]
+fn a_running_router_drops_hostile_transit_packets_under_their_reason_and_keeps_forwarding() {
+    let _turn = serial();
+    sweep();
+    let chain = xdpos::rig::Chain::new("hr", &xdpos::rig::ChainOpts::default()).unwrap();
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", chain.ns_f.name()]).arg(xdpos_bin()).args([
+        "forward",
+        "--role",
+        "router",
+        "--iface",
+        &format!("{}={}/24", chain.fa.ifname, chain.fa.ip),
+        "--iface",
+        &format!("{}={}/24", chain.fb.ifname, chain.fb.ip),
+    ]);
+    let mut router = Child::spawn(cmd);
+    assert!(router.wait_line("ready:", DEADLINE).is_some(), "router: {:?}", router.seen);
+    let m = Macs { a: EthernetAddress(chain.a.mac), b: EthernetAddress(chain.fa.mac) };
+    let (a, b) = (chain.a.ip, chain.b.ip);
+    let sink = chain.ns_b.run_in(|| kernel_udp(b, 9000)).unwrap();
+    const N: usize = 20;
+    let good = udp(&m, a, b, 40000, 9000, 64);
+    let lsrr = with_options(good.clone(), &[131, 7, 4, 10, 0, 2, 2, 0]);
+    let volleys: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "total length past the frame",
+            with_ip(good.clone(), |ip| ip.set_total_len(1400), true),
+            "truncated",
+        ),
+        (
+            "total length below the header",
+            with_ip(good.clone(), |ip| ip.set_total_len(12), true),
+            "malformed",
+        ),
+        ("version 6", with_ip(good.clone(), |ip| ip.set_version(6), true), "malformed"),
+        ("header length 16", with_ip(good.clone(), |ip| ip.set_header_len(16), true), "malformed"),
+        (
+            "header checksum",
+            with_ip(good.clone(), |ip| ip.set_checksum(!ip.checksum()), false),
+            "bad_checksum",
+        ),
+        ("TTL 1", with_ip(good.clone(), |ip| ip.set_ttl(1), true), "ttl_exceeded"),
+        ("TTL 0", with_ip(good.clone(), |ip| ip.set_ttl(0), true), "ttl_exceeded"),
+        ("source 127.0.0.1", udp(&m, Ipv4Addr::LOCALHOST, b, 40001, 9000, 32), "bad_source"),
+        (
+            "source 224.0.0.1",
+            udp(&m, Ipv4Addr::new(224, 0, 0, 1), b, 40002, 9000, 32),
+            "bad_source",
+        ),
+        (
+            "destination 0.1.2.3",
+            udp(&m, a, Ipv4Addr::new(0, 1, 2, 3), 40003, 9000, 32),
+            "bad_destination",
+        ),
+        (
+            "destination 240.0.0.1",
+            udp(&m, a, Ipv4Addr::new(240, 0, 0, 1), 40004, 9000, 32),
+            "bad_destination",
+        ),
+        ("no route", udp(&m, a, Ipv4Addr::new(192, 168, 99, 1), 40005, 9000, 32), "no_route"),
+        ("loose source route", lsrr, "source_route"),
+    ];
+    let mut want: BTreeMap<String, u64> = BTreeMap::new();
+    let mut forwarded = 0;
+    chain
+        .ns_a
+        .run_in(|| {
+            let client = kernel_udp(a, 0);
+            let mut w = Wire::open(&chain.a.ifname, false);
+            let mut buf = [0u8; 256];
+            for (i, (name, f, reason)) in volleys.iter().enumerate() {
+                assert_eq!(w.send(&vec![f.clone(); N]), N, "{name}");
+                *want.entry(reason.to_string()).or_default() += N as u64;
+                // Forwarding goes on: a kernel datagram from A reaches B's socket.
+                client.send_to(&payload(i as u32, 64), SocketAddrV4::new(b, 9000)).unwrap();
+                let n =
+                    sink.recv(&mut buf).unwrap_or_else(|e| panic!("forwarding after {name}: {e}"));
+                assert_eq!(check_payload(&buf[..n]), Some(i as u32), "after {name}");
+                forwarded += 1;
+            }
+            w.close();
+        })
+        .unwrap();
+    router.signal(Signal::TERM);
+    let st = router.wait(DEADLINE).expect("the router exits after SIGTERM");
+    assert!(st.success(), "{st:?}: {:?}", router.seen);
+    let line = router.seen.iter().find(|l| l.starts_with("worker ")).expect("worker line").clone();
+    assert!(line.contains("frames ok"), "frame accounting: {line}");
+    let list = line.split("drops [").nth(1).and_then(|r| r.split(']').next()).unwrap_or("");
+    let got: BTreeMap<String, u64> = list
+        .split_whitespace()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').expect("label=count");
+            (k.to_string(), v.parse().expect("count"))
+        })
+        .collect();
+    eprintln!("{} hostile packets, {forwarded} forwarded between them; {line}", N * volleys.len());
+    assert_eq!(got, want, "the router's drops by reason: {line}");
+    assert_no_xdp(&chain.ns_f);
 }
