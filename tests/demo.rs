@@ -1,7 +1,7 @@
 //! `xdpos demo`, the README's first command, end to end: it builds the rig, starts the router
 //! and server daemons, drives ping, UDP echo, curl and iperf3 through and to them, prints a line
-//! per second and a summary, exits 0, and leaves no namespace, process, XDP program or
-//! temporary directory behind.
+//! per second (with the daemons' own counters from their `/metrics`) and a summary, exits 0, and
+//! leaves no namespace, process, XDP program or temporary directory behind.
 #![forbid(unsafe_code)]
 
 use std::process::{Command, Stdio};
@@ -35,6 +35,15 @@ fn the_demo_drives_every_service_through_the_router_and_cleans_up() {
         assert!(out.contains(want), "missing {want:?} in the demo's output");
     }
     assert_eq!(out.matches("exit status: 0, XDP program detached").count(), 2, "{out}");
+    // Where to scrape, and the daemons' own counters in the live lines.
+    assert_eq!(out.matches("curl -s http://127.0.0.1:9464/metrics").count(), 2, "{out}");
+    let last = out.lines().rev().find(|l| l.starts_with("t=")).expect("live lines");
+    let count = |after: &str| -> u64 {
+        let rest = last.split(after).nth(1).unwrap_or_else(|| panic!("{after:?} in {last:?}"));
+        rest.split(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0)
+    };
+    assert!(count("router forwarded ") > 0, "the router's /metrics: {last}");
+    assert!(count("server rx ") > 0, "the server's /metrics: {last}");
     // Nothing left: the rig's namespaces carry the demo's pid, the directory too.
     let ns = xdpos::rig::run(Command::new("ip").args(["netns", "list"])).unwrap();
     let leaked: Vec<&str> = ns.lines().filter(|l| l.contains(&format!("-{pid}-"))).collect();
