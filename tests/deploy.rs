@@ -1,6 +1,7 @@
 //! The Kubernetes start script (`start.sh` in deploy/kubernetes/configmap.yaml) run by `sh`:
 //! worker CPU indices become the CPUs the container may run on, in order, and a configuration
-//! that asks for more CPUs than the pod has is refused with a clear message. (The manifests'
+//! that asks for more CPUs than the pod has is refused with a clear message; and the whole
+//! ConfigMap run as the DaemonSet runs it, in a namespace (probes, service, SIGTERM). (The manifests'
 //! schemas and cross-checks are scripts/check-deploy.py's, run by scripts/test.sh; the
 //! ConfigMap's configuration is validated by config/tests/http_services.rs.)
 #![forbid(unsafe_code)]
@@ -75,4 +76,83 @@ fn start_sh_refuses_a_pod_with_fewer_cpus_than_workers() {
     let (ok, _, err) = start_sh("5");
     assert!(!ok);
     assert!(err.contains("start.sh: cpu index 1, but this pod has 1 CPUs (5 )"), "{err}");
+}
+
+/// The ConfigMap's configuration run the way the DaemonSet runs it: `start.sh` (CPU indices
+/// mapped, `xdpos check-config`, then `exec xdpos run`) in a namespace whose `eth1` is a
+/// two-queue veth, a kernel peer at the configuration's gateway 192.0.2.1 on the other end.
+/// The probes' endpoints answer on the node address (`0.0.0.0:9464`), the HTTP service answers
+/// at the service address, and SIGTERM drains and detaches.
+#[test]
+fn the_configmap_runs_under_start_sh_like_the_daemonset() {
+    use xdpos::rig::Netns;
+    use xdpos_tests::{assert_no_xdp, sweep, xdpos_bin, Child, DEADLINE};
+
+    sweep();
+    let node = Netns::create("kn").unwrap();
+    let peer = Netns::create("kp").unwrap();
+    xdpos::rig::run(Command::new("ip").args([
+        "link",
+        "add",
+        "eth1",
+        "netns",
+        node.name(),
+        "numrxqueues",
+        "2",
+        "numtxqueues",
+        "2",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "p0",
+        "netns",
+        peer.name(),
+        "numrxqueues",
+        "2",
+        "numtxqueues",
+        "2",
+    ]))
+    .unwrap();
+    node.sh("ip addr add 10.77.0.2/24 dev eth1 && ip link set eth1 up").unwrap();
+    peer.sh("ip addr add 192.0.2.1/24 dev p0 && ip link set p0 up && \
+         ethtool -K p0 tx off tso off gso off >/dev/null")
+        .unwrap();
+
+    let yaml = std::fs::read_to_string(root().join("deploy/kubernetes/configmap.yaml")).unwrap();
+    let dir = std::env::temp_dir().join(format!("xdpos-deploy-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("xdpos.toml"), block(&yaml, "xdpos.toml")).unwrap();
+    std::fs::write(dir.join("start.sh"), block(&yaml, "start.sh")).unwrap();
+    let bin = xdpos_bin();
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", node.name(), "sh"])
+        .arg(dir.join("start.sh"))
+        .env("PATH", path)
+        .env("XDPOS_CONFIG", dir.join("xdpos.toml"))
+        .env("XDPOS_RUN_DIR", dir.join("run"))
+        .env("XDPOS_CPUS", "0-1");
+    let mut child = Child::spawn(cmd);
+    let ready = child.wait_line("ready:", DEADLINE);
+    let probe = |p: &str| {
+        node.sh(&format!("curl -s -o /dev/null -w '%{{http_code}}' http://10.77.0.2:9464{p}"))
+            .unwrap_or_default()
+    };
+    let (readyz, healthz) = (probe("/readyz"), probe("/healthz"));
+    let body = peer.sh("curl -s --max-time 5 http://192.0.2.80/").unwrap_or_default();
+    let mapped = std::fs::read_to_string(dir.join("run/xdpos.toml")).unwrap_or_default();
+    child.signal(rustix::process::Signal::TERM);
+    let st = child.wait(DEADLINE);
+    assert_no_xdp(&node);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(ready.is_some(), "start.sh did not bring xdpos up: {:?}", child.seen);
+    assert_eq!(worker_cpus(&mapped), ["0", "1"], "{mapped}");
+    assert_eq!((readyz.as_str(), healthz.as_str()), ("200", "200"), "the probes' endpoints");
+    assert_eq!(body, "hello from xdpos\n", "the HTTP service at the service address");
+    assert!(st.is_some_and(|s| s.success()), "exit after SIGTERM: {st:?} {:?}", child.seen);
 }
