@@ -54,7 +54,11 @@ struct Run {
     s: Stack,
     now: Instant,
     h: Option<TcpHandle>,
+    /// The peer's first ISN: payload bytes at sequence number `s` are `peer_byte(s - isn - 1)`
+    /// on every connection of the run, so the fuzzer's segments stay consistent.
     peer_isn: u32,
+    /// The sequence number of stream byte 0 of the current connection (its peer ISN + 1).
+    rcv_base: u32,
     /// Our ISN once the SYN (or SYN-ACK) was seen.
     our_isn: Option<u32>,
     /// The highest acknowledgment number the stack sent on our connection.
@@ -130,7 +134,7 @@ impl Run {
                 None => self.new_connection(r.seq_number),
             }
             if r.flags.contains(TcpFlags::ACK) {
-                self.peer_isn = r.ack_number.wrapping_sub(1);
+                self.rcv_base = r.ack_number;
             }
         }
         if let Some(t) = r.timestamps {
@@ -210,8 +214,21 @@ impl Run {
         let f = tcp_frame(PEER, US, src, US_IP, r, payload);
         let mut b = [Frame::new(&f, f.len())];
         let cookies = self.s.tcp().stats().syn_cookies_validated;
+        let state =
+            |s: &Stack, h: Option<TcpHandle>| h.and_then(|h| s.tcp().info(h).ok()).map(|i| i.state);
+        let before = state(&self.s, self.h);
         self.s.handle_rx(self.now, &mut b[..]);
         let ours = src == PEER_IP && (r.src_port, r.dst_port) == (PEER_PORT, OUR_PORT);
+        let after = state(&self.s, self.h);
+        if ours
+            && r.flags.contains(TcpFlags::SYN)
+            && before == Some(TcpState::SynSent)
+            && after != before
+        {
+            // Our SYN was answered (SYN-ACK, or a SYN crossing it): the peer's stream starts
+            // after this SYN, wherever the fuzzer put it.
+            self.rcv_base = r.seq_number.wrapping_add(1);
+        }
         if ours && self.s.tcp().stats().syn_cookies_validated > cookies {
             // A connection made from a SYN cookie: its ISN is what this ACK acknowledges,
             // which need not be the SYN-ACK's (a cookie is valid for any ACK whose sequence
@@ -220,7 +237,7 @@ impl Run {
             self.h = None;
             self.new_connection(r.ack_number.wrapping_sub(1));
             self.snd_max = r.ack_number;
-            self.peer_isn = r.seq_number.wrapping_sub(1);
+            self.rcv_base = r.seq_number;
         }
     }
 
@@ -298,6 +315,7 @@ fn run_u(u: &mut Unstructured<'_>) -> Result<()> {
         now,
         h: None,
         peer_isn,
+        rcv_base: peer_isn.wrapping_add(1),
         our_isn: None,
         rcv_ack: peer_isn.wrapping_add(1),
         snd_seen: 0,
@@ -438,9 +456,11 @@ fn run_u(u: &mut Unstructured<'_>) -> Result<()> {
                 let n = usize::from(u.int_in_range(0..=8192u16)?);
                 if let Some(h) = r.h {
                     if let Ok(k) = r.s.tcp_mut().read(h, &mut read_buf[..n]) {
+                        let skew = r.rcv_base.wrapping_sub(r.peer_isn.wrapping_add(1));
                         for (j, &b) in read_buf[..k].iter().enumerate() {
                             let i = r.read + j as u32;
-                            assert_eq!(b, peer_byte(i), "stream byte {i} read wrong");
+                            let want = peer_byte(skew.wrapping_add(i));
+                            assert_eq!(b, want, "stream byte {i} read wrong");
                         }
                         r.read += k as u32;
                     }
