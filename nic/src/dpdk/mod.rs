@@ -59,6 +59,10 @@
 //! Statistics: [`PortStats`] per queue as on every port, and per device [`Device::stats`]
 //! (`rte_eth_stats`) and [`Device::xstats`] (every extended counter by name), for the metrics.
 //!
+//! Polling: in a group of several devices (a forwarding worker), a receive queue found empty
+//! is skipped for the next [`IDLE_SKIP`] polls: net_af_xdp makes a system call on every empty
+//! receive (its busy-poll wakeup, on by default), and the other queues keep the loop busy.
+//!
 //! What it never does on the fast path: allocate, lock, or call DPDK more than once per burst
 //! and direction (`free_burst` frees in one bulk call).
 
@@ -778,7 +782,16 @@ struct Member {
     queue: u16,
     caps: Caps,
     stats: PortStats,
+    /// Polls of this queue still to skip after it was found empty (groups of several).
+    skip: u32,
 }
+
+/// In a group of several devices, polls of a queue skipped after it was found empty: polling
+/// an empty queue costs a system call with some drivers (net_af_xdp wakes the kernel on every
+/// empty receive when busy polling is configured, its default), and in a forwarding worker the
+/// other queues keep the loop busy meanwhile. The price: at most this many loop iterations of
+/// extra latency for the first frame on a queue that was idle.
+pub const IDLE_SKIP: u32 = 3;
 
 /// What one worker polls: queue `queue` of each of its devices, one pool (see the module
 /// documentation).
@@ -859,6 +872,7 @@ impl DpdkGroup {
                 queue,
                 caps: d.caps(),
                 stats: PortStats::default(),
+                skip: 0,
             });
         }
         let frames = pool.inner.mbufs.len();
@@ -1033,6 +1047,10 @@ impl DpdkGroup {
         if want == 0 {
             return 0;
         }
+        if self.members[i].skip > 0 {
+            self.members[i].skip -= 1;
+            return 0;
+        }
         let (port, queue) = (self.members[i].port, self.members[i].queue);
         // SAFETY: scratch and rx_meta have MAX_BURST >= want entries; this group alone polls
         // (port, queue) (claimed in `new`), and the device is started (it stops only after
@@ -1047,6 +1065,9 @@ impl DpdkGroup {
             )
         } as usize;
         if got == 0 {
+            if self.members.len() > 1 {
+                self.members[i].skip = IDLE_SKIP;
+            }
             return 0;
         }
         let (mut n, mut bytes, mut bad) = (0usize, 0u64, 0u32);

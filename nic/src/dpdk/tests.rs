@@ -290,6 +290,17 @@ fn a_group_forwards_from_the_same_mbuf_between_two_devices() {
     assert!(back.iter().all(|d| g.frame(d) == [7u8; 60]));
     g.port(1).free_burst(&mut back);
     assert_eq!((g.stats(0).rx_packets, g.stats(1).tx_packets, g.stats(1).rx_packets), (5, 5, 5));
+    // A queue found empty is skipped for the next IDLE_SKIP polls, then polled again.
+    assert_eq!(g.port(1).rx_burst(&mut back), 0);
+    let mut one = Burst::new();
+    assert_eq!(g.port(1).alloc_burst(&mut one, 1), 1);
+    one.as_mut_slice()[0].len = 60;
+    assert_eq!(g.port(1).tx_burst(&mut one), 1);
+    for _ in 0..IDLE_SKIP {
+        assert_eq!(g.port(1).rx_burst(&mut back), 0, "skipped");
+    }
+    assert_eq!(g.port(1).rx_burst(&mut back), 1);
+    g.port(1).free_burst(&mut back);
     a.stop().unwrap();
     b.stop().unwrap();
     assert_eq!(g.audit().unwrap().free, 128);
