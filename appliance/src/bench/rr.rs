@@ -31,6 +31,7 @@ use anyhow::{anyhow, Context};
 use libos::tcp::{TcpError, TcpHandle};
 use libos::udp::{UdpHandle, UdpMode, UdpSocketConfig};
 use libos::Stack;
+use nic::afxdp::XdpMode;
 
 use super::harness::{self, Benchmark, Machine, Metrics, Plan, Primary, Variant};
 use super::place::{CpuTimes, DUT_CPU, GEN_CPU};
@@ -251,6 +252,8 @@ fn point(
         cpu: DUT_CPU,
         stop: &stop,
         deadline,
+        yields: (false, false),
+        xdp_mode: XdpMode::Native,
     };
     let client = EndCtx {
         ns: &pair.ns_a,
@@ -259,6 +262,8 @@ fn point(
         cpu: GEN_CPU,
         stop: &stop,
         deadline,
+        yields: (false, false),
+        xdp_mode: XdpMode::Native,
     };
     let xdpos_server = who != Who::Kernel;
     let dst = SocketAddrV4::new(if xdpos_server { XDPOS_B } else { pair.b.ip }, PORT);
