@@ -11,9 +11,9 @@
 //! | `kernel` | Linux `ip_forward` (addresses on both veths, default route via B, B's MAC static), in its best placement: receive steered to CPU 1 by RPS | sink on B | |
 //! | `xdpos-router` | the xdpos router ([`crate::forward`]), default route via B (one route) | sink on B | `l2fwd` |
 //! | `xdpos-router[routes=N]` | the same with N routes: the default and N−1 from [`libos::fib::internet_like`], all via B | sink on B | `xdpos-router` |
-//! | `xdpos-router-xdp` | the xdpos router with the XDP fast path ([`crate::fastpath`]), default route via B; F's receive NAPI threaded on CPU 1 | sink on B | `xdp-redirect` |
+//! | `xdpos-router-xdp` | the xdpos router with the XDP fast path ([`crate::fastpath`]), default route via B; F's receive NAPI threaded on CPU 1 at SCHED_FIFO 50 | sink on B | `xdp-redirect` |
 //! | `xdpos-router-xdp[routes=N]` | the same with N routes | sink on B | `xdpos-router-xdp` |
-//! | `xdp-redirect` | a bare in-kernel XDP redirect F(A side) → F(B side) with B's MAC ([`nic::afxdp::XdpRedirect`]); F's receive NAPI threaded on CPU 1 | sink on B | |
+//! | `xdp-redirect` | a bare in-kernel XDP redirect F(A side) → F(B side) with B's MAC ([`nic::afxdp::XdpRedirect`]); F's receive NAPI threaded on CPU 1 at SCHED_FIFO 50 | sink on B | |
 //! | `xdpos-xconnect` | the xdpos cross-connect, frames unchanged | sink on B | `testpmd` |
 //! | `testpmd` | DPDK testpmd, af_xdp PMD on both veths, io forwarding 0 ↔ 1 | sink on B | |
 //! | `xdpos-router-dpdk` | with `--backend dpdk`: the xdpos router on the DPDK backend (`xdpos forward --backend dpdk --dpdk-pmd af_xdp`, a child process: DPDK's af_xdp PMD on both veths, the devices testpmd uses), default route via B | sink on B | `testpmd` |
@@ -722,7 +722,19 @@ impl FwdBench {
             // Placement, once every XDP program of the point is attached.
             place::place_napi(&chain.ns_f, &chain.fa.ifname, Napi::Softirq)?;
             if kind == Kind::Kernel(KernelPlacement::NapiCpu1) || kind.in_napi() {
-                place::place_napi(&chain.ns_f, &chain.fa.ifname, Napi::Thread(DUT_CPU))?;
+                let pids = place::place_napi(&chain.ns_f, &chain.fa.ifname, Napi::Thread(DUT_CPU))?;
+                if kind.in_napi() {
+                    // The XDP variants forward in this kthread: at SCHED_FIFO, as the softirq
+                    // the kernel's RPS placement forwards in, so that other processes on the
+                    // DUT's CPU do not take its time.
+                    for pid in pids {
+                        let ok = std::process::Command::new("chrt")
+                            .args(["-f", "-p", "50", &pid.to_string()])
+                            .status()
+                            .is_ok_and(|s| s.success());
+                        anyhow::ensure!(ok, "chrt -f -p 50 {pid} (F's receive NAPI thread)");
+                    }
+                }
             }
             place::place_napi(sink_ns, sink_dev, Napi::Thread(GEN_CPU))?;
             let (handle_tx, handle_rx) = mpsc::channel();
