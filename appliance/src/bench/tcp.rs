@@ -392,8 +392,18 @@ impl Benchmark for TcpBench {
     }
 
     fn notes(&self) -> Vec<String> {
-        let places: Vec<String> =
-            self.variants.iter().map(|(v, _, p)| format!("{} {p}", v.name)).collect();
+        let both = !self.args.explore && self.args.rx_place.is_none();
+        let places: Vec<String> = self
+            .variants
+            .iter()
+            .map(|(v, k, p)| {
+                if k.kernel_rx() && both {
+                    format!("{} the better of softirq and {p} (rps column)", v.name)
+                } else {
+                    format!("{} {p}", v.name)
+                }
+            })
+            .collect();
         vec![
             format!(
                 "sender on CPU {GEN_CPU}, receiver on CPU {DUT_CPU}; xdpos: burst {}, buffers {} B, \
