@@ -236,6 +236,7 @@ impl Eal {
         let owned: &'static [CString] = Box::leak(owned.into_boxed_slice());
         let argv: &'static mut [*mut c_char] =
             Box::leak(owned.iter().map(|s| s.as_ptr().cast_mut()).collect::<Box<[_]>>());
+        sweep_runtime_dirs();
         let cpus = thread_cpus();
         // SAFETY: argv holds argc valid NUL-terminated strings that live for the process;
         // EAL_STATE's lock makes this the only call in the process.
@@ -287,6 +288,20 @@ pub fn cleanup() -> Result<(), NicError> {
         return Err(err("rte_eal_cleanup", code(rc)));
     }
     Ok(())
+}
+
+/// Removes EAL's runtime directories (`/var/run/dpdk/xdpos-<pid>…`) of xdpos processes that
+/// are gone: EAL leaves them behind (a test binary never cleans up, a killed process cannot).
+fn sweep_runtime_dirs() {
+    let Ok(entries) = std::fs::read_dir("/var/run/dpdk") else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("xdpos-") else { continue };
+        let pid: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        if !pid.is_empty() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// The calling thread's CPU set.
