@@ -15,6 +15,8 @@
 //!   listener, SYN|ACK, silence, ICMP port and protocol unreachable, echo replies) are the
 //!   Linux kernel's: the same probes go to xdpos and to a kernel host, and the replies,
 //!   described relative to each probe, must be the same;
+//! - unexpected segments on an established connection (RSTs and data out of the window, a SYN,
+//!   an ACK of unsent data) get the kernel's answers (RFC 5961 challenge ACKs, duplicate ACKs);
 //! - a running `xdpos forward --role router`: transit packets broken at the IPv4 layer (lengths,
 //!   version, header length, checksum, TTL 1 and 0, martian sources and destinations, no route,
 //!   a source route) are dropped under their reason, exactly, while it keeps forwarding;
@@ -888,4 +890,142 @@ fn a_running_router_drops_hostile_transit_packets_under_their_reason_and_keeps_f
     eprintln!("{} hostile packets, {forwarded} forwarded between them; {line}", N * volleys.len());
     assert_eq!(got, want, "the router's drops by reason: {line}");
     assert_no_xdp(&chain.ns_f);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Unexpected segments on an established connection, compared with the kernel's answers.
+
+/// A reply on connection (`sport`) described against its numbers: our next sequence number
+/// `rcv` (what the server acknowledges) and the server's `snd`.
+fn describe_conn(reply: &[u8], sport: u16, rcv: u32, snd: u32) -> Option<String> {
+    let e = EthernetFrame::new_checked(reply).ok()?;
+    let ip = Ipv4Packet::new_checked(e.payload()).ok()?;
+    if ip.protocol() != IpProtocol::Tcp {
+        return None;
+    }
+    let t = TcpPacket::new_checked(ip.payload()).ok()?;
+    if t.dst_port() != sport {
+        return None;
+    }
+    let f = t.flags();
+    let ack = if f.contains(TcpFlags::ACK) {
+        format!("rcv{:+}", t.ack_number().wrapping_sub(rcv) as i32)
+    } else {
+        "-".into()
+    };
+    Some(format!(
+        "{f:?} seq=snd{:+} ack={ack} len {}",
+        t.seq_number().wrapping_sub(snd) as i32,
+        t.payload().len()
+    ))
+}
+
+/// For each case, a connection from its own port: SYN, the server's SYN-ACK, ACK, then the
+/// case's segment (flags, sequence number against ours, acknowledgment against the server's,
+/// payload); returns the replies to that segment.
+fn established_answers(pair: &Pair, cases: &[(&str, u8, i32, i32, usize)]) -> Vec<Vec<String>> {
+    pair.ns_a
+        .run_in(|| {
+            let mut w = Wire::open(&pair.a.ifname, true);
+            let m = Macs::of(pair);
+            let b = pair.b.ip;
+            assert_eq!(w.send(&[arp_request(m.a, HOSTILE, b)]), 1);
+            w.recv(Duration::from_millis(50));
+            let seg = |sport: u16, seq: u32, ack: u32, flags: u8, payload: &[u8]| {
+                let mut r = repr(sport, TCP_ECHO, seq, ack, TcpFlags::from_bits(flags), 64240);
+                if flags & 0x02 != 0 {
+                    r.max_seg_size = Some(1460);
+                }
+                tcp_frame(m.a, m.b, HOSTILE, b, &r, payload)
+            };
+            let mut out = Vec::new();
+            for (k, &(name, flags, dseq, dack, len)) in cases.iter().enumerate() {
+                let sport = 45000 + k as u16;
+                let isn = 0x1000_0000u32.wrapping_mul(k as u32 + 1);
+                assert_eq!(w.send(&[seg(sport, isn, 0, 0x02, &[])]), 1);
+                let synack = w
+                    .recv(Duration::from_millis(50))
+                    .iter()
+                    .find_map(|r| {
+                        let e = EthernetFrame::new_checked(&r[..]).ok()?;
+                        let ip = Ipv4Packet::new_checked(e.payload()).ok()?;
+                        let t = TcpPacket::new_checked(ip.payload()).ok()?;
+                        (t.dst_port() == sport && t.flags() == TcpFlags::from_bits(0x12))
+                            .then(|| t.seq_number())
+                    })
+                    .unwrap_or_else(|| panic!("{name}: no SYN-ACK"));
+                let (rcv, snd) = (isn.wrapping_add(1), synack.wrapping_add(1));
+                assert_eq!(w.send(&[seg(sport, rcv, snd, 0x10, &[])]), 1);
+                w.recv(Duration::from_millis(30));
+                let probe = seg(
+                    sport,
+                    rcv.wrapping_add(dseq as u32),
+                    snd.wrapping_add(dack as u32),
+                    flags,
+                    &vec![0x61; len],
+                );
+                assert_eq!(w.send(&[probe]), 1);
+                let mut replies: Vec<String> = w
+                    .recv(Duration::from_millis(100))
+                    .iter()
+                    .filter_map(|r| describe_conn(r, sport, rcv, snd))
+                    .collect();
+                replies.sort();
+                replies.dedup();
+                out.push(replies);
+                // Done with the connection.
+                let rst = seg(
+                    sport,
+                    rcv.wrapping_add(if flags & 0x04 != 0 { 0 } else { dseq.max(0) as u32 }),
+                    0,
+                    0x04,
+                    &[],
+                );
+                w.send(&[rst]);
+            }
+            w.close();
+            out
+        })
+        .unwrap()
+}
+
+#[test]
+fn answers_to_unexpected_segments_on_an_established_connection_are_the_linux_kernels() {
+    let _turn = serial();
+    sweep();
+    // (name, flags, sequence number - ours, acknowledgment number - the server's, payload)
+    let cases: &[(&str, u8, i32, i32, usize)] = &[
+        ("RST beyond the window", 0x04, 1 << 24, 0, 0),
+        ("RST in the window but not at its left edge", 0x04, 1, 0, 0),
+        ("SYN on the established connection", 0x02, 5, 0, 0),
+        ("ACK of data never sent", 0x10, 0, 100_000, 0),
+        ("data beyond the window", 0x18, 1 << 24, 0, 10),
+        ("data before the window", 0x18, -1000, 0, 10),
+        ("RST at the left edge", 0x14, 0, 0, 0),
+    ];
+    let kpair = Pair::new("he", &PairOpts { b_kernel_ip: true, ..Default::default() }).unwrap();
+    let listener = kpair
+        .ns_b
+        .run_in(|| std::net::TcpListener::bind(SocketAddrV4::new(kpair.b.ip, TCP_ECHO)).unwrap())
+        .unwrap();
+    kpair
+        .ns_b
+        .sh("sysctl -qw net.ipv4.tcp_ecn=0 net.ipv4.tcp_challenge_ack_limit=1000000")
+        .unwrap();
+    let kernel = established_answers(&kpair, cases);
+    drop(listener);
+    let xpair = Pair::new("hf", &PairOpts::default()).unwrap();
+    let echo = start_echo(&xpair, &[]);
+    let xdpos = established_answers(&xpair, cases);
+    let _ = stop(echo);
+    let mut diffs = Vec::new();
+    for (((name, ..), k), x) in cases.iter().zip(&kernel).zip(&xdpos) {
+        eprintln!("{name}: kernel {k:?}, xdpos {x:?}");
+        if k != x {
+            diffs.push(format!("{name}: kernel {k:?}, xdpos {x:?}"));
+        }
+    }
+    assert!(kernel.iter().filter(|k| !k.is_empty()).count() >= 3, "kernel answers: {kernel:?}");
+    assert!(diffs.is_empty(), "answers differ from the kernel's:\n{}", diffs.join("\n"));
+    assert_no_xdp(&xpair.ns_b);
 }
