@@ -177,9 +177,9 @@ impl Kind {
     pub fn best(self) -> RxPlace {
         match self {
             // The kernel: its TCP receive (and the ACKs it sends) on the receiver's CPU by RPS,
-            // so the sender's CPU only sends (ahead of the softirq default at 64, 256, 4096,
-            // 16384 and 65535 B, behind it at 1024 B). Without `--rx-place` the kernel
-            // variants measure both and keep the better (`TcpBench::measure`).
+            // so the sender's CPU only sends (ahead of the softirq default at most sizes; which
+            // wins at 64 B to 1 KiB differs between runs, see docs/tcp.md). Without `--rx-place`
+            // the kernel variants measure both and keep the better (`TcpBench::measure`).
             Kind::KernelNoOffload | Kind::Kernel => RxPlace::Rps(DUT_CPU),
             // xdpos: B's program in SKB mode behind RPS, so the XDP program and both copies
             // into the AF_XDP socket run on the receiver's CPU, off the sender's.
