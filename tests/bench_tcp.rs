@@ -36,6 +36,8 @@ fn bench(args: &[&str], sizes: &[u64], variants: &[&str]) {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).expect("valid JSON");
     std::fs::remove_file(&json).ok();
+    // The other test may still use the directory; whichever finishes last removes it.
+    std::fs::remove_dir(&dir).ok();
     assert_eq!(report["bench"], "tcp");
     for key in ["cpus", "kernel", "nic", "xdp_mode"] {
         assert!(!report["machine"][key].is_null(), "machine.{key} missing: {report}");
