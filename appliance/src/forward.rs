@@ -871,6 +871,9 @@ impl<G: FwdGroup> ForwardWorker<G> {
     pub fn run_loop(&mut self, stop: &AtomicBool, until: Option<std::time::Instant>) {
         let mut empties = 0u32;
         let mut busy = 0u32;
+        // The heartbeat (crate::worker's module documentation): at the start, every few busy
+        // batches, each idle visit, and before a sleep; stopped at the end.
+        self.metrics.beat(std::time::Instant::now());
         while !stop.load(Ordering::Relaxed) {
             self.iterations += 1;
             let mut now = None;
@@ -897,12 +900,15 @@ impl<G: FwdGroup> ForwardWorker<G> {
             if busy % PUBLISH_EVERY == 0 {
                 self.publish();
                 self.take_fib();
-                if until.is_some_and(|u| std::time::Instant::now() >= u) {
+                let t = std::time::Instant::now();
+                self.metrics.beat(t);
+                if until.is_some_and(|u| t >= u) {
                     break;
                 }
             }
         }
         self.publish();
+        self.metrics.beat_stopped();
     }
 
     /// The periodic visit of an idle loop: deadline (returns `true` when it has passed), a new
@@ -912,6 +918,7 @@ impl<G: FwdGroup> ForwardWorker<G> {
         if until.is_some_and(|u| t >= u) {
             return true;
         }
+        self.metrics.beat(t);
         self.take_fib();
         let now = self.clock.at(t);
         if self.step(&mut Some(now)) {
@@ -939,6 +946,7 @@ impl<G: FwdGroup> ForwardWorker<G> {
         if wait >= Duration::from_millis(1) {
             self.sleeps += 1;
             self.publish();
+            self.metrics.beat(t + wait);
             let ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
             // An error (EINTR) only ends the sleep early.
             let _ = self.group.wait_rx(ms);

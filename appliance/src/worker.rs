@@ -62,6 +62,14 @@
 //! Packet capture ([`crate::capture`]) costs one relaxed load and one branch per received
 //! batch while no capture runs.
 //!
+//! Heartbeat ([`WorkerMetrics::beat`], always on, whatever [`WorkerConfig::metrics`] says):
+//! one relaxed store of the time when the loop starts, at each idle visit (every
+//! [`CHECK_EVERY`] empty polls), every few busy batches, and before a sleep (then the time the
+//! sleep ends: a sleeping worker is not late); [`WorkerMetrics::beat_stopped`] when the loop
+//! ends. The control side reports a worker that goes [`crate::metrics::STALL_AFTER`] without
+//! one as stalled (`xdpos_worker_stalled`, `/readyz`). [`TEST_STALL_ENV`] is a test hook that
+//! stalls a worker on purpose.
+//!
 //! Shutdown: when stopped, the worker frees every frame it holds, drains what still arrives
 //! (counted in [`WorkerReport::drained`]), waits (bounded) for the device to finish its
 //! transmissions and checks the frame accounting ([`WorkerPort::check_frames`]) once the port is
@@ -290,6 +298,59 @@ pub const CHECK_EVERY: u32 = 64;
 /// Busy iterations between two publications of the counters.
 const PUBLISH_EVERY: u32 = 8;
 
+/// Test hook: `XDPOS_TEST_STALL_WORKER=W:AFTER_MS:FOR_MS` makes worker `W`'s loop (the server
+/// and echo worker; not the forwarding one) sleep `FOR_MS` milliseconds (at most
+/// [`TEST_STALL_MAX`]) once, `AFTER_MS` after its loop starts, so the integration tests can
+/// check that a stalled worker is reported (`xdpos_worker_stalled`, `/readyz`). Read once per
+/// worker when its loop first starts; inert when unset; a value that does not parse is
+/// ignored with a warning. It logs a warning when armed and when it fires.
+pub const TEST_STALL_ENV: &str = "XDPOS_TEST_STALL_WORKER";
+/// The longest stall [`TEST_STALL_ENV`] asks for that is honoured (longer ones are clamped).
+pub const TEST_STALL_MAX: Duration = Duration::from_secs(30);
+
+/// A stall asked for by [`TEST_STALL_ENV`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TestStall {
+    /// From the start of the loop to the stall.
+    pub after: Duration,
+    /// How long the loop sleeps.
+    pub stall: Duration,
+}
+
+impl TestStall {
+    /// Parses `W:AFTER_MS:FOR_MS`; `Ok(None)` when it names another worker than `worker`.
+    pub fn parse(v: &str, worker: &str) -> Result<Option<TestStall>, String> {
+        let f: Vec<&str> = v.split(':').collect();
+        let ms = |s: &str| s.trim().parse::<u64>().map(Duration::from_millis);
+        match f[..] {
+            [w, after, stall] => {
+                let (Ok(after), Ok(stall)) = (ms(after), ms(stall)) else {
+                    return Err(format!("{TEST_STALL_ENV}={v:?}: milliseconds expected"));
+                };
+                Ok((w.trim() == worker)
+                    .then_some(TestStall { after, stall: stall.min(TEST_STALL_MAX) }))
+            }
+            _ => Err(format!("{TEST_STALL_ENV}={v:?}: WORKER:AFTER_MS:FOR_MS expected")),
+        }
+    }
+
+    /// The stall [`TEST_STALL_ENV`] asks of `worker`, if any (a bad value is logged, ignored).
+    fn from_env(worker: &str) -> Option<TestStall> {
+        let v = std::env::var_os(TEST_STALL_ENV)?;
+        match TestStall::parse(&v.to_string_lossy(), worker) {
+            Ok(Some(t)) => {
+                tracing::warn!(worker, ?t, "test hook {TEST_STALL_ENV} armed");
+                Some(t)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!("ignored: {e}");
+                None
+            }
+        }
+    }
+}
+
 /// Links `n` workers' [`Siblings`]: what one learns reaches every other.
 pub fn siblings(n: usize) -> Vec<Siblings> {
     let (txs, rxs): (Vec<_>, Vec<_>) =
@@ -469,6 +530,9 @@ pub struct Worker<P: WorkerPort, A: App = ()> {
     tx_full_drops: u64,
     /// Since when the port has been found empty (`None`: it was not, last time).
     idle_since: Option<std::time::Instant>,
+    /// [`TEST_STALL_ENV`]: `None` until the loop first starts, then when to stall and for how
+    /// long (`Some(None)`: never, or done).
+    test_stall: Option<Option<(std::time::Instant, Duration)>>,
 }
 
 impl<P: WorkerPort, A: App> Worker<P, A> {
@@ -495,6 +559,7 @@ impl<P: WorkerPort, A: App> Worker<P, A> {
             sleeps: 0,
             tx_full_drops: 0,
             idle_since: None,
+            test_stall: None,
         }
     }
 
@@ -748,6 +813,12 @@ impl<P: WorkerPort, A: App> Worker<P, A> {
     pub fn run_loop(&mut self, stop: &AtomicBool, until: Option<std::time::Instant>) {
         let mut empties = 0u32;
         let mut busy = 0u32;
+        let t0 = std::time::Instant::now();
+        self.metrics.beat(t0);
+        if self.test_stall.is_none() {
+            let s = TestStall::from_env(self.metrics.worker());
+            self.test_stall = Some(s.map(|s| (t0 + s.after, s.stall)));
+        }
         while !stop.load(Ordering::Relaxed) {
             self.iterations += 1;
             if self.cfg.busy_poll {
@@ -779,6 +850,8 @@ impl<P: WorkerPort, A: App> Worker<P, A> {
             empties = 0;
             busy += 1;
             if busy % PUBLISH_EVERY == 0 {
+                self.metrics.beat(t);
+                self.test_stall(t);
                 self.publish();
             }
             if self.cfg.yield_when_busy {
@@ -786,6 +859,19 @@ impl<P: WorkerPort, A: App> Worker<P, A> {
             }
         }
         self.publish();
+        self.metrics.beat_stopped();
+    }
+
+    /// [`TEST_STALL_ENV`]: sleeps once, when asked to and the time has come.
+    fn test_stall(&mut self, t: std::time::Instant) {
+        if let Some(Some((at, stall))) = self.test_stall {
+            if t >= at {
+                self.test_stall = Some(None);
+                let ms = stall.as_millis() as u64;
+                tracing::warn!(worker = self.metrics.worker(), ms, "test hook: stalling the loop");
+                std::thread::sleep(stall);
+            }
+        }
     }
 
     /// The periodic visit of an idle loop: the clock, the deadline (returns `true` when it has
@@ -795,6 +881,8 @@ impl<P: WorkerPort, A: App> Worker<P, A> {
         if until.is_some_and(|u| t >= u) {
             return true;
         }
+        self.metrics.beat(t);
+        self.test_stall(t);
         let now = self.clock.at(t);
         if self.step(now, 0) {
             self.idle_since = None;
@@ -820,6 +908,8 @@ impl<P: WorkerPort, A: App> Worker<P, A> {
         if wait >= Duration::from_millis(1) {
             self.sleeps += 1;
             self.publish();
+            // Alive until the sleep ends: a sleep is not a stall, an oversleep would be.
+            self.metrics.beat(t + wait);
             self.port.idle_wait(wait);
         }
         false
@@ -880,6 +970,18 @@ mod tests {
 
     const US: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 0xb]);
     const PEER: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 0xa]);
+
+    #[test]
+    fn the_test_stall_hook_parses_its_variable_and_names_one_worker() {
+        let t = TestStall { after: Duration::from_millis(1500), stall: Duration::from_secs(3) };
+        assert_eq!(TestStall::parse("0:1500:3000", "0"), Ok(Some(t)));
+        assert_eq!(TestStall::parse("0:1500:3000", "1"), Ok(None));
+        let long = TestStall::parse("2:0:999999", "2").unwrap().unwrap();
+        assert_eq!(long.stall, TEST_STALL_MAX, "clamped");
+        assert!(TestStall::parse("0:1500", "0").is_err());
+        assert!(TestStall::parse("0:soon:3000", "0").is_err());
+        assert!(TestStall::parse("", "0").is_err());
+    }
 
     fn ip(n: u8) -> Ipv4Addr {
         Ipv4Addr::new(10, 0, 0, n)

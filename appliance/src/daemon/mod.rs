@@ -581,8 +581,11 @@ pub fn run(a: &RunArgs) -> anyhow::Result<()> {
     tracing::info!("{line}");
     println!("{line}");
     // Signals, and between them a look at the workers: one that ended (a panic, an error)
-    // makes /healthz fail, so a supervisor restarts the daemon.
+    // makes /healthz fail, so a supervisor restarts the daemon; one whose loop goes
+    // metrics::STALL_AFTER without a heartbeat is stalled (/readyz fails while it is, the
+    // registry computes that at each probe) and logged here when it stalls and resumes.
     let mut healthy = true;
+    let mut stalled: Vec<String> = Vec::new();
     'serve: loop {
         for sig in signals.pending() {
             match sig {
@@ -602,6 +605,21 @@ pub fn run(a: &RunArgs) -> anyhow::Result<()> {
             tracing::error!("a worker has stopped; /healthz now fails");
             println!("unhealthy: a worker has stopped");
         }
+        let now: Vec<(String, Duration)> = registry.stalled();
+        for (w, age) in &now {
+            if !stalled.contains(w) {
+                let secs = age.as_secs_f64();
+                tracing::error!(worker = %w, secs, "worker stalled: no heartbeat; /readyz fails");
+                println!("stalled: worker {w} (no heartbeat for {secs:.3} s)");
+            }
+        }
+        for w in &stalled {
+            if !now.iter().any(|(n, _)| n == w) {
+                tracing::warn!(worker = %w, "worker resumed");
+                println!("resumed: worker {w}");
+            }
+        }
+        stalled = now.into_iter().map(|(w, _)| w).collect();
         std::thread::sleep(WATCH_EVERY);
     }
     daemon.stop()?;

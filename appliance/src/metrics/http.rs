@@ -12,7 +12,8 @@
 //!
 //! Endpoints: `/metrics` (text format 0.0.4), `/healthz` (200 `ok` while the process works,
 //! [`Registry::set_healthy`]), `/readyz` (200 `ready` once the service serves traffic,
-//! [`Registry::set_ready`], 503 before), `/capture` (a pcap stream for `xdpos capture`, on a
+//! [`Registry::set_ready`], 503 `not ready` before, and 503 `stalled: worker N (no heartbeat
+//! for S s)` while a worker's loop is stuck, [`Registry::readiness`]), `/capture` (a pcap stream for `xdpos capture`, on a
 //! thread of its own, see [`crate::capture`]).
 
 use std::io::{self, Read, Write};
@@ -130,9 +131,11 @@ fn handle(mut s: TcpStream, registry: &Arc<Registry>) -> io::Result<()> {
             true => respond(&mut s, 200, "text/plain", b"ok\n", head_only),
             false => respond(&mut s, 503, "text/plain", b"unhealthy\n", head_only),
         },
-        "/readyz" => match registry.ready() {
-            true => respond(&mut s, 200, "text/plain", b"ready\n", head_only),
-            false => respond(&mut s, 503, "text/plain", b"not ready\n", head_only),
+        "/readyz" => match registry.readiness() {
+            Ok(()) => respond(&mut s, 200, "text/plain", b"ready\n", head_only),
+            Err(why) => {
+                respond(&mut s, 503, "text/plain", format!("{why}\n").as_bytes(), head_only)
+            }
         },
         "/capture" => capture(s, registry, target.split_once('?').map_or("", |q| q.1)),
         "/" => respond(&mut s, 200, "text/plain", b"xdpos: /metrics /healthz /readyz\n", head_only),

@@ -20,6 +20,7 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use libos::forward::{ForwardStats, FwdDrop};
 use libos::tcp::{TcpDrop, TcpState, TcpStats};
@@ -43,7 +44,52 @@ const L_SLEEPS: usize = 2;
 const L_TX_BACKLOG_DROPS: usize = 3;
 const L_HINTS_DROPPED: usize = 4;
 const L_FIB_SWAPS: usize = 5;
-const LOOP_N: usize = 6;
+/// The heartbeat: nanoseconds from the block's epoch to the worker's last loop visit, plus one
+/// ([`BEAT_NONE`]: the loop has not started; [`BEAT_STOPPED`]: it ended).
+const L_HEARTBEAT: usize = 6;
+const LOOP_N: usize = 7;
+
+/// The heartbeat cell before the worker's loop starts.
+const BEAT_NONE: u64 = 0;
+/// The heartbeat cell once the worker's loop has ended (a thread that ended is `/healthz`'s
+/// business, not a stall).
+const BEAT_STOPPED: u64 = u64::MAX;
+
+/// How long a running worker may go without a heartbeat before it counts as stalled. A worker
+/// beats at least every [`crate::worker::CHECK_EVERY`] empty polls, every few busy batches and
+/// around each idle sleep (at most `idle_wait`, 50 ms by default), so a second without one
+/// means its loop is stuck (a batch that never ends, a blocking call, a descheduled thread).
+pub const STALL_AFTER: Duration = Duration::from_secs(1);
+
+/// What a worker's heartbeat says at some instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heartbeat {
+    /// The worker's loop has not started yet.
+    NotStarted,
+    /// The worker's loop has ended.
+    Stopped,
+    /// The loop runs; its last beat is this old.
+    Age(Duration),
+}
+
+impl Heartbeat {
+    /// Reads a heartbeat cell (`beat`) at `now`, both as nanoseconds from the same epoch.
+    pub fn at(beat: u64, now_nanos: u64) -> Heartbeat {
+        match beat {
+            BEAT_NONE => Heartbeat::NotStarted,
+            BEAT_STOPPED => Heartbeat::Stopped,
+            b => Heartbeat::Age(Duration::from_nanos(now_nanos.saturating_sub(b - 1))),
+        }
+    }
+
+    /// How long the loop has gone without a beat when it is longer than `after` (a stall).
+    pub fn stalled(self, after: Duration) -> Option<Duration> {
+        match self {
+            Heartbeat::Age(a) if a > after => Some(a),
+            _ => None,
+        }
+    }
+}
 
 // --- a port (one socket: interface and queue) ------------------------------------------------
 
@@ -299,6 +345,8 @@ pub struct WorkerMetrics {
     worker: String,
     role: &'static str,
     cpu: AtomicI64,
+    /// The heartbeat's zero (the block's creation).
+    epoch: Instant,
     lp: CachePadded<Cells<LOOP_N>>,
     batch_ns: CachePadded<Histogram>,
     ports: Box<[CachePadded<PortMetrics>]>,
@@ -321,6 +369,7 @@ impl WorkerMetrics {
             worker: worker.to_string(),
             role,
             cpu: AtomicI64::new(-1),
+            epoch: Instant::now(),
             lp: Default::default(),
             batch_ns: CachePadded(Histogram::new(BATCH_NANOS)),
             ports: ports
@@ -366,6 +415,32 @@ impl WorkerMetrics {
     /// Records the CPU the worker is pinned to (from the worker's thread, once).
     pub fn set_cpu(&self, cpu: Option<usize>) {
         self.cpu.store(cpu.map_or(-1, |c| c as i64), Ordering::Relaxed);
+    }
+
+    /// The worker's label (its index).
+    pub fn worker(&self) -> &str {
+        &self.worker
+    }
+
+    // --- the heartbeat (the worker's loop; one relaxed store) ---
+
+    /// The worker's loop is alive at `t` (called at its start, every few busy batches, at each
+    /// idle visit and around sleeps; never per packet).
+    #[inline]
+    pub fn beat(&self, t: Instant) {
+        let nanos = t.saturating_duration_since(self.epoch).as_nanos() as u64;
+        self.lp.set(L_HEARTBEAT, nanos.saturating_add(1).min(BEAT_STOPPED - 1));
+    }
+
+    /// The worker's loop has ended (not a stall).
+    pub fn beat_stopped(&self) {
+        self.lp.set(L_HEARTBEAT, BEAT_STOPPED);
+    }
+
+    /// The heartbeat at `now` (control side).
+    pub fn heartbeat(&self, now: Instant) -> Heartbeat {
+        let now = now.saturating_duration_since(self.epoch).as_nanos() as u64;
+        Heartbeat::at(self.lp.get(L_HEARTBEAT), now)
     }
 
     // --- per batch (fast path: relaxed load+store, no allocation) ---
@@ -477,6 +552,22 @@ impl WorkerMetrics {
         );
         let lw = [("worker", w)];
         let l = self.lp.snapshot();
+        let beat = self.heartbeat(Instant::now());
+        e.gauge(
+            "xdpos_worker_heartbeat_age_seconds",
+            "Time since the worker's loop last reported alive (monotonic clock; 0 before it starts and after it ends).",
+            &lw,
+            match beat {
+                Heartbeat::Age(a) => a.as_secs_f64(),
+                _ => 0.0,
+            },
+        );
+        e.gauge(
+            "xdpos_worker_stalled",
+            "1 while the worker's loop has gone more than a second without a heartbeat (/readyz fails meanwhile).",
+            &lw,
+            f64::from(u8::from(beat.stalled(STALL_AFTER).is_some())),
+        );
         e.counter(
             "xdpos_worker_poll_iterations_total",
             "Loop iterations (polls of the worker's sockets), busy or empty.",
@@ -696,6 +787,13 @@ const XSK: [(&str, &str); 6] = [
 ];
 
 impl Source for ServiceMetrics {
+    fn stalled(&self, now: Instant) -> Vec<(String, Duration)> {
+        self.workers
+            .iter()
+            .filter_map(|w| Some((w.worker.clone(), w.heartbeat(now).stalled(STALL_AFTER)?)))
+            .collect()
+    }
+
     fn collect(&self, e: &mut Exposition) {
         for w in &self.workers {
             w.collect(e);
@@ -783,6 +881,38 @@ mod tests {
         ] {
             assert!(t.contains(needle), "missing {needle:?} in\n{t}");
         }
+    }
+
+    #[test]
+    fn a_worker_is_stalled_only_while_its_running_loop_misses_heartbeats() {
+        // A fake clock: instants at fixed offsets from the block's epoch.
+        let m = WorkerMetrics::new(1, "echo", &[("eth0", 0)], &["eth0"], Forwarding::None);
+        let epoch = m.epoch;
+        let at = |ms: u64| epoch + Duration::from_millis(ms);
+        assert_eq!(m.heartbeat(at(60_000)), Heartbeat::NotStarted, "not started: not stalled");
+        m.beat(at(1_000));
+        assert_eq!(m.heartbeat(at(1_500)), Heartbeat::Age(Duration::from_millis(500)));
+        assert_eq!(m.heartbeat(at(2_000)).stalled(STALL_AFTER), None, "exactly 1 s: not yet");
+        assert_eq!(m.heartbeat(at(2_001)).stalled(STALL_AFTER), Some(Duration::from_millis(1_001)));
+        // A scrape may read a beat newer than its own clock: age 0, not a wrap.
+        assert_eq!(m.heartbeat(at(900)), Heartbeat::Age(Duration::ZERO));
+        let svc = ServiceMetrics { workers: vec![Arc::new(m)], ..Default::default() };
+        let m = &svc.workers[0];
+        assert_eq!(svc.stalled(at(3_500)), vec![("1".to_string(), Duration::from_millis(2_500))]);
+        let mut e = Exposition::new();
+        m.collect(&mut e);
+        let t = e.render();
+        assert!(t.contains("xdpos_worker_stalled{worker=\"1\"} "), "{t}");
+        // It beats again: resumed.
+        m.beat(at(3_600));
+        assert!(svc.stalled(at(3_700)).is_empty());
+        // Its loop ended: /healthz's business, not a stall.
+        m.beat_stopped();
+        assert_eq!(m.heartbeat(at(100_000)), Heartbeat::Stopped);
+        assert!(svc.stalled(at(100_000)).is_empty());
+        // The epoch itself is a beat (cell value 1), not "never".
+        m.beat(at(0));
+        assert_eq!(m.heartbeat(at(0)), Heartbeat::Age(Duration::ZERO));
     }
 
     #[test]

@@ -34,12 +34,18 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use expo::{Exposition, Kind};
 pub use http::{serve, Server};
-pub use live::{Forwarding, ServiceMetrics, SocketReader, WorkerMetrics};
+pub use live::{Forwarding, Heartbeat, ServiceMetrics, SocketReader, WorkerMetrics, STALL_AFTER};
 
 /// Something that writes metric families at scrape time (on the control side).
 pub trait Source: Send + Sync + std::fmt::Debug {
     /// Writes this source's families.
     fn collect(&self, e: &mut Exposition);
+
+    /// The workers whose running loop has gone longer than [`STALL_AFTER`] without a heartbeat
+    /// at `now`: (worker label, time since its last beat). None by default.
+    fn stalled(&self, _now: std::time::Instant) -> Vec<(String, std::time::Duration)> {
+        Vec::new()
+    }
 }
 
 /// The last configuration (re)load, as a [`Status`] reports it.
@@ -154,12 +160,37 @@ impl Registry {
         self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Whether `/readyz` answers 200.
+    /// Whether `/readyz` answers 200: the service is ready and no worker is stalled.
     pub fn ready(&self) -> bool {
-        match self.status() {
+        self.readiness().is_ok()
+    }
+
+    /// `/readyz`'s answer: `Ok` when ready, else why not (`not ready`, or the stalled workers
+    /// and how long each has gone without a heartbeat).
+    pub fn readiness(&self) -> Result<(), String> {
+        let ready = match self.status() {
             Some(s) => s.ready(),
             None => self.ready.load(Ordering::Relaxed),
+        };
+        if !ready {
+            return Err("not ready".into());
         }
+        let stalled = self.stalled();
+        if stalled.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> = stalled
+            .iter()
+            .map(|(w, age)| format!("worker {w} (no heartbeat for {:.3} s)", age.as_secs_f64()))
+            .collect();
+        Err(format!("stalled: {}", list.join(", ")))
+    }
+
+    /// The stalled workers of every source now (see [`Source::stalled`]).
+    pub fn stalled(&self) -> Vec<(String, std::time::Duration)> {
+        let sources = self.sources.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let now = std::time::Instant::now();
+        sources.iter().flat_map(|s| s.stalled(now)).collect()
     }
 
     /// The last (re)load.
@@ -276,5 +307,36 @@ mod tests {
         assert!(t.contains("xdpos_config_reload_failures_total 1\n"), "{t}");
         assert!(t.contains("xdpos_rx_packets_total{worker=\"0\""), "{t}");
         assert!(t.contains("# TYPE xdpos_xsk_rx_ring_full_total counter\n"), "{t}");
+    }
+
+    /// A source whose worker "7" is stalled while `stalled` holds.
+    #[derive(Debug, Default)]
+    struct Stuck {
+        stalled: AtomicBool,
+    }
+
+    impl Source for Stuck {
+        fn collect(&self, _e: &mut Exposition) {}
+        fn stalled(&self, _now: std::time::Instant) -> Vec<(String, std::time::Duration)> {
+            match self.stalled.load(Ordering::Relaxed) {
+                true => vec![("7".into(), std::time::Duration::from_millis(1250))],
+                false => Vec::new(),
+            }
+        }
+    }
+
+    #[test]
+    fn a_stalled_worker_makes_the_registry_unready_and_names_it() {
+        let r = Registry::new();
+        let s = Arc::new(Stuck::default());
+        r.add(s.clone());
+        assert_eq!(r.readiness(), Err("not ready".into()));
+        r.set_ready(true);
+        assert_eq!(r.readiness(), Ok(()));
+        s.stalled.store(true, Ordering::Relaxed);
+        assert_eq!(r.readiness(), Err("stalled: worker 7 (no heartbeat for 1.250 s)".into()));
+        assert!(r.render().contains("xdpos_ready 0\n"));
+        s.stalled.store(false, Ordering::Relaxed);
+        assert!(r.ready());
     }
 }
