@@ -540,6 +540,39 @@ fn echo_round(s: &mut TcpStream, data: &[u8]) -> Vec<u8> {
     back
 }
 
+/// A stalled worker (the test hook `XDPOS_TEST_STALL_WORKER` makes worker 0 sleep 2.5 s in its
+/// loop, 1 s after it starts): the control thread prints `stalled: worker 0 (…)` and then
+/// `resumed: worker 0`; meanwhile `/readyz` answers 503 and `/healthz` stays 200 (a stall is
+/// not a dead worker); afterwards both are 200 and the daemon serves and stops cleanly.
+#[test]
+fn server_reports_a_stalled_worker_and_its_recovery() {
+    sweep();
+    let pair = Pair::new("dst", &PairOpts::default()).unwrap();
+    let cfg = ConfigFile::new(&server_config("xb0", 1, "udp-echo", "10.0.0.2:7"));
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", pair.ns_b.name()])
+        .arg(xdpos_bin())
+        .args(["run", "--config"])
+        .arg(cfg.path())
+        .env(xdpos::worker::TEST_STALL_ENV, "0:1000:2500");
+    let mut d = Child::spawn(cmd);
+    assert!(d.wait_line("ready:", DEADLINE).is_some(), "not ready: {:?}", d.seen);
+    let line = d
+        .wait_line("stalled: worker 0", DEADLINE)
+        .unwrap_or_else(|| panic!("no stalled line: {:?}", d.seen));
+    assert!(line.starts_with("stalled: worker 0 (no heartbeat for 1."), "{line}");
+    // Within the 2.5 s stall (the line comes at most 100 ms after the first second).
+    let (ready, health) = (scrape(&pair.ns_b, "/readyz"), scrape(&pair.ns_b, "/healthz"));
+    assert_eq!((ready.trim(), health.trim()), ("503", "200"), "during the stall");
+    d.wait_line("resumed: worker 0", DEADLINE)
+        .unwrap_or_else(|| panic!("no resumed line: {:?}", d.seen));
+    assert_eq!(scrape(&pair.ns_b, "/readyz").trim(), "200", "after the stall");
+    assert!(scrape(&pair.ns_b, "/metrics").contains("xdpos_worker_stalled{worker=\"0\"} 0\n"));
+    let to = SocketAddrV4::new(pair.b.ip, 7);
+    assert_eq!(udp_echoes(&pair.ns_a, pair.a.ip, to, 20, 100), 20, "UDP echo after the stall");
+    stop(&mut d, &pair.ns_b);
+}
+
 fn server_two_services(extra: &str) -> String {
     server_config("xb0", 1, "udp-echo", "10.0.0.2:7")
         + "\n[[services]]\nkind = \"tcp-echo\"\nlisten = \"0.0.0.0:7\"\n"

@@ -333,6 +333,77 @@ fn echo_exposition_under_traffic_passes_promtool_and_counts_the_traffic() {
     assert_no_xdp(&pair.ns_b);
 }
 
+/// A worker that stalls (made to by the test hook `XDPOS_TEST_STALL_WORKER`: worker 0 sleeps
+/// 3 s in its loop, 2 s after the loop starts, under UDP traffic) is reported while it is:
+/// `/readyz` answers 503 naming it, `/metrics` has `xdpos_worker_stalled{worker="0"} 1` and a
+/// heartbeat age above a second; once it resumes both go back (200, 0) by themselves.
+#[test]
+fn a_stalled_worker_fails_readyz_and_shows_in_metrics_until_it_resumes() {
+    sweep();
+    let pair = Pair::new("mst", &PairOpts::default()).unwrap();
+    let mut cmd = pair.ns_b.cmd(xdpos_bin().to_str().unwrap());
+    cmd.args(["echo", "--interface", &pair.b.ifname, "--addr", &pair.b.ip.to_string()])
+        .args(["--port", "7", "--metrics", METRICS])
+        .env(xdpos::worker::TEST_STALL_ENV, "0:2000:3000");
+    let mut echo = Child::spawn(cmd);
+    assert!(echo.wait_line("ready:", DEADLINE).is_some(), "xdpos echo not ready: {:?}", echo.seen);
+    let get = |target: &str| pair.ns_b.run_in(|| http_get(METRICS, target).unwrap()).unwrap();
+    let stalled = |text: &str| sample(text, "xdpos_worker_stalled", &["worker=\"0\""]);
+    let age = |text: &str| sample(text, "xdpos_worker_heartbeat_age_seconds", &["worker=\"0\""]);
+    let (code, body) = get("/readyz");
+    assert_eq!((code, body.as_str()), (200, "ready\n"), "before the stall");
+    let (_, text) = get("/metrics");
+    assert_eq!(stalled(&text), Some(0.0), "before the stall");
+    assert!(age(&text).unwrap() < 1.0, "{text}");
+    let stop = AtomicBool::new(false);
+    let dst = SocketAddrV4::new(pair.b.ip, 7);
+    let (during, after) = std::thread::scope(|s| {
+        let load = s.spawn(|| udp_load(&pair.ns_a, dst, &stop, Duration::from_secs(20)));
+        // Poll /readyz (bounded) until it fails: 2 s + 1 s after the loop started.
+        let t0 = Instant::now();
+        let mut readyz = (0, String::new());
+        while t0.elapsed() < Duration::from_secs(10) {
+            readyz = get("/readyz");
+            if readyz.0 != 200 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let during = (readyz, get("/metrics").1, t0.elapsed());
+        // Then until it answers 200 again (the stall ends 5 s after the loop started).
+        let mut readyz = (0, String::new());
+        while t0.elapsed() < Duration::from_secs(20) {
+            readyz = get("/readyz");
+            if readyz.0 == 200 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let after = (readyz, get("/metrics").1);
+        stop.store(true, Ordering::Relaxed);
+        assert!(load.join().unwrap() > 0, "the load sent nothing");
+        (during, after)
+    });
+    let ((code, body), text, at) = during;
+    assert_eq!(code, 503, "/readyz during the stall ({at:?}): {body:?}");
+    assert!(body.starts_with("stalled: worker 0 (no heartbeat for "), "{body:?}");
+    assert_eq!(stalled(&text), Some(1.0), "during the stall:\n{text}");
+    assert!(age(&text).unwrap() > 1.0, "during the stall:\n{text}");
+    assert_eq!(sample(&text, "xdpos_ready", &[]), Some(0.0));
+    let ((code, body), text) = after;
+    assert_eq!((code, body.as_str()), (200, "ready\n"), "after the stall");
+    assert_eq!(stalled(&text), Some(0.0), "after the stall:\n{text}");
+    assert!(age(&text).unwrap() < 1.0, "after the stall:\n{text}");
+    assert!(
+        sample(&text, "xdpos_rx_packets_total", &["queue=\"0\""]).unwrap() > 0.0,
+        "the worker served traffic around its stall"
+    );
+    echo.signal(Signal::TERM);
+    let st = echo.wait(DEADLINE).expect("exits after SIGTERM");
+    assert!(st.success(), "{st:?} {:?}", echo.seen);
+    assert_no_xdp(&pair.ns_b);
+}
+
 /// A `prometheus` scraping `METRICS` every second in `ns`, its data in a temporary directory
 /// (removed on drop with the process).
 struct Prometheus {
