@@ -9,8 +9,12 @@
  *   turns into a redirect out of the device named by the context's ingress_ifindex. The UDP
  *   checksum of the template is 0 (none), so no fix-up is needed. With dst_span > 1 it also
  *   cycles the IPv4 destination over dst_span addresses spread by dst_stride (many routes of a
- *   router's table in turn) and recomputes the header checksum. Page-pool pages are reused without being re-initialised, so the program writes the
- *   port every time rather than incrementing what it finds. It counts the frames it sends per
+ *   router's table in turn) and recomputes the header checksum. Page-pool pages are reused
+ *   without being re-initialised, and a frame comes back to the pool as the last program that
+ *   saw it left it: veth passes XDP frames between peers without a copy, so a DUT forwarding
+ *   in XDP rewrites the generator's own page (MACs, TTL). The program therefore writes the
+ *   template's Ethernet and IPv4 headers (gen_config.hdr) and the port into every frame rather
+ *   than trusting or incrementing what it finds. It counts the frames it sends per
  *   CPU (gen_counts). With gen_config.stop set it drops every frame instead (XDP_DROP recycles
  *   the page at once), so a long test run can be ended early from another thread: each
  *   BPF_PROG_TEST_RUN call costs a page-pool set-up and tear-down of ~20 ms here, so the
@@ -31,6 +35,8 @@
 
 /* Offset of the UDP source port in an untagged Ethernet/IPv4 frame without IP options. */
 #define SPORT_OFFSET (sizeof(struct ethhdr) + sizeof(struct iphdr))
+/* The Ethernet and IPv4 headers in 16-bit words (34 bytes). */
+#define HDR_WORDS (SPORT_OFFSET / 2)
 
 struct gen_config {
 	__u32 flows;      /* distinct source ports, >= 1 */
@@ -39,6 +45,8 @@ struct gen_config {
 	__u32 dst_span;   /* > 1: destination addresses cycle over this many (host order) */
 	__u32 dst_base;   /*   dst_base + k * dst_stride, k = 0 .. dst_span-1, */
 	__u32 dst_stride; /*   skipping 0/8, 10/8 and 127/8 (moved one /8 up) */
+	__u16 hdr[HDR_WORDS]; /* the template's Ethernet and IPv4 headers, written into each frame */
+	__u16 pad[3];
 };
 
 struct counter {
@@ -91,6 +99,12 @@ int trafgen_gen(struct xdp_md *ctx)
 		return XDP_DROP;
 	if (cfg->stop)
 		return XDP_DROP;
+	{
+		__u16 *h = data;
+#pragma unroll
+		for (int i = 0; i < HDR_WORDS; i++)
+			h[i] = cfg->hdr[i];
+	}
 	sent->packets++;
 	sent->bytes += data_end - data;
 	if (cfg->flows > 1) {

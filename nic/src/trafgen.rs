@@ -49,6 +49,9 @@ const LIVE_FRAMES: u32 = libbpf_rs::libbpf_sys::BPF_F_TEST_XDP_LIVE_FRAMES;
 
 /// Smallest frame [`udp_frame`] builds: the Ethernet minimum without FCS.
 pub const MIN_FRAME: usize = 60;
+/// The Ethernet and IPv4 headers (no options) of a template, which the generator rewrites
+/// into every frame.
+const HDR_LEN: usize = 34;
 /// Largest frame [`udp_frame`] builds: MTU 1500 plus the Ethernet header.
 pub const MAX_FRAME: usize = 1514;
 
@@ -132,6 +135,9 @@ pub struct GenHandle {
     flows: u32,
     sport_base: u32,
     dsts: Destinations,
+    /// The template's Ethernet and IPv4 headers, which the program writes into every frame
+    /// (a page comes back from a DUT that forwarded it in XDP with its MACs and TTL rewritten).
+    hdr: [u8; HDR_LEN],
 }
 
 /// Destination addresses a generator cycles through: `base + k * stride` for `k` in
@@ -175,13 +181,14 @@ impl Destinations {
 
 impl GenHandle {
     fn write_config(&self, stop: bool) -> Result<(), NicError> {
-        let mut cfg = [0u8; 24];
+        let mut cfg = [0u8; 64];
         cfg[0..4].copy_from_slice(&self.flows.to_ne_bytes());
         cfg[4..8].copy_from_slice(&self.sport_base.to_ne_bytes());
         cfg[8..12].copy_from_slice(&u32::from(stop).to_ne_bytes());
         cfg[12..16].copy_from_slice(&self.dsts.span.to_ne_bytes());
         cfg[16..20].copy_from_slice(&self.dsts.base.to_bits().to_ne_bytes());
         cfg[20..24].copy_from_slice(&self.dsts.stride.to_ne_bytes());
+        cfg[24..24 + HDR_LEN].copy_from_slice(&self.hdr);
         self.config
             .update(&0u32.to_ne_bytes(), &cfg, MapFlags::ANY)
             .map_err(bpf_err("configure the generator"))
@@ -213,6 +220,7 @@ impl GenHandle {
             flows: self.flows,
             sport_base: self.sport_base,
             dsts: self.dsts,
+            hdr: self.hdr,
         })
     }
 }
@@ -265,6 +273,8 @@ impl LiveGen {
                 why: "must be untagged Ethernet/IPv4 without options/UDP",
             });
         }
+        let mut hdr = [0u8; HDR_LEN];
+        hdr.copy_from_slice(&frame[..HDR_LEN]); // the length is at least MIN_FRAME (checked)
         let ifindex = ifindex(ifname)?;
         let obj = load()?;
         let handle = |name: &str| {
@@ -276,6 +286,7 @@ impl LiveGen {
             flows: u32::from(flows.max(1)),
             sport_base: u32::from(sport_base),
             dsts,
+            hdr,
         };
         handle.resume()?;
         Ok(LiveGen { obj, ifname: ifname.into(), ifindex, frame: frame.to_vec(), handle })

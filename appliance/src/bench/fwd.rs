@@ -51,7 +51,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context};
 use libos::fib::{Fib, NextHop};
 use libos::iface::route::Ipv4Cidr;
-use nic::afxdp::{BindMode, XdpMode, XdpProgram, XdpRedirect, XskConfig, XskPort};
+use nic::afxdp::{
+    BindMode, FastPathCounters, FpOutcome, XdpMode, XdpProgram, XdpRedirect, XskConfig, XskPort,
+};
 use nic::trafgen::{udp_frame, Destinations, GenHandle, LiveGen, Sink, UdpSpec};
 
 use super::harness::{self, Benchmark, Machine, Metrics, Plan, Primary, Variant};
@@ -192,6 +194,26 @@ fn router_xdp_name(routes: &[usize], n: usize) -> String {
         "xdpos-router-xdp".to_string()
     } else {
         format!("xdpos-router-xdp[routes={n}]")
+    }
+}
+
+/// Warns when the XDP fast path punted more than 1 % of a window's frames: the generator
+/// offers only frames the program can forward, so punts mean the window measured something
+/// else (the library OS's slow path, or frames the generator did not mean to send).
+fn warn_punts(before: &FastPathCounters, after: &FastPathCounters) {
+    let d = |o: FpOutcome| after.get(o).packets.saturating_sub(before.get(o).packets);
+    let punted = after.punted().saturating_sub(before.punted());
+    let all = d(FpOutcome::Forwarded) + punted;
+    if punted * 100 > all {
+        let why: Vec<String> = FpOutcome::ALL
+            .iter()
+            .filter(|o| o.is_punt() && d(**o) > 0)
+            .map(|o| format!("{} {}", o.name(), d(*o)))
+            .collect();
+        tracing::warn!(
+            "the XDP fast path punted {punted} of {all} frames in the window ({})",
+            why.join(", ")
+        );
     }
 }
 
@@ -545,6 +567,14 @@ impl Drop for KernelDut<'_> {
 }
 
 impl Dut<'_> {
+    /// The XDP fast path's counters (`xdpos-router-xdp` only).
+    fn fast_path(&self) -> Option<FastPathCounters> {
+        match self {
+            Dut::Service(Some(s)) => s.fast_path_counters().ok().flatten(),
+            _ => None,
+        }
+    }
+
     /// Frames F says it transmitted toward the sink so far.
     fn sent(&mut self, chain: &Chain, published: &Published) -> anyhow::Result<u64> {
         Ok(match self {
@@ -756,10 +786,14 @@ impl FwdBench {
             let g0 = handle.sent()?.0;
             let (c0, t0) = (sink.counts()?.0, Instant::now());
             let s0 = dut.sent(chain, &published)?;
+            let fp0 = dut.fast_path();
             let full_window = full_warmup && plan.stop.sleep(plan.window);
             let g1 = handle.sent()?.0;
             let (c1, t1) = (sink.counts()?.0, Instant::now());
             let s1 = dut.sent(chain, &published)?;
+            if let (Some(a), Some(b)) = (fp0, dut.fast_path()) {
+                warn_punts(&a, &b);
+            }
             let cpu = cpu0.shares(&CpuTimes::now());
             let secs = t1.duration_since(t0).as_secs_f64().max(1e-6);
             let foreign = foreign0.since(secs);
