@@ -425,6 +425,41 @@ mod tests {
         assert!(slash24.len() > 60_000, "distinct /24s: {}", slash24.len());
     }
 
+    /// A page-pool page comes back as the last XDP program left it (veth passes frames to the
+    /// peer without a copy): a DUT forwarding in XDP rewrites the MACs and the TTL. Every frame
+    /// the generator sends must still be the template (root: loads the program; not sent, the
+    /// program runs once on a frame handed in).
+    #[test]
+    fn the_generator_writes_the_template_headers_over_a_reused_page() {
+        let template = udp_frame(&spec(), 64).expect("template");
+        let dsts = Destinations::spread(16);
+        let gen = LiveGen::with_destinations("lo", &template, 4, 1024, dsts).expect("load");
+        let mut used = template.clone();
+        used[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 0xee]); // the next hop's MAC
+        used[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 0xef]); // the DUT's egress MAC
+        used[14 + 8] -= 1; // TTL
+        used[14 + 16..14 + 20].copy_from_slice(&[192, 0, 2, 99]); // another destination
+        let mut out = vec![0u8; used.len()];
+        let input = ProgramInput {
+            data_in: Some(&used),
+            data_out: Some(&mut out),
+            repeat: 1,
+            ..Default::default()
+        };
+        let r = prog(&gen.obj, "trafgen_gen").test_run(input).expect("test run");
+        assert_eq!(r.return_value, 3, "XDP_TX");
+        assert_eq!(out[..14], template[..14], "Ethernet header");
+        assert_eq!(out[14..14 + 10], template[14..14 + 10], "IPv4 header up to the checksum");
+        assert_eq!(out[14 + 12..14 + 16], template[14 + 12..14 + 16], "source address");
+        assert_eq!(out[14 + 16..14 + 20], dsts.nth(0).octets(), "first destination");
+        let sum =
+            out[14..34].chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum::<u32>();
+        let sum = (sum & 0xffff) + (sum >> 16);
+        assert_eq!((sum & 0xffff) + (sum >> 16), 0xffff, "header checksum");
+        assert_eq!(out[34..36], 1024u16.to_be_bytes(), "first flow's source port");
+        assert_eq!(out[36..], template[36..], "the rest");
+    }
+
     #[test]
     fn udp_frame_rejects_sizes_outside_ethernet() {
         assert!(udp_frame(&spec(), 59).is_err());
