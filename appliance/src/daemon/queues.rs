@@ -13,7 +13,7 @@
 //! each socket that has frames once; `alloc_burst` takes a call's frames from one socket (the
 //! next one on the next call; the others when it runs short).
 //!
-//! Idle: one `poll(2)` on every socket, woken by traffic on any queue.
+//! Idle: one `mio` wait (`nic::idle::IdleWait`) on every socket, woken by traffic on any queue.
 //!
 //! What it never does: allocate on the fast path (the per-socket bursts are fixed arrays; only
 //! the idle sleep builds its descriptor list), or move a frame between sockets' memories.
