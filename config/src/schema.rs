@@ -57,6 +57,104 @@ pub struct Config {
     /// The Prometheus endpoint.
     #[serde(default)]
     pub metrics: Metrics,
+    /// The device layer: AF_XDP sockets (default) or DPDK poll-mode drivers.
+    #[serde(default)]
+    pub backend: Backend,
+    /// DPDK settings (only with `backend = "dpdk"`; defaults when absent).
+    #[serde(default)]
+    pub dpdk: Option<Dpdk>,
+}
+
+/// Which device layer the appliance runs on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// AF_XDP sockets with the steering program.
+    #[default]
+    Afxdp,
+    /// DPDK poll-mode drivers (a build with the `dpdk` feature).
+    Dpdk,
+}
+
+/// The DPDK virtual device put on an interface that `[dpdk.devices]` does not name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pmd {
+    /// `net_af_packet` on the kernel interface.
+    #[default]
+    AfPacket,
+    /// `net_af_xdp` on the kernel interface.
+    AfXdp,
+}
+
+impl Pmd {
+    /// The name used in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pmd::AfPacket => "af_packet",
+            Pmd::AfXdp => "af_xdp",
+        }
+    }
+}
+
+/// The `[dpdk]` table: EAL start-up, devices, pools.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dpdk {
+    /// Run EAL without hugepages (anonymous memory); default true.
+    #[serde(default = "yes")]
+    pub no_huge: bool,
+    /// Memory EAL reserves, MiB (default 256).
+    #[serde(default = "default_dpdk_memory")]
+    pub memory_mb: u32,
+    /// The virtual device on each interface not named in `devices`.
+    #[serde(default)]
+    pub pmd: Pmd,
+    /// Interface name → DPDK device: a PCI address (`0000:03:00.0`, a NIC bound to vfio-pci)
+    /// or a virtual device with its arguments (`net_tap0,iface=xf0`).
+    #[serde(default)]
+    pub devices: std::collections::BTreeMap<String, String>,
+    /// Frames (mbufs) of each worker's pool for xdpos's own use (the drivers' rings come on
+    /// top).
+    #[serde(default = "default_dpdk_frames")]
+    pub frames: u32,
+    /// Descriptors per RX and per TX ring.
+    #[serde(default = "default_dpdk_ring")]
+    pub ring_size: u32,
+    /// Checksum and TSO offloads of the devices (default true).
+    #[serde(default = "yes")]
+    pub offloads: bool,
+    /// More EAL arguments, as on the command line (`["--log-level=lib.eal:debug"]`).
+    #[serde(default)]
+    pub eal_args: Vec<String>,
+}
+
+impl Default for Dpdk {
+    fn default() -> Self {
+        Dpdk {
+            no_huge: true,
+            memory_mb: default_dpdk_memory(),
+            pmd: Pmd::AfPacket,
+            devices: Default::default(),
+            frames: default_dpdk_frames(),
+            ring_size: default_dpdk_ring(),
+            offloads: true,
+            eal_args: Vec::new(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_dpdk_memory() -> u32 {
+    256
+}
+fn default_dpdk_frames() -> u32 {
+    4096
+}
+fn default_dpdk_ring() -> u32 {
+    1024
 }
 
 /// XDP attach mode.

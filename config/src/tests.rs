@@ -29,10 +29,11 @@ fn has(text: &str, want: &str) {
     assert!(p.iter().any(|l| l == want), "wanted {want:?} among {p:#?}");
 }
 
-const EXAMPLES: [(&str, &str); 3] = [
+const EXAMPLES: [(&str, &str); 4] = [
     ("server.toml", include_str!("../examples/server.toml")),
     ("router.toml", include_str!("../examples/router.toml")),
     ("xconnect.toml", include_str!("../examples/xconnect.toml")),
+    ("router-dpdk.toml", include_str!("../examples/router-dpdk.toml")),
 ];
 
 #[test]
@@ -214,4 +215,117 @@ fn layouts_fit_the_role() {
     has(&frames, "interfaces[1].frames: 8192, but a forwarding worker shares one UMEM and one loop across every interface: it must match interfaces[0] (4096)");
     let mixed = "[[interfaces]]\nname = \"eth1\"\nqueues = 2\naddresses = [\"10.0.0.2/24\"]\n[[interfaces]]\nname = \"eth2\"\nqueues = 2\naddresses = [\"10.0.1.2/24\"]\n[[workers]]\ncpu = 1\nqueues = [\"eth1:0\", \"eth2:1\"]\n[[workers]]\ncpu = 2\nqueues = [\"eth1:1\", \"eth2:0\"]\n[role]\nkind = \"router\"\n";
     has(mixed, "workers[0].queues[1]: \"eth2:1\": a forwarding worker polls one queue index on every interface (0 here)");
+}
+
+/// A router between eth1 and eth2 on the DPDK backend, with `extra` appended.
+fn dpdk_router(extra: &str) -> String {
+    format!(
+        r#"backend = "dpdk"
+[[interfaces]]
+name = "eth1"
+addresses = ["10.0.1.1/24"]
+
+[[interfaces]]
+name = "eth2"
+addresses = ["10.0.2.1/24"]
+
+[[workers]]
+cpu = 1
+queues = ["eth1:0", "eth2:0"]
+
+[role]
+kind = "router"
+{extra}"#
+    )
+}
+
+#[test]
+fn the_dpdk_backend_and_its_table_are_checked_with_their_paths() {
+    use crate::schema::{Backend, Pmd};
+    // Defaults: no [dpdk] table is the defaults; the example resolves its devices.
+    let c = load(&dpdk_router(""), &host()).unwrap();
+    assert_eq!(c.backend, Backend::Dpdk);
+    let d = c.dpdk.unwrap();
+    assert!(d.no_huge && d.offloads && d.devices.is_empty());
+    assert_eq!((d.pmd, d.memory_mb, d.frames, d.ring_size), (Pmd::AfPacket, 256, 4096, 1024));
+    let c = load(EXAMPLES[3].1, &Host::unknown()).unwrap();
+    assert_eq!(c.backend, Backend::Dpdk);
+    assert!(load(EXAMPLES[1].1, &host()).unwrap().dpdk.is_none(), "afxdp: no DPDK settings");
+    // A named device needs no kernel interface; DPDK queue pairs are not the kernel's queues.
+    let named = r#"backend = "dpdk"
+[dpdk.devices]
+eth9 = "0000:03:00.0"
+
+[[interfaces]]
+name = "eth1"
+queues = 3
+addresses = ["10.0.1.1/24"]
+
+[[interfaces]]
+name = "eth9"
+queues = 3
+addresses = ["10.0.2.1/24"]
+
+[[workers]]
+cpu = 0
+queues = ["eth1:0", "eth9:0"]
+
+[[workers]]
+cpu = 1
+queues = ["eth1:1", "eth9:1"]
+
+[[workers]]
+cpu = 2
+queues = ["eth1:2", "eth9:2"]
+
+[role]
+kind = "router"
+"#;
+    load(named, &host()).unwrap_or_else(|e| panic!("{e}"));
+    let p = problems(
+        &named
+            .replace("backend = \"dpdk\"", "")
+            .replace("[dpdk.devices]\neth9 = \"0000:03:00.0\"", ""),
+    );
+    assert!(p.iter().any(|l| l.contains("no interface named \"eth9\"")), "afxdp: {p:#?}");
+    // Each mistake with its path and value.
+    has(
+        &BASE.replace("[[interfaces]]", "[dpdk]\nmemory_mb = 512\n\n[[interfaces]]"),
+        "dpdk: a [dpdk] table needs backend = \"dpdk\" (the backend is \"afxdp\")",
+    );
+    has(
+        &format!("backend = \"dpdk\"\n{BASE}"),
+        "role.kind: \"server\" does not run on backend = \"dpdk\" in the daemon (use a router \
+         or cross-connect, `xdpos echo --backend dpdk`, or backend = \"afxdp\")",
+    );
+    has(
+        &dpdk_router("fast_path = \"xdp\"\n"),
+        "role.fast_path: \"xdp\" needs backend = \"afxdp\" (DPDK devices run no XDP program; \
+         use \"auto\" or \"userspace\")",
+    );
+    has(
+        &dpdk_router("[[services]]\nkind = \"udp-echo\"\nlisten = \"10.0.1.1:7\"\n"),
+        "services: a router on backend = \"dpdk\" runs no services (backend = \"afxdp\" does)",
+    );
+    let bad = dpdk_router(
+        "[dpdk]\nmemory_mb = 8\nframes = 10\nring_size = 1000\neal_args = [\"\"]\n\
+         [dpdk.devices]\neth7 = \"net_tap0\"\neth2 = \"a b\"\n",
+    );
+    for want in [
+        "dpdk.memory_mb: 8 is out of range (64 to 1048576)",
+        "dpdk.frames: 10 is out of range (512 to 1048576)",
+        "dpdk.ring_size: 1000 is not a power of two from 64 to 4096",
+        "dpdk.eal_args[0]: an empty EAL argument",
+        "dpdk.devices.eth7: \"eth7\" is not a configured interface",
+        "dpdk.devices.eth2: \"a b\" is not a DPDK device (a PCI address or net_…,args)",
+    ] {
+        has(&bad, want);
+    }
+    // An unknown driver or key in [dpdk] is a parse error naming its line.
+    let p = problems(&dpdk_router("[dpdk]\npmd = \"net_ring\"\n"));
+    assert!(p[0].starts_with("line ") && p[0].contains("unknown variant `net_ring`"), "{p:?}");
+    let p = problems(&dpdk_router("[dpdk]\nhugepages = true\n"));
+    assert!(p[0].contains("unknown field `hugepages`"), "{p:?}");
+    let p = problems(&dpdk_router("").replace("\"dpdk\"", "\"netmap\""));
+    assert!(p[0].contains("unknown variant `netmap`"), "{p:?}");
 }

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use crate::error::{ConfigError, Problem};
-use crate::schema::{BindMode, Config, FastPath, RoleKind, ServiceKind, XdpMode};
+use crate::schema::{Backend, BindMode, Config, Dpdk, FastPath, RoleKind, ServiceKind, XdpMode};
 
 /// Longest interface name Linux accepts (`IFNAMSIZ` - 1).
 pub const MAX_IFNAME: usize = 15;
@@ -199,6 +199,11 @@ pub struct Checked {
     pub services: Vec<ServiceCfg>,
     /// Metrics endpoint.
     pub metrics: SocketAddr,
+    /// The device layer.
+    pub backend: Backend,
+    /// DPDK settings: `Some` (the file's `[dpdk]` or its defaults) exactly when the backend
+    /// is DPDK.
+    pub dpdk: Option<Dpdk>,
 }
 
 /// Collects problems while checking.
@@ -236,6 +241,7 @@ pub fn validate(cfg: &Config, host: &Host) -> Result<Checked, ConfigError> {
     let routes = check_routes(cfg, &interfaces, &index, &mut r);
     let neighbors = check_neighbors(cfg, &interfaces, &index, &mut r);
     let services = check_services(cfg, &interfaces, &mut r);
+    let dpdk = check_dpdk(cfg, &index, &mut r);
     let metrics = match cfg.metrics.listen.parse::<SocketAddr>() {
         Ok(a) => Some(a),
         Err(_) => {
@@ -254,7 +260,64 @@ pub fn validate(cfg: &Config, host: &Host) -> Result<Checked, ConfigError> {
         neighbors,
         services,
         metrics: metrics.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9464))),
+        backend: cfg.backend,
+        dpdk,
     })
+}
+
+/// The backend and the `[dpdk]` table: EAL and pool settings in range, devices naming
+/// configured interfaces, and only what the DPDK backend runs (a forwarding role; no XDP fast
+/// path; no services on a router, whose stacks get no service apps on DPDK yet).
+fn check_dpdk(cfg: &Config, index: &HashMap<&str, usize>, r: &mut Report) -> Option<Dpdk> {
+    if cfg.backend != Backend::Dpdk {
+        if cfg.dpdk.is_some() {
+            r.add("dpdk", "a [dpdk] table needs backend = \"dpdk\" (the backend is \"afxdp\")");
+        }
+        return None;
+    }
+    let d = cfg.dpdk.clone().unwrap_or_default();
+    match cfg.role.kind {
+        RoleKind::Server => r.add(
+            "role.kind",
+            "\"server\" does not run on backend = \"dpdk\" in the daemon (use a router or \
+             cross-connect, `xdpos echo --backend dpdk`, or backend = \"afxdp\")",
+        ),
+        RoleKind::Router if !cfg.services.is_empty() => r.add(
+            "services",
+            "a router on backend = \"dpdk\" runs no services (backend = \"afxdp\" does)",
+        ),
+        _ => {}
+    }
+    if cfg.role.fast_path == FastPath::Xdp {
+        r.add(
+            "role.fast_path",
+            "\"xdp\" needs backend = \"afxdp\" (DPDK devices run no XDP program; use \"auto\" or \"userspace\")",
+        );
+    }
+    if !(64..=1 << 20).contains(&d.memory_mb) {
+        r.add("dpdk.memory_mb", format!("{} is out of range (64 to {})", d.memory_mb, 1 << 20));
+    }
+    if !(512..=1 << 20).contains(&d.frames) {
+        r.add("dpdk.frames", format!("{} is out of range (512 to {})", d.frames, 1 << 20));
+    }
+    if !d.ring_size.is_power_of_two() || !(64..=4096).contains(&d.ring_size) {
+        r.add("dpdk.ring_size", format!("{} is not a power of two from 64 to 4096", d.ring_size));
+    }
+    for (name, dev) in &d.devices {
+        let p = format!("dpdk.devices.{name}");
+        if !index.contains_key(name.as_str()) {
+            r.add(&p, format!("{name:?} is not a configured interface"));
+        }
+        if dev.is_empty() || dev.contains(char::is_whitespace) {
+            r.add(p, format!("{dev:?} is not a DPDK device (a PCI address or net_…,args)"));
+        }
+    }
+    for (k, a) in d.eal_args.iter().enumerate() {
+        if a.is_empty() {
+            r.add(format!("dpdk.eal_args[{k}]"), "an empty EAL argument");
+        }
+    }
+    Some(d)
 }
 
 fn check_interfaces(cfg: &Config, host: &Host, r: &mut Report) -> Vec<Option<IfaceCfg>> {
@@ -282,13 +345,17 @@ fn check_interfaces(cfg: &Config, host: &Host, r: &mut Report) -> Vec<Option<Ifa
                 format!("{} is out of range (1 to {MAX_QUEUES})", x.queues),
             );
         }
-        if let Some(ifs) = &host.interfaces {
+        // A DPDK device named in [dpdk.devices] needs no kernel interface, and DPDK's queue
+        // pairs are not the kernel's queues.
+        let dpdk = cfg.backend == Backend::Dpdk;
+        let named = cfg.dpdk.as_ref().is_some_and(|d| d.devices.contains_key(&x.name));
+        if let Some(ifs) = host.interfaces.as_ref().filter(|_| !(dpdk && named)) {
             match ifs.get(&x.name) {
                 None => r.add(
                     format!("{p}.name"),
                     format!("no interface named {:?} on this host", x.name),
                 ),
-                Some(Some(have)) if x.queues > *have => r.add(
+                Some(Some(have)) if x.queues > *have && !dpdk => r.add(
                     format!("{p}.queues"),
                     format!("{} queues asked for, but {} has {have}", x.queues, x.name),
                 ),
