@@ -69,6 +69,43 @@ fn udp_echoes(ns: &Netns, from: Ipv4Addr, to: SocketAddrV4, n: u32, size: usize)
     .unwrap()
 }
 
+/// UDP through F both ways: a kernel echo on each side, a kernel client on the other, 100
+/// datagrams of 1000 bytes each; how many came back intact, per direction.
+fn udp_both_ways(chain: &Chain) -> Vec<u32> {
+    let mut udp = Vec::new();
+    for (ns_echo, echo_ip, ns_client, client_ip) in [
+        (&chain.ns_b, chain.b.ip, &chain.ns_a, chain.a.ip),
+        (&chain.ns_a, chain.a.ip, &chain.ns_b, chain.b.ip),
+    ] {
+        let got = std::thread::scope(|s| {
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+            let echo = s.spawn(move || {
+                ns_echo
+                    .run_in(|| {
+                        let sock = kernel_udp(echo_ip, 9000);
+                        ready_tx.send(()).unwrap();
+                        let mut buf = [0u8; 2048];
+                        let deadline = Instant::now() + DEADLINE;
+                        let mut k = 0;
+                        while k < 100 && Instant::now() < deadline {
+                            if let Ok((len, from)) = sock.recv_from(&mut buf) {
+                                sock.send_to(&buf[..len], from).unwrap();
+                                k += 1;
+                            }
+                        }
+                    })
+                    .unwrap()
+            });
+            ready_rx.recv_timeout(DEADLINE).unwrap();
+            let got = udp_echoes(ns_client, client_ip, SocketAddrV4::new(echo_ip, 9000), 100, 1000);
+            echo.join().unwrap();
+            got
+        });
+        udp.push(got);
+    }
+    udp
+}
+
 #[test]
 fn echo_over_dpdk_af_packet_serves_kernel_udp_tcp_and_ping() {
     sweep();
@@ -155,38 +192,7 @@ fn router_forwards_between_two_dpdk_ports() {
         .find_map(|l| l.strip_prefix("metrics: http://")?.strip_suffix("/metrics"))
         .expect("the metrics address")
         .to_string();
-    // UDP both ways: a kernel echo on each side, a kernel client on the other.
-    let mut udp = Vec::new();
-    for (ns_echo, echo_ip, ns_client, client_ip) in [
-        (&chain.ns_b, chain.b.ip, &chain.ns_a, chain.a.ip),
-        (&chain.ns_a, chain.a.ip, &chain.ns_b, chain.b.ip),
-    ] {
-        let got = std::thread::scope(|s| {
-            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-            let echo = s.spawn(move || {
-                ns_echo
-                    .run_in(|| {
-                        let sock = kernel_udp(echo_ip, 9000);
-                        ready_tx.send(()).unwrap();
-                        let mut buf = [0u8; 2048];
-                        let deadline = Instant::now() + DEADLINE;
-                        let mut k = 0;
-                        while k < 100 && Instant::now() < deadline {
-                            if let Ok((len, from)) = sock.recv_from(&mut buf) {
-                                sock.send_to(&buf[..len], from).unwrap();
-                                k += 1;
-                            }
-                        }
-                    })
-                    .unwrap()
-            });
-            ready_rx.recv_timeout(DEADLINE).unwrap();
-            let got = udp_echoes(ns_client, client_ip, SocketAddrV4::new(echo_ip, 9000), 100, 1000);
-            echo.join().unwrap();
-            got
-        });
-        udp.push(got);
-    }
+    let udp = udp_both_ways(&chain);
     // A kernel TCP transfer, 2 MiB each way.
     let up = pattern(2 << 20, 1);
     let down = pattern(2 << 20, 2);
@@ -271,4 +277,103 @@ fn router_forwards_between_two_dpdk_ports() {
         assert!(lines.iter().any(|l| l.starts_with(d)), "{d}: {lines:?}");
     }
     assert_no_xdp(&chain.ns_f);
+}
+
+/// The daemon's router on the DPDK backend: `xdpos run --config` with `backend = "dpdk"` and
+/// a `[dpdk]` table puts `net_af_packet` devices on F's veths (EAL without hugepages) and
+/// routes kernel UDP both ways and ping through (TTL decremented); SIGTERM stops it with
+/// exit 0, the workers' frame accounting and every frame back in its pool.
+#[test]
+fn daemon_routes_between_two_dpdk_ports_from_its_config() {
+    sweep();
+    let chain = Chain::new("dpd", &ChainOpts::default()).unwrap();
+    let path = std::env::temp_dir().join(format!("xdpos-dpdk-router-{}.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        r#"backend = "dpdk"
+
+[dpdk]
+no_huge = true
+memory_mb = 256
+pmd = "af_packet"
+
+[[interfaces]]
+name = "xf0"
+addresses = ["10.0.1.1/24"]
+
+[[interfaces]]
+name = "xf1"
+addresses = ["10.0.2.1/24"]
+
+[[workers]]
+cpu = 0
+queues = ["xf0:0", "xf1:0"]
+
+[role]
+kind = "router"
+
+[metrics]
+listen = "127.0.0.1:0"
+"#,
+    )
+    .unwrap();
+    let x = start(&chain.ns_f, &["run", "--config", path.to_str().unwrap()]);
+    let ready = x.seen.iter().find(|l| l.starts_with("ready:")).cloned().unwrap_or_default();
+    let udp = udp_both_ways(&chain);
+    let ping = chain.ns_a.sh(&format!("ping -c 3 -i 0.2 -W 2 {}", chain.b.ip));
+    // The devices' counters beside the workers' on the daemon's endpoint.
+    let metrics = ready.split("metrics http://").nth(1).and_then(|s| s.strip_suffix("/metrics"));
+    let scrape = chain
+        .ns_f
+        .run_in(|| -> std::io::Result<String> {
+            let mut c = TcpStream::connect(metrics.unwrap_or("no address in the ready line"))?;
+            c.set_read_timeout(Some(DEADLINE))?;
+            c.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")?;
+            let mut body = String::new();
+            c.read_to_string(&mut body)?;
+            Ok(body)
+        })
+        .unwrap();
+    let lines = stop(x);
+    let _ = std::fs::remove_file(&path);
+    let scrape = scrape.unwrap_or_else(|e| panic!("scrape {metrics:?}: {e}"));
+    let rx1 = scrape.lines().find_map(|l| {
+        l.strip_prefix(
+            r#"xdpos_dpdk_rx_packets_total{device="net_af_packet1",driver="net_af_packet"}"#,
+        )?
+        .trim()
+        .parse::<u64>()
+        .ok()
+    });
+    assert!(rx1.is_some_and(|n| n >= 200), "{scrape}");
+    assert!(
+        ready.starts_with("ready: router on xf0,xf1") && ready.contains("dpdk net_af_packet"),
+        "{ready}"
+    );
+    assert_eq!(udp, [100, 100], "{lines:?}");
+    let ping = ping.unwrap_or_else(|e| panic!("ping through: {e}\n{lines:?}"));
+    assert!(ping.contains("3 received") && ping.contains("ttl=63"), "{ping}");
+    let w = lines.iter().find(|l| l.starts_with("worker 0 (queue 0):")).expect("report line");
+    assert!(w.contains("frames ok"), "{w}");
+    for d in ["dpdk net_af_packet0 (net_af_packet)", "dpdk net_af_packet1 (net_af_packet)"] {
+        assert!(lines.iter().any(|l| l.starts_with(d)), "{d}: {lines:?}");
+    }
+    assert!(lines.iter().any(|l| l == "stopped"), "{lines:?}");
+    assert_no_xdp(&chain.ns_f);
+}
+
+/// `xdpos echo --backend dpdk` has no metrics endpoint: `--metrics` is refused before
+/// anything starts, not silently ignored.
+#[test]
+fn dpdk_echo_refuses_a_metrics_address_it_would_not_serve() {
+    let out = Command::new(xdpos_bin())
+        .args(["echo", "--backend", "dpdk", "--interface", "lo", "--addr", "10.9.9.9"])
+        .args(["--metrics", "127.0.0.1:0", "--seconds", "1"])
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--metrics is not served with --backend dpdk"), "{err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("ready:"));
 }

@@ -6,7 +6,9 @@
 //! - `xdpos forward --backend dpdk`: the router or cross-connect of [`crate::forward`], worker
 //!   `k` polling queue `k` of every interface through a [`DpdkGroup`] (one mempool per worker,
 //!   so a frame leaves from the mbuf it arrived in), started by
-//!   [`ForwardService::start_groups`](crate::forward::ForwardService::start_groups).
+//!   [`ForwardService::start_groups`](crate::forward::ForwardService::start_groups);
+//! - `xdpos run --config` with `backend = "dpdk"`: the same [`start_forward`], its settings
+//!   from the file's `[dpdk]` table ([`DpdkArgs::from_config`]).
 //!
 //! Devices ([`DpdkArgs`]): each `--interface`/`--iface NAME` gets a DPDK device. By default a
 //! virtual device on the kernel interface: `net_af_packet<i>,iface=NAME,qpairs=<queues>`
@@ -118,6 +120,26 @@ impl Default for DpdkArgs {
             dpdk_ring: 1024,
             dpdk_no_offloads: false,
             dpdk_eal: Vec::new(),
+            dpdk_udp_sink: None,
+        }
+    }
+}
+
+impl DpdkArgs {
+    /// The settings of a configuration file's `[dpdk]` table (`xdpos run` with
+    /// `backend = "dpdk"`): the same fields the flags set, so the daemon and `xdpos forward
+    /// --backend dpdk` open their devices alike.
+    pub fn from_config(d: &xdpos_config::schema::Dpdk) -> DpdkArgs {
+        DpdkArgs {
+            backend: Backend::Dpdk,
+            dpdk_pmd: d.pmd.as_str().to_string(),
+            dpdk_devs: d.devices.iter().map(|(n, dev)| format!("{n}={dev}")).collect(),
+            dpdk_mem: d.memory_mb,
+            dpdk_huge: !d.no_huge,
+            dpdk_frames: d.frames,
+            dpdk_ring: u16::try_from(d.ring_size).unwrap_or(u16::MAX),
+            dpdk_no_offloads: !d.offloads,
+            dpdk_eal: d.eal_args.clone(),
             dpdk_udp_sink: None,
         }
     }

@@ -263,6 +263,12 @@ fn echo(a: &EchoArgs) -> anyhow::Result<()> {
         worker: Default::default(),
         offloads: xdpos::offload::Offloads { tso: a.tcp.tso, gro: a.tcp.gro },
     };
+    // The DPDK echo host has no metrics endpoint: refuse the flag rather than ignore it.
+    anyhow::ensure!(
+        a.metrics.is_none() || a.dpdk.backend != xdpos::dpdk::Backend::Dpdk,
+        "echo: --metrics is not served with --backend dpdk (the DPDK echo host prints its \
+         counters at exit and on a `stats` line on stdin)"
+    );
     // The endpoint comes up first: /readyz answers 503 until the service serves.
     let registry = xdpos::metrics::Registry::new();
     let _server = match a.metrics {

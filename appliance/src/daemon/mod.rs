@@ -14,7 +14,11 @@
 //!      `[[workers]]` entry that polls that index;
 //!    - `server`: [`server::ServerService`], one worker per `[[workers]]` entry, its stack
 //!      (one over all its queues: [`queues::QueueSet`]) running the `[[services]]`;
-//!    - a router's stacks run the `[[services]]` on its own addresses too.
+//!    - a router's stacks run the `[[services]]` on its own addresses too;
+//!    - `backend = "dpdk"` (router and xconnect only): [`crate::dpdk::start_forward`], what
+//!      `xdpos forward --backend dpdk` runs, with the `[dpdk]` table as its settings
+//!      ([`crate::dpdk::DpdkArgs::from_config`]); its devices stop and are checked for frame
+//!      leaks after the workers, and their counters join `/metrics`.
 //! 3. **Drop capabilities** ([`caps`]): every worker drops its own when it starts, the control
 //!    thread right after setup; threads started later inherit nothing.
 //! 4. **Ready**: the [`Control`] handle says so (`/readyz`), the metrics endpoint is started
@@ -52,7 +56,7 @@ use libos::fib::NextHop;
 use libos::iface::route::Ipv4Cidr;
 use nic::afxdp::XskConfig;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-use xdpos_config::schema::{FastPath, XdpMode};
+use xdpos_config::schema::{Backend, FastPath, XdpMode};
 use xdpos_config::validate::{IfaceCfg, RoleCfg};
 use xdpos_config::{Checked, ConfigError, Host};
 
@@ -87,11 +91,32 @@ pub struct RunArgs {
     pub keep_bpf_caps: bool,
 }
 
-/// Parses and validates `path` against `host`.
+/// Parses and validates `path` against `host` and, when `host` is this one (its interfaces
+/// known, not `--no-host`), against this build: `backend = "dpdk"` needs a build with the
+/// `dpdk` feature.
 pub fn load(path: &Path, host: &Host) -> Result<Checked, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::one("", format!("cannot read {}: {e}", path.display())))?;
-    xdpos_config::load(&text, host)
+    let cfg = xdpos_config::parse(&text)?;
+    let checked = xdpos_config::validate::validate(&cfg, host);
+    match this_build(&cfg, host) {
+        None => checked,
+        Some(p) => {
+            let mut problems = checked.err().map(|e| e.problems).unwrap_or_default();
+            problems.insert(0, p);
+            Err(ConfigError { problems })
+        }
+    }
+}
+
+/// What this build cannot run of `cfg`, checked when `host` is this machine's.
+fn this_build(cfg: &xdpos_config::Config, host: &Host) -> Option<xdpos_config::Problem> {
+    (host.interfaces.is_some() && cfg.backend == Backend::Dpdk && !crate::dpdk::AVAILABLE).then(
+        || xdpos_config::Problem {
+            path: "backend".into(),
+            message: "\"dpdk\": this build has no DPDK (build with --features dpdk)".into(),
+        },
+    )
 }
 
 /// A one-line summary of a valid configuration.
@@ -99,7 +124,7 @@ pub fn summary(c: &Checked) -> String {
     let cpus: Vec<String> = c.workers.iter().map(|w| w.cpu.to_string()).collect();
     format!(
         "{}: {} interface(s) ({}), {} worker(s) on cpu {}, {} route(s), {} neighbor(s), {} \
-         service(s), metrics on {}",
+         service(s), metrics on {}{}",
         role_name(&c.role),
         c.interfaces.len(),
         c.interfaces.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(","),
@@ -108,7 +133,8 @@ pub fn summary(c: &Checked) -> String {
         c.routes.len(),
         c.neighbors.len(),
         c.services.len(),
-        c.metrics
+        c.metrics,
+        if c.backend == Backend::Dpdk { ", backend dpdk" } else { "" }
     )
 }
 
@@ -233,8 +259,9 @@ pub fn forward_config(c: &Checked) -> anyhow::Result<ForwardConfig> {
 /// The running role.
 #[derive(Debug)]
 pub enum Running {
-    /// Router or cross-connect.
-    Forward(Box<ForwardService>, Vec<server::AppLink>),
+    /// Router or cross-connect; on the DPDK backend with its devices (stopped and checked
+    /// after the workers in [`Running::join`]).
+    Forward(Box<ForwardService>, Vec<server::AppLink>, Option<crate::dpdk::ForwardDevices>),
     /// Services on the stack.
     Server(Box<server::ServerService>),
 }
@@ -242,11 +269,18 @@ pub enum Running {
 impl Running {
     /// Starts the role of `c` in the calling thread's network namespace.
     pub fn start(c: &Checked) -> anyhow::Result<Running> {
+        if let Some(d) = &c.dpdk {
+            // What `xdpos forward --backend dpdk` runs, with the file's settings (validation
+            // allows only the forwarding roles, without services, on DPDK).
+            let args = crate::dpdk::DpdkArgs::from_config(d);
+            let (f, devs) = crate::dpdk::start_forward(&forward_config(c)?, &args)?;
+            return Ok(Running::Forward(Box::new(f), Vec::new(), Some(devs)));
+        }
         match c.role {
             RoleCfg::Server => Ok(Running::Server(Box::new(server::ServerService::start(c)?))),
             RoleCfg::Xconnect { .. } => {
                 let f = ForwardService::start(&forward_config(c)?)?;
-                Ok(Running::Forward(Box::new(f), Vec::new()))
+                Ok(Running::Forward(Box::new(f), Vec::new(), None))
             }
             RoleCfg::Router { .. } => {
                 // Every stack of every worker gets an app for the services on its interface's
@@ -274,7 +308,7 @@ impl Running {
                     routes: Vec::new(),
                 };
                 server::apply_all(&links, &change, Duration::from_secs(2))?;
-                Ok(Running::Forward(Box::new(f), links))
+                Ok(Running::Forward(Box::new(f), links, None))
             }
         }
     }
@@ -282,7 +316,7 @@ impl Running {
     /// The role's metrics source.
     pub fn metrics(&self) -> std::sync::Arc<crate::metrics::ServiceMetrics> {
         match self {
-            Running::Forward(f, _) => f.metrics(),
+            Running::Forward(f, ..) => f.metrics(),
             Running::Server(s) => s.metrics(),
         }
     }
@@ -290,7 +324,7 @@ impl Running {
     /// Whether every worker thread still runs.
     pub fn workers_running(&self) -> bool {
         match self {
-            Running::Forward(f, _) => f.workers_running(),
+            Running::Forward(f, ..) => f.workers_running(),
             Running::Server(s) => s.workers_running(),
         }
     }
@@ -298,7 +332,7 @@ impl Running {
     /// The XDP mode the programs run in.
     pub fn xdp_mode(&self) -> String {
         match self {
-            Running::Forward(f, _) => f.xdp_mode().to_string(),
+            Running::Forward(f, ..) => f.xdp_mode().to_string(),
             Running::Server(s) => s.xdp_mode().to_string(),
         }
     }
@@ -307,7 +341,7 @@ impl Running {
     pub fn workers(&self, c: &Checked) -> Vec<WorkerInfo> {
         match self {
             Running::Server(s) => s.info().to_vec(),
-            Running::Forward(f, _) => f
+            Running::Forward(f, ..) => f
                 .counters()
                 .iter()
                 .enumerate()
@@ -329,7 +363,7 @@ impl Running {
     pub fn join(self, c: &Checked) -> anyhow::Result<()> {
         let mut broken = Vec::new();
         match self {
-            Running::Forward(f, _) => {
+            Running::Forward(f, _, devices) => {
                 for r in f.join()? {
                     if r.frames.is_err() {
                         broken.push(r.queue.to_string());
@@ -339,6 +373,11 @@ impl Running {
                     let line = r.line();
                     let rest = line.split_once(": ").map_or(line.as_str(), |x| x.1);
                     println!("worker {w} (queue {}): {rest}", r.queue);
+                }
+                if let Some(d) = devices {
+                    for l in d.finish()? {
+                        println!("{l}");
+                    }
                 }
             }
             Running::Server(s) => {
@@ -372,6 +411,9 @@ pub fn restart_needed(old: &Checked, new: &Checked) -> Option<String> {
     }
     if old.metrics != new.metrics {
         what.push("metrics");
+    }
+    if old.backend != new.backend || old.dpdk != new.dpdk {
+        what.push("backend");
     }
     if matches!(new.role, RoleCfg::Xconnect { .. }) && old.routes != new.routes {
         what.push("routes (a cross-connect has none)");
@@ -426,11 +468,15 @@ impl Daemon {
     pub fn ready_line(&self) -> String {
         let c = &self.config;
         format!(
-            "ready: {} on {} ({} worker(s), {} XDP, {} route(s), {} service(s)), generation {}",
+            "ready: {} on {} ({} worker(s), {}, {} route(s), {} service(s)), generation {}",
             role_name(&c.role),
             c.interfaces.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(","),
             c.workers.len(),
-            self.running.xdp_mode(),
+            match c.backend {
+                // "dpdk net_af_packet": the backend and its driver.
+                Backend::Dpdk => self.running.xdp_mode(),
+                Backend::Afxdp => format!("{} XDP", self.running.xdp_mode()),
+            },
             c.routes.len(),
             c.services.len(),
             self.control.reload().generation,
@@ -466,7 +512,7 @@ impl Daemon {
         }
         let generation = self.control.reload().generation + 1;
         match &self.running {
-            Running::Forward(f, links) => {
+            Running::Forward(f, links, _) => {
                 if services {
                     let change = server::Change {
                         generation,
@@ -547,6 +593,9 @@ pub fn start_metrics(
 ) -> anyhow::Result<(crate::metrics::Server, std::sync::Arc<crate::metrics::Registry>)> {
     let registry = crate::metrics::Registry::new();
     registry.add(running.metrics());
+    if let Running::Forward(_, _, Some(d)) = running {
+        registry.add(d.metrics());
+    }
     registry.set_status(std::sync::Arc::new(control.clone()));
     let addr = control.metrics_listen();
     let server = crate::metrics::serve(addr, registry.clone())
@@ -653,6 +702,31 @@ mod tests {
         new.services.pop();
         assert_eq!(restart_needed(&old, &new), None, "services are applied live");
         assert!(summary(&old).starts_with("server: 1 interface(s) (eth1), 2 worker(s) on cpu 1,2"));
+    }
+
+    #[test]
+    fn a_dpdk_file_is_checked_against_this_build_unless_for_another_host() {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/examples/router-dpdk.toml"),
+        )
+        .unwrap();
+        let cfg = xdpos_config::parse(&text).unwrap();
+        let here = Host { interfaces: Some(Default::default()), ..Host::unknown() };
+        // A build with DPDK runs the file; one without refuses it, saying how to build.
+        let want = (!crate::dpdk::AVAILABLE)
+            .then_some("backend: \"dpdk\": this build has no DPDK (build with --features dpdk)");
+        assert_eq!(this_build(&cfg, &here).map(|p| p.to_string()).as_deref(), want);
+        assert_eq!(this_build(&cfg, &Host::unknown()), None, "--no-host: another machine");
+        let afxdp = xdpos_config::parse(&text.replace("backend = \"dpdk\"", "")).unwrap();
+        assert_eq!(this_build(&afxdp, &here), None);
+        let c = example("router-dpdk.toml");
+        let a = crate::dpdk::DpdkArgs::from_config(c.dpdk.as_ref().unwrap());
+        assert_eq!((a.dpdk_pmd.as_str(), a.dpdk_mem, a.dpdk_huge), ("af_packet", 256, false));
+        assert_eq!((a.dpdk_frames, a.dpdk_ring, a.dpdk_no_offloads), (4096, 1024, false));
+        let mut old = c.clone();
+        old.backend = xdpos_config::schema::Backend::Afxdp;
+        old.dpdk = None;
+        assert!(restart_needed(&old, &c).unwrap().starts_with("backend changed"));
     }
 
     #[test]
