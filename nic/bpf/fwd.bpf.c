@@ -16,7 +16,10 @@
  * and a total length within P's MTU. Then: destination MAC = the neighbour's, source MAC =
  * P's, TTL - 1 with an incremental checksum update (RFC 1624), bpf_redirect_map to P's devmap
  * slot. A route to a blackhole is dropped here (counted). Everything else is punted and counted
- * by reason.
+ * by reason. A port that cannot take redirected frames (a veth whose peer has no NAPI, i.e.
+ * no NETDEV_XDP_ACT_NDO_XMIT in its XDP features: the control plane asks the kernel and sets
+ * redirect_off) is an egress the program punts for, so the library OS transmits through its
+ * AF_XDP socket.
  *
  * The table is a DIR-24-8 mirror of the library OS's (libos::fib), double-buffered: tbl24 has
  * two halves of 2^24 entries (entry i of half h at (h << 24) | i), tbl8 groups and next hops
@@ -71,7 +74,8 @@ enum outcome {
 	P_TOO_BIG = 11,    /* larger than the egress MTU */
 	P_NO_PORT = 12,    /* egress port not configured */
 	D_BLACKHOLE = 13,  /* dropped: a blackhole route */
-	F_MAX = 14,
+	P_PORT_DISABLED = 14, /* egress port's redirects are dropped (a veth peer without NAPI) */
+	F_MAX = 15,
 };
 
 enum nh_kind { NH_NONE = 0, NH_FORWARD = 1, NH_LOCAL = 2, NH_BLACKHOLE = 3 };
@@ -110,7 +114,8 @@ struct port_info {
 	__u32 ifindex;     /* 0: not configured */
 	__u32 mtu;         /* IP MTU */
 	__u8 mac[6];
-	__u16 pad;
+	__u8 redirect_off; /* 1: redirects into it are lost; punt, userspace transmits */
+	__u8 pad;
 };
 
 struct self_info {
@@ -380,6 +385,8 @@ static __always_inline int fast(struct xdp_md *ctx)
 	struct port_info *out = bpf_map_lookup_elem(&fp_ports, &out_port);
 	if (!out || !out->ifindex)
 		return punt(ctx, P_NO_PORT);
+	if (out->redirect_off)
+		return punt(ctx, P_PORT_DISABLED);
 	if (tot > out->mtu)
 		return punt(ctx, P_TOO_BIG);
 	struct neigh_key nk = { .port = out_port, .addr = nh->gw ? nh->gw : ip->daddr };

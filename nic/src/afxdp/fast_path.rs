@@ -11,7 +11,8 @@
 //!
 //! What it owns: the shared maps: the DIR-24-8 table (`fib_tbl24`, `fib_tbl8`, `fib_nh`,
 //! `fib_ctl`, memory-mapped here), the ports (`fp_ports`: ifindex, MTU, MAC) and their devmap
-//! (`fp_tx`), the neighbours (`fp_neigh`, a hash keyed by (port, address)) and the per-CPU
+//! (`fp_tx`; [`FpPorts`] switches a port's redirects off, so packets leaving there are
+//! punted), the neighbours (`fp_neigh`, a hash keyed by (port, address)) and the per-CPU
 //! counters (`fp_stats`, [`FpOutcome`]).
 //!
 //! Consistency: the table is double-buffered. [`FastPath::load`] writes the half no packet
@@ -115,11 +116,14 @@ pub enum FpOutcome {
     NoPort,
     /// Dropped: a blackhole route.
     Blackhole,
+    /// Punted: the egress port's redirects are lost (a veth whose peer has no NAPI), see
+    /// [`FpPorts::set_usable`].
+    PortDisabled,
 }
 
 impl FpOutcome {
     /// Every outcome, in counter order.
-    pub const ALL: [FpOutcome; 14] = [
+    pub const ALL: [FpOutcome; 15] = [
         FpOutcome::Forwarded,
         FpOutcome::NotIpv4,
         FpOutcome::NotUnicast,
@@ -134,6 +138,7 @@ impl FpOutcome {
         FpOutcome::TooBig,
         FpOutcome::NoPort,
         FpOutcome::Blackhole,
+        FpOutcome::PortDisabled,
     ];
 
     /// A short name (a metrics label value).
@@ -153,6 +158,7 @@ impl FpOutcome {
             FpOutcome::TooBig => "too_big",
             FpOutcome::NoPort => "no_port",
             FpOutcome::Blackhole => "blackhole",
+            FpOutcome::PortDisabled => "port_disabled",
         }
     }
 
@@ -171,7 +177,7 @@ impl FpOutcome {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FastPathCounters {
     /// Per outcome, in [`FpOutcome::ALL`] order.
-    pub by_outcome: [Counter; 14],
+    pub by_outcome: [Counter; 15],
 }
 
 impl FastPathCounters {
@@ -274,6 +280,54 @@ impl FpNeighbors {
                 source,
             }),
         }
+    }
+}
+
+/// Byte of `struct port_info` that turns redirects into the port off (`redirect_off`).
+const PORT_REDIRECT_OFF: usize = 14;
+
+/// Switches ports' redirects off and on from another thread (the one that watches whether the
+/// ports accept redirected frames). A system call per change, never per packet.
+#[derive(Debug)]
+pub struct FpPorts {
+    map: MapHandle,
+}
+
+impl FpPorts {
+    fn get(&self, port: usize) -> Result<[u8; 16], NicError> {
+        let key = (port as u32).to_ne_bytes();
+        let v = self
+            .map
+            .lookup(&key, MapFlags::ANY)
+            .map_err(|source| NicError::Bpf { what: format!("cannot read port {port}"), source })?
+            .unwrap_or_default();
+        v.try_into().map_err(|v: Vec<u8>| NicError::Invalid {
+            what: "fast path port entry",
+            value: v.len() as u64,
+            why: "16 bytes",
+        })
+    }
+
+    /// Whether the program redirects packets out of `port` (`false`: it punts them, reason
+    /// [`FpOutcome::PortDisabled`], and the library OS transmits them through its socket).
+    pub fn usable(&self, port: usize) -> Result<bool, NicError> {
+        Ok(self.get(port)?[PORT_REDIRECT_OFF] == 0)
+    }
+
+    /// Lets the program redirect out of `port` (`true`) or makes it punt what leaves there.
+    pub fn set_usable(&self, port: usize, usable: bool) -> Result<(), NicError> {
+        if port >= FP_MAX_PORTS {
+            return Err(NicError::Invalid {
+                what: "fast path port",
+                value: port as u64,
+                why: "below 16",
+            });
+        }
+        let mut v = self.get(port)?;
+        v[PORT_REDIRECT_OFF] = u8::from(!usable);
+        self.map.update(&(port as u32).to_ne_bytes(), &v, MapFlags::ANY).map_err(|source| {
+            NicError::Bpf { what: format!("cannot switch port {port}'s redirects"), source }
+        })
     }
 }
 
@@ -428,7 +482,7 @@ impl FastPath {
     }
 
     /// Declares port `port`: its interface index, MAC and IP MTU; frames leave it through the
-    /// devmap.
+    /// devmap (redirects on, see [`FpPorts::set_usable`]).
     pub fn set_port(
         &self,
         port: usize,
@@ -519,6 +573,11 @@ impl FastPath {
     /// Tables loaded so far.
     pub fn loads(&self) -> u64 {
         self.loads
+    }
+
+    /// A switch of the ports' redirects for another thread.
+    pub fn ports(&self) -> Result<FpPorts, NicError> {
+        Ok(FpPorts { map: dup(&self.ports, "fp_ports")? })
     }
 
     /// A writer of the neighbour map for another thread.
