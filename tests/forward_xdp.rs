@@ -513,3 +513,92 @@ fn xdp_router_mirrors_static_neighbours_and_obeys_a_new_table_with_a_blackhole()
     assert_eq!(fp.get(FpOutcome::Blackhole).packets, 20, "{d}");
     assert_eq!(fp.forwarded(), fwd0, "nothing more forwarded toward B: {d}");
 }
+
+/// The rig with A's and B's GRO set to `gro` and no XDP program on them: plain kernel hosts.
+fn plain_chain(tag: &str, gro: bool) -> Chain {
+    sweep();
+    let chain = Chain::new(tag, &ChainOpts::default()).unwrap();
+    let onoff = if gro { "on" } else { "off" };
+    chain.ns_a.sh(&format!("ethtool -K {} gro {onoff}", chain.a.ifname)).unwrap();
+    chain.ns_b.sh(&format!("ethtool -K {} gro {onoff}", chain.b.ifname)).unwrap();
+    chain
+}
+
+/// `N received` of ping's summary.
+fn received(out: &str) -> u32 {
+    out.split(',')
+        .find_map(|p| p.trim().strip_suffix(" received").and_then(|n| n.parse().ok()))
+        .unwrap_or(0)
+}
+
+#[test]
+fn xdp_router_auto_between_plain_kernel_peers_forwards_in_userspace_what_they_would_drop() {
+    // A and B have neither an XDP program nor GRO: F's veths lack NDO_XMIT in their XDP
+    // features and the kernel would drop what the fast path redirects into them (counted only
+    // as rx_queue_0_drops of the receiving veth). The router sees it at start, switches both
+    // ports' redirects off, and the library OS forwards to them.
+    let chain = plain_chain("xk", false);
+    let accepts =
+        |name: &str| chain.ns_f.run_in(|| nic::netdev::accepts_xdp_redirect(name)).unwrap();
+    assert_eq!(accepts(&chain.fa.ifname), Some(false), "A has no NAPI");
+    let svc = start(&chain, &router_cfg(&chain, plain_router(), FastPathMode::Auto));
+    let ping = chain.ns_a.sh(&format!("ping -c 20 -i 0.2 -W 1 {}; true", chain.b.ip)).unwrap();
+    let stats = chain
+        .ns_f
+        .sh(&format!("ethtool -S {}; ethtool -S {}", chain.fa.ifname, chain.fb.ifname))
+        .unwrap();
+    let now = svc.fast_path_counters().unwrap().unwrap();
+    assert!(
+        received(&ping) >= 19,
+        "all but at most the first ping answered: {ping}\n{stats}\n{now:?}\n{:?}",
+        [0, 1].map(|p| svc.fast_path_port_usable(p).unwrap())
+    );
+    let to_b = udp_round_trips(&chain, chain.b.ip, 100, 200);
+    let to_a = udp_round_trips(&chain, chain.a.ip, 100, 200);
+    let usable = [0, 1].map(|p| svc.fast_path_port_usable(p).unwrap().unwrap());
+    let (reports, fp) = finish(&chain, svc);
+    let d = describe(&reports, &fp);
+    assert!(to_b >= 98, "UDP A -> B -> A: {to_b} of 100\n{d}");
+    assert!(to_a >= 98, "UDP B -> A -> B: {to_a} of 100\n{d}");
+    assert_eq!(usable, [false, false], "both ports' redirects switched off\n{d}");
+    // What leaves toward A and B is punted and forwarded by the library OS.
+    assert_eq!(fp.forwarded(), 0, "{d}");
+    assert!(fp.get(FpOutcome::PortDisabled).packets >= 2 * 18 + 4 * 98, "{d}");
+    assert!(sum(&reports, ForwardReport::forwarded) >= 2 * 18 + 4 * 98, "{d}");
+}
+
+#[test]
+fn xdp_router_auto_redirects_to_kernel_peers_with_gro_on_and_follows_a_peer_turning_it_off() {
+    // GRO on A and B turns their veth NAPI on: redirects arrive, no port is switched off.
+    // B turning GRO off switches port 1 to userspace within the watch's period; on again, back.
+    let chain = plain_chain("xo", true);
+    let svc = start(&chain, &router_cfg(&chain, plain_router(), FastPathMode::Auto));
+    let first = udp_round_trips(&chain, chain.b.ip, 200, 200);
+    let fp1 = svc.fast_path_counters().unwrap().unwrap();
+    let usable1 = [0, 1].map(|p| svc.fast_path_port_usable(p).unwrap().unwrap());
+    let b_gro = |on: &str| {
+        chain.ns_b.sh(&format!("ethtool -K {} gro {on}", chain.b.ifname)).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    b_gro("off");
+    let usable2 = svc.fast_path_port_usable(1).unwrap().unwrap();
+    let second = udp_round_trips(&chain, chain.b.ip, 50, 200);
+    let fp2 = svc.fast_path_counters().unwrap().unwrap();
+    b_gro("on");
+    let usable3 = svc.fast_path_port_usable(1).unwrap().unwrap();
+    let third = udp_round_trips(&chain, chain.b.ip, 50, 200);
+    let (reports, fp) = finish(&chain, svc);
+    let d = describe(&reports, &fp);
+    assert_eq!(first, 200, "{d}");
+    assert_eq!(usable1, [true, true], "{d}");
+    assert_eq!(fp1.get(FpOutcome::PortDisabled).packets, 0, "{d}");
+    assert!(fp1.forwarded() >= 300, "forwarded in XDP: {d}");
+    assert!(!usable2, "B without GRO: port 1 switched off\n{d}");
+    assert_eq!(second, 50, "{d}");
+    let off = fp2.get(FpOutcome::PortDisabled).packets;
+    assert!(off >= 50, "A -> B punted, forwarded in userspace: {off}\n{d}");
+    assert!(usable3, "B's GRO on again: port 1 back in XDP\n{d}");
+    assert_eq!(third, 50, "{d}");
+    assert!(fp.forwarded() >= fp2.forwarded() + 2 * 48, "XDP again: {d}");
+    assert_eq!(fp.get(FpOutcome::PortDisabled).packets, off, "{d}");
+}

@@ -20,6 +20,18 @@
 //!   call per change, none per packet. Neighbours other workers learn reach worker 0 as
 //!   `NeighborHint`s already (multi-queue).
 //!
+//! - [`PortWatch`]: asks the kernel at start and then, from worker 0's timers, every
+//!   [`WATCH_EVERY`] (50 ms), whether each port accepts frames redirected into it
+//!   ([`nic::netdev::accepts_xdp_redirect`]: `NETDEV_XDP_ACT_NDO_XMIT` in the device's XDP
+//!   features, generic netlink). A veth has it only while its peer has NAPI on (an XDP program
+//!   or GRO); a plain kernel host on the far end has neither, and a redirect into it fails:
+//!   the kernel drops the frame, counted only as an `rx_queue_N_drops` of the *receiving*
+//!   veth. Such a port's redirects are switched off ([`nic::afxdp::FpPorts::set_usable`]): the
+//!   program punts what would leave there (`port_disabled`) and the library OS forwards it
+//!   through the AF_XDP socket (copy-mode transmit needs no NAPI on the peer); a warning is
+//!   logged once per port. When the feature comes back (GRO or a program on the peer), the
+//!   redirects are switched back on.
+//!
 //! Consistency: a new table is loaded into the fast path before the workers get it, and the
 //! fast path flips between two whole tables; a packet is looked up in the old or the new one,
 //! never in a mix. Neighbour entries change one at a time, each atomically.
@@ -33,7 +45,7 @@ use libos::fib::{Fib, NextHop};
 use libos::forward::Router;
 use libos::Instant;
 use nic::afxdp::{
-    FastPath, FastPathCounters, FastPathReader, FpNeighbors, FpNextHop, FpTable, XdpMode,
+    FastPath, FastPathCounters, FastPathReader, FpNeighbors, FpNextHop, FpPorts, FpTable, XdpMode,
     XdpProgram,
 };
 
@@ -189,6 +201,18 @@ impl FastPathCtl {
         Ok(fp.neighbors()?)
     }
 
+    /// A switch of the ports' redirects (for worker 0's [`PortWatch`]).
+    pub fn ports(&self) -> anyhow::Result<FpPorts> {
+        let fp = self.fp.lock().map_err(|_| anyhow::anyhow!("fast path lock poisoned"))?;
+        Ok(fp.ports()?)
+    }
+
+    /// Whether the program redirects out of port `port` (`false` while [`PortWatch`] finds that
+    /// the port does not accept redirected frames).
+    pub fn port_usable(&self, port: usize) -> anyhow::Result<bool> {
+        Ok(self.ports()?.usable(port)?)
+    }
+
     /// Stops forwarding in XDP (everything is punted); for the stop.
     pub fn disable(&self) {
         if let Ok(fp) = self.fp.lock() {
@@ -304,6 +328,73 @@ impl NeighborMirror {
                 held.clear();
             } else {
                 std::mem::swap(held, &mut self.want);
+            }
+        }
+    }
+}
+
+/// How often worker 0 asks whether the ports accept XDP redirects.
+pub const WATCH_EVERY: Duration = Duration::from_millis(50);
+
+/// Worker 0's watch over the ports' acceptance of XDP redirects (see the module
+/// documentation).
+#[derive(Debug)]
+pub struct PortWatch {
+    ports: FpPorts,
+    /// Per port: interface name, redirects switched off, warned already.
+    state: Vec<(String, bool, bool)>,
+    next: Option<Instant>,
+    switched_off: u64,
+}
+
+impl PortWatch {
+    /// A watch over `names` (port `i` is `names[i]`); asks the kernel at once, so a port that
+    /// cannot take redirects is switched off before the first packet.
+    pub fn new(ports: FpPorts, names: &[&str]) -> PortWatch {
+        let state = names.iter().map(|n| (n.to_string(), false, false)).collect();
+        let mut w = PortWatch { ports, state, next: None, switched_off: 0 };
+        w.scan();
+        w
+    }
+
+    /// Times a port's redirects were switched off so far.
+    pub fn switched_off(&self) -> u64 {
+        self.switched_off
+    }
+
+    /// Asks again, at most every [`WATCH_EVERY`], and switches each port's redirects off or
+    /// back on to match.
+    pub fn check(&mut self, now: Instant) {
+        if self.next.is_some_and(|t| now < t) {
+            return;
+        }
+        self.next = Some(now + WATCH_EVERY);
+        self.scan();
+    }
+
+    fn scan(&mut self) {
+        for (port, (name, off, warned)) in self.state.iter_mut().enumerate() {
+            // Where the kernel does not say (before Linux 6.3), redirects stay on.
+            let Some(accepts) = nic::netdev::accepts_xdp_redirect(name) else { continue };
+            if accepts != *off {
+                continue;
+            }
+            if let Err(e) = self.ports.set_usable(port, accepts) {
+                tracing::warn!(interface = %name, error = %e, "fast path: cannot switch redirects");
+                continue;
+            }
+            *off = !accepts;
+            if accepts {
+                tracing::info!(interface = %name, "fast path: {name} accepts redirected frames again; forwarding to it in XDP");
+            } else {
+                self.switched_off += 1;
+                if !*warned {
+                    *warned = true;
+                    tracing::warn!(
+                        interface = %name,
+                        "fast path: {name}'s peer drops redirected frames (no XDP or GRO there); forwarding to it in userspace"
+                    );
+                }
             }
         }
     }

@@ -76,7 +76,7 @@ use libos::{Instant, NeighborHint, RxBatch, StackConfig, Stats};
 use nic::afxdp::{GroupPort, XdpMode, XdpProgram, XdpStatistics, XskConfig, XskGroup};
 use nic::{Burst, Desc, FrameCounts, Port, PortStats, MAX_BURST};
 
-use crate::fastpath::{FastPathCtl, FastPathMode, FpPort, NeighborMirror};
+use crate::fastpath::{FastPathCtl, FastPathMode, FpPort, NeighborMirror, PortWatch};
 use nic::afxdp::{FastPathCounters, FastPathReader};
 
 use crate::metrics::live::SLOW_EVERY;
@@ -538,6 +538,8 @@ pub struct ForwardWorker<G: FwdGroup = XskGroup> {
     idle_since: Option<std::time::Instant>,
     /// Worker 0 of a router with the XDP fast path: its neighbours into the fast path's map.
     mirror: Option<NeighborMirror>,
+    /// Worker 0 of a router with the XDP fast path: whether each port accepts XDP redirects.
+    watch: Option<PortWatch>,
 }
 
 impl<G: FwdGroup> ForwardWorker<G> {
@@ -564,6 +566,7 @@ impl<G: FwdGroup> ForwardWorker<G> {
             fib_swaps: 0,
             idle_since: None,
             mirror: None,
+            watch: None,
         }
     }
 
@@ -698,6 +701,9 @@ impl<G: FwdGroup> ForwardWorker<G> {
             Self::housekeeping(router, &mut self.hints, listener, accepted, apps, now);
             if let Some(m) = &mut self.mirror {
                 m.sync(router, now);
+            }
+            if let Some(w) = &mut self.watch {
+                w.check(now);
             }
         }
         let mut made = 0;
@@ -1233,6 +1239,8 @@ impl ForwardService {
                 if mode == FastPathMode::Xdp {
                     if let Some(w) = built.first_mut() {
                         w.mirror = Some(NeighborMirror::new(ctl.neighbors()?, n));
+                        let names: Vec<&str> = cfg.ifaces.iter().map(|i| i.name.as_str()).collect();
+                        w.watch = Some(PortWatch::new(ctl.ports()?, &names));
                     }
                 }
                 tracing::info!(
@@ -1419,6 +1427,13 @@ impl ForwardService {
         self.fast.as_ref().map(FastPathCtl::counters).transpose()
     }
 
+    /// Whether the fast path redirects out of port `port` (`false` while the port does not
+    /// accept redirected frames, e.g. a veth whose peer has no NAPI: userspace transmits there);
+    /// `None` without the forwarding program.
+    pub fn fast_path_port_usable(&self, port: usize) -> anyhow::Result<Option<bool>> {
+        self.fast.as_ref().map(|f| f.port_usable(port)).transpose()
+    }
+
     /// A reader of the fast path's counters for another thread (metrics at scrape time);
     /// `None` without the forwarding program.
     pub fn fast_path_reader(&self) -> anyhow::Result<Option<FastPathReader>> {
@@ -1512,7 +1527,8 @@ pub struct ForwardArgs {
     /// Router: where packets with a known route and next hop are forwarded: the library OS
     /// (`userspace`, the default), the XDP program (`xdp`), or `auto` (userspace where the
     /// sockets bind in zero-copy mode, XDP otherwise). On veth, XDP redirects reach the far end
-    /// only if it has an XDP program or GRO on (docs/forwarding.md).
+    /// only if it has an XDP program or GRO on; toward a port whose far end has neither, the
+    /// router forwards in userspace (docs/forwarding.md).
     #[arg(long, value_parser = ["userspace", "xdp", "auto"], default_value = "userspace")]
     pub fast_path: String,
     /// IP MTU of every interface.
