@@ -13,7 +13,13 @@ use xdpos_tests::*;
 
 fn bench(args: &[&str], sizes: &[u64], variants: &[&str]) {
     sweep();
-    let dir = std::env::temp_dir().join(format!("xdpos-bench-tcp-{}", std::process::id()));
+    // A directory per call: the tests run in parallel, and one removing a shared directory
+    // once it was empty made the other's --json fail.
+    let dir = std::env::temp_dir().join(format!(
+        "xdpos-bench-tcp-{}-{}",
+        std::process::id(),
+        variants.len()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let json = dir.join(format!("tcp-{}.json", variants.len()));
     let sizes_arg = sizes.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
@@ -36,7 +42,6 @@ fn bench(args: &[&str], sizes: &[u64], variants: &[&str]) {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).expect("valid JSON");
     std::fs::remove_file(&json).ok();
-    // The other test may still use the directory; whichever finishes last removes it.
     std::fs::remove_dir(&dir).ok();
     assert_eq!(report["bench"], "tcp");
     for key in ["cpus", "kernel", "nic", "xdp_mode"] {
