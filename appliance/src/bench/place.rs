@@ -172,8 +172,9 @@ impl CpuTimes {
     }
 }
 
-/// CPU time of other people's processes: every task of the machine except this process and
-/// the kernel threads that do network work for the measurement (NAPI, softirq, workqueues).
+/// CPU time of other people's processes: every task of the machine except this process, its
+/// children and the kernel threads that do network work for the measurement (NAPI, softirq,
+/// workqueues).
 #[derive(Debug)]
 pub struct Foreign(std::collections::HashMap<(u32, u32), (String, u64)>);
 
@@ -206,6 +207,10 @@ impl Foreign {
                     continue;
                 }
                 let f: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+                // Our children (the DPDK ends: testpmd, xdpos on DPDK) work for the measurement.
+                if f.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(me) {
+                    continue;
+                }
                 let ticks = f
                     .get(11)
                     .zip(f.get(12))

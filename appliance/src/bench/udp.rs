@@ -77,7 +77,7 @@ use nic::Port;
 
 use super::harness::{self, Benchmark, Machine, Metrics, Plan, Primary, Variant};
 use super::loops::{self, LoopCtl, Published};
-use super::place::{self, CpuTimes, Napi, DUT_CPU, GEN_CPU};
+use super::place::{self, CpuTimes, Foreign, Napi, DUT_CPU, GEN_CPU};
 use super::{CommonArgs, Stop};
 use crate::rig::{Netns, Pair, PairOpts};
 use crate::worker::{Clock, TxCsum, Worker, WorkerConfig, WorkerCounters};
@@ -1224,74 +1224,6 @@ fn live_gen(
         Some(n.max(GEN_FIRST))
     })?;
     Ok(EndReport::default())
-}
-
-/// CPU time of other people's processes: every task of the machine except this process and
-/// the kernel threads that do network work for the measurement (NAPI, softirq, workqueues).
-struct Foreign(std::collections::HashMap<(u32, u32), (String, u64)>);
-
-impl Foreign {
-    /// Kernel threads that work for the measurement, by name prefix.
-    const OURS: [&'static str; 4] = ["napi/", "ksoftirqd/", "kworker/", "migration/"];
-
-    fn now() -> Foreign {
-        let me = std::process::id();
-        let mut m = std::collections::HashMap::new();
-        let Ok(procs) = std::fs::read_dir("/proc") else { return Foreign(m) };
-        for p in procs.filter_map(Result::ok) {
-            let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-                continue;
-            };
-            if pid == me {
-                continue;
-            }
-            let Ok(tasks) = std::fs::read_dir(p.path().join("task")) else { continue };
-            for t in tasks.filter_map(Result::ok) {
-                let Some(tid) = t.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-                    continue;
-                };
-                let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else { continue };
-                let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-                    continue;
-                };
-                let comm = &stat[open + 1..close];
-                if Self::OURS.iter().any(|o| comm.starts_with(o)) {
-                    continue;
-                }
-                let f: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-                // Our children (the DPDK ends: testpmd, xdpos on DPDK) work for the measurement.
-                if f.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(me) {
-                    continue;
-                }
-                let ticks = f
-                    .get(11)
-                    .zip(f.get(12))
-                    .and_then(|(u, s)| Some(u.parse::<u64>().ok()? + s.parse::<u64>().ok()?));
-                if let Some(ticks) = ticks {
-                    m.insert((pid, tid), (comm.to_string(), ticks));
-                }
-            }
-        }
-        Foreign(m)
-    }
-
-    /// Percent of one CPU other processes used since `self`, over `secs`, and the name of the
-    /// busiest.
-    fn since(&self, secs: f64) -> (f64, String) {
-        let later = Foreign::now();
-        let mut by: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
-        for (k, (comm, ticks)) in &later.0 {
-            let before = self.0.get(k).map_or(0, |(_, t)| *t);
-            let d = ticks.saturating_sub(before);
-            if d > 0 {
-                *by.entry(comm.as_str()).or_default() += d;
-            }
-        }
-        let hz = 100.0; // USER_HZ on Linux
-        let total: u64 = by.values().sum();
-        let top = by.iter().max_by_key(|(_, &t)| t).map(|(c, _)| c.to_string()).unwrap_or_default();
-        (100.0 * total as f64 / hz / secs.max(1e-3), top)
-    }
 }
 
 /// `xdpos bench udp`.
