@@ -28,9 +28,9 @@
 //!
 //! Idle: after finding its port empty for [`WorkerConfig::spin`] (timed, not counted: a count
 //! of empty polls is over in microseconds, shorter than the gaps between the bursts of a sender
-//! running at a million packets per second, and a worker asleep on its socket makes the kernel
+//! running at a million packets per second, and a worker asleep in `poll(2)` makes the kernel
 //! pay a wake-up on the *sender's* CPU for every burst) the worker sleeps on the port
-//! ([`WorkerPort::idle_wait`], an `epoll_wait` through `mio` on the AF_XDP socket, woken by traffic) for at most
+//! ([`WorkerPort::idle_wait`], `poll(2)` on the AF_XDP socket, woken by traffic) for at most
 //! [`WorkerConfig::idle_wait`], and never past the stack's next timer, then counts the sleep.
 //! A worker with something to send (a generator, a TX backlog) never sleeps. Placement knobs for
 //! a worker that shares its core with the device's receive work: [`WorkerConfig::busy_poll`],

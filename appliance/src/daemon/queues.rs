@@ -13,16 +13,16 @@
 //! each socket that has frames once; `alloc_burst` takes a call's frames from one socket (the
 //! next one on the next call; the others when it runs short).
 //!
-//! Idle: one `mio` wait (`nic::idle::IdleWait`) on every socket, woken by traffic on any queue.
+//! Idle: one `poll(2)` on every socket, woken by traffic on any queue.
 //!
 //! What it never does: allocate on the fast path (the per-socket bursts are fixed arrays; only
 //! the idle sleep builds its descriptor list), or move a frame between sockets' memories.
 
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use nic::afxdp::XskPort;
 use nic::{Burst, Caps, Desc, FrameCounts, Port, PortStats};
+use rustix::event::{PollFd, PollFlags, Timespec};
 
 use crate::worker::WorkerPort;
 
@@ -40,8 +40,6 @@ pub struct QueueSet<P: Port = XskPort> {
     /// Socket whose turn is first (rx) or next (alloc).
     next_rx: usize,
     next_alloc: usize,
-    /// Every socket registered for the idle sleep (built at the first one).
-    idle: Option<nic::idle::IdleWait>,
 }
 
 fn tag(d: &mut Desc, i: usize) {
@@ -60,7 +58,7 @@ impl<P: Port> QueueSet<P> {
     /// The sockets, in queue order (at least one).
     pub fn new(ports: Vec<P>) -> QueueSet<P> {
         let n = ports.len();
-        QueueSet { ports, split: vec![Burst::new(); n], next_rx: 0, next_alloc: 0, idle: None }
+        QueueSet { ports, split: vec![Burst::new(); n], next_rx: 0, next_alloc: 0 }
     }
 
     /// The sockets.
@@ -207,33 +205,15 @@ impl<P: Port> Port for QueueSet<P> {
 
 impl WorkerPort for QueueSet {
     fn idle_wait(&mut self, max: Duration) {
-        // Frames already on a ring end the wait before it starts (the sleep is edge-triggered).
-        for p in &mut self.ports {
-            if p.wait_rx(0).unwrap_or(false) {
-                return;
-            }
-        }
-        if self.idle.is_none() {
-            let w = nic::idle::IdleWait::new().ok().filter(|w| {
-                self.ports
-                    .iter()
-                    .enumerate()
-                    .all(|(i, p)| w.register(p.fd().as_raw_fd(), i).is_ok())
-            });
-            match w {
-                Some(w) => self.idle = Some(w),
-                None => {
-                    // No epoll instance (out of descriptors): sleep the short way on the first.
-                    let _ =
-                        self.ports[0].wait_rx(i32::try_from(max.as_millis()).unwrap_or(i32::MAX));
-                    return;
-                }
-            }
-        }
-        if let Some(w) = &mut self.idle {
-            // An error (EINTR) only ends the sleep early.
-            let _ = w.wait(Some(max));
-        }
+        // One poll(2) on every socket (the idle path: the descriptor list is built here).
+        let mut fds: Vec<PollFd<'_>> =
+            self.ports.iter().map(|p| PollFd::from_borrowed_fd(p.fd(), PollFlags::IN)).collect();
+        let ts = Timespec {
+            tv_sec: i64::try_from(max.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(max.subsec_nanos()),
+        };
+        // An error (EINTR) only ends the sleep early.
+        let _ = rustix::event::poll(&mut fds, Some(&ts));
     }
 
     fn busy_poll(&mut self) {

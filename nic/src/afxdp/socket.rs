@@ -28,7 +28,6 @@ use super::ring::{ConsRing, ProdRing};
 use super::sys;
 use super::umem::Umem;
 use super::xdp_prog::XdpProgram;
-use crate::idle::IdleWait;
 use crate::offload;
 use crate::virtq::{Burst, Desc};
 use crate::{Caps, FrameCounts, NicError, Port, PortStats, DEFAULT_BURST, MAX_BURST};
@@ -393,8 +392,6 @@ pub struct XskGroup {
     // Sockets before the UMEM: their rings are unmapped and descriptors closed first.
     socks: Vec<Socket>,
     umem: Umem,
-    /// The sockets registered for the worker's idle sleep.
-    idle: IdleWait,
 }
 
 impl XskGroup {
@@ -457,13 +454,7 @@ impl XskGroup {
         for s in &mut socks {
             s.fill_target = s.ring_size.min(share);
         }
-        let idle =
-            IdleWait::new().map_err(|e| NicError::sys("epoll_create", first.ifname.clone(), e))?;
-        for (i, s) in socks.iter().enumerate() {
-            idle.register(s.fd.as_raw_fd(), i)
-                .map_err(|e| NicError::sys("epoll_ctl", s.what(), e))?;
-        }
-        let mut group = XskGroup { socks, umem, idle };
+        let mut group = XskGroup { socks, umem };
         for i in 0..group.socks.len() {
             group.port(i).refill();
         }
@@ -528,9 +519,9 @@ impl XskGroup {
                 return Ok(true);
             }
         }
-        self.idle
-            .wait_ms(timeout_ms)
-            .map_err(|e| NicError::sys("epoll_wait", self.socks[0].what(), e))
+        let fds: Vec<BorrowedFd<'_>> = self.socks.iter().map(|s| s.fd.as_fd()).collect();
+        sys::poll_readable_any(&fds, timeout_ms)
+            .map_err(|e| NicError::sys("poll", self.socks[0].what(), e))
     }
 
     /// The bytes of a held frame, whichever socket it came from (the UMEM is shared): what
