@@ -540,3 +540,62 @@ fn a_shared_umem_group_cross_connects_two_interfaces_without_copying() {
     });
     assert_no_xdp(&chain.ns_f);
 }
+
+/// A worker asleep on its socket (`wait_rx`, the idle sleep through `nic::idle`) is woken by
+/// the first frame the kernel delivers, not by the timeout, and a frame already on the ring
+/// ends a wait before it starts.
+#[test]
+fn an_idle_wait_is_woken_by_traffic_not_by_its_timeout() {
+    sweep();
+    let pair = Pair::new("wake", &PairOpts::default()).unwrap();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (b_result, _) = std::thread::scope(|s| {
+        let b = s.spawn(|| {
+            pair.ns_b.enter().unwrap();
+            let prog = XdpProgram::attach(&pair.b.ifname, XdpMode::Auto).unwrap();
+            prog.own_addr(pair.b.ip).unwrap();
+            let mut port = XskPort::open(&XskConfig::new(&pair.b.ifname, 0), &prog).unwrap();
+            // Quiet: a wait runs to its timeout.
+            let t0 = Instant::now();
+            let quiet = port.wait_rx(100).unwrap();
+            let quiet_took = t0.elapsed();
+            ready_tx.send(()).unwrap();
+            // The kernel in A sends one datagram 200 ms from now; the wait allows 10 s.
+            let t1 = Instant::now();
+            let woken = port.wait_rx(10_000).unwrap();
+            let woke_after = t1.elapsed();
+            // The frame is still on the ring: a second wait returns at once.
+            let t2 = Instant::now();
+            let again = port.wait_rx(10_000).unwrap();
+            let again_took = t2.elapsed();
+            let mut burst = Burst::new();
+            port.rx_burst(&mut burst);
+            let got = burst.len();
+            port.free_burst(&mut burst);
+            let counts = assert_frames_accounted(&mut port);
+            (quiet, quiet_took, woken, woke_after, again, again_took, got, counts)
+        });
+        ready_rx.recv_timeout(DEADLINE).expect("xdpos side ready");
+        let a = s.spawn(|| {
+            pair.ns_a.enter().unwrap();
+            let sock = kernel_udp(pair.a.ip, 0);
+            std::thread::sleep(Duration::from_millis(200));
+            sock.send_to(&payload(1, 64), SocketAddrV4::new(pair.b.ip, ECHO_PORT)).unwrap();
+        });
+        (b.join().unwrap(), a.join().unwrap())
+    });
+    let (quiet, quiet_took, woken, woke_after, again, again_took, got, counts) = b_result;
+    assert!(
+        !quiet && quiet_took >= Duration::from_millis(90),
+        "quiet wait: {quiet} {quiet_took:?}"
+    );
+    assert!(woken, "the datagram woke the wait");
+    assert!(
+        woke_after >= Duration::from_millis(150) && woke_after < Duration::from_secs(3),
+        "woken by the frame sent at 200 ms, not the 10 s timeout: {woke_after:?}"
+    );
+    assert!(again && again_took < Duration::from_secs(1), "frame on the ring: {again_took:?}");
+    assert_eq!(got, 1, "one datagram received");
+    assert_eq!(counts.held, 0);
+    assert_no_xdp(&pair.ns_b);
+}

@@ -20,6 +20,7 @@ pub mod busy_poll;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 mod error;
+pub mod idle;
 pub mod mem;
 pub mod mmsg;
 pub mod netdev;

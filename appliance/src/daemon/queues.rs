@@ -13,16 +13,16 @@
 //! each socket that has frames once; `alloc_burst` takes a call's frames from one socket (the
 //! next one on the next call; the others when it runs short).
 //!
-//! Idle: one `poll(2)` on every socket, woken by traffic on any queue.
+//! Idle: one `epoll_wait` on every socket (`nic::idle`, through mio), woken by traffic on any
+//! queue.
 //!
-//! What it never does: allocate on the fast path (the per-socket bursts are fixed arrays; only
-//! the idle sleep builds its descriptor list), or move a frame between sockets' memories.
+//! What it never does: allocate on the fast path (the per-socket bursts are fixed arrays), or
+//! move a frame between sockets' memories.
 
 use std::time::Duration;
 
 use nic::afxdp::XskPort;
 use nic::{Burst, Caps, Desc, FrameCounts, Port, PortStats};
-use rustix::event::{PollFd, PollFlags, Timespec};
 
 use crate::worker::WorkerPort;
 
@@ -40,6 +40,8 @@ pub struct QueueSet<P: Port = XskPort> {
     /// Socket whose turn is first (rx) or next (alloc).
     next_rx: usize,
     next_alloc: usize,
+    /// The epoll instance of the idle sleep (made at the first sleep).
+    idle: Option<nic::idle::IdleWait>,
 }
 
 fn tag(d: &mut Desc, i: usize) {
@@ -58,7 +60,7 @@ impl<P: Port> QueueSet<P> {
     /// The sockets, in queue order (at least one).
     pub fn new(ports: Vec<P>) -> QueueSet<P> {
         let n = ports.len();
-        QueueSet { ports, split: vec![Burst::new(); n], next_rx: 0, next_alloc: 0 }
+        QueueSet { ports, split: vec![Burst::new(); n], next_rx: 0, next_alloc: 0, idle: None }
     }
 
     /// The sockets.
@@ -205,15 +207,25 @@ impl<P: Port> Port for QueueSet<P> {
 
 impl WorkerPort for QueueSet {
     fn idle_wait(&mut self, max: Duration) {
-        // One poll(2) on every socket (the idle path: the descriptor list is built here).
-        let mut fds: Vec<PollFd<'_>> =
-            self.ports.iter().map(|p| PollFd::from_borrowed_fd(p.fd(), PollFlags::IN)).collect();
-        let ts = Timespec {
-            tv_sec: i64::try_from(max.as_secs()).unwrap_or(i64::MAX),
-            tv_nsec: i64::from(max.subsec_nanos()),
+        // Frames already on a ring end the wait before it starts.
+        if self.ports.iter_mut().any(|p| p.rx_ready()) {
+            return;
+        }
+        let idle = match &mut self.idle {
+            Some(w) => w,
+            None => match nic::idle::IdleWait::new() {
+                Ok(w) => self.idle.insert(w),
+                // No epoll instance (out of descriptors): sleep on the first socket only.
+                Err(_) => {
+                    let ms = i32::try_from(max.as_millis()).unwrap_or(i32::MAX);
+                    let _ = self.ports[0].wait_rx(ms);
+                    return;
+                }
+            },
         };
-        // An error (EINTR) only ends the sleep early.
-        let _ = rustix::event::poll(&mut fds, Some(&ts));
+        // The sockets are registered for this sleep only (nic::idle says why). An error
+        // (EINTR) only ends the sleep early.
+        let _ = idle.wait(self.ports.iter().map(|p| p.fd()), Some(max));
     }
 
     fn busy_poll(&mut self) {
@@ -227,6 +239,12 @@ impl WorkerPort for QueueSet {
             p.check_frames()?;
         }
         Ok(self.frame_counts())
+    }
+
+    /// The socket of the tag: packet capture takes one queue's frames.
+    #[inline(always)]
+    fn rx_socket(&self, desc: &Desc) -> usize {
+        self.port_of(desc)
     }
 }
 

@@ -28,6 +28,7 @@ use super::ring::{ConsRing, ProdRing};
 use super::sys;
 use super::umem::Umem;
 use super::xdp_prog::XdpProgram;
+use crate::idle::IdleWait;
 use crate::offload;
 use crate::virtq::{Burst, Desc};
 use crate::{Caps, FrameCounts, NicError, Port, PortStats, DEFAULT_BURST, MAX_BURST};
@@ -363,6 +364,11 @@ impl XskPort {
         self.group.wait_rx(timeout_ms)
     }
 
+    /// Whether the RX ring has frames (a look at the ring, no system call).
+    pub fn rx_ready(&mut self) -> bool {
+        self.group.rx_ready()
+    }
+
     /// The kernel's counters for this socket (`XDP_STATISTICS`).
     pub fn xdp_statistics(&self) -> Result<XdpStatistics, NicError> {
         self.sock().xdp_statistics()
@@ -392,6 +398,8 @@ pub struct XskGroup {
     // Sockets before the UMEM: their rings are unmapped and descriptors closed first.
     socks: Vec<Socket>,
     umem: Umem,
+    /// The epoll instance of the idle sleep (made at the first sleep; see `crate::idle`).
+    idle: Option<IdleWait>,
 }
 
 impl XskGroup {
@@ -454,7 +462,7 @@ impl XskGroup {
         for s in &mut socks {
             s.fill_target = s.ring_size.min(share);
         }
-        let mut group = XskGroup { socks, umem };
+        let mut group = XskGroup { socks, umem, idle: None };
         for i in 0..group.socks.len() {
             group.port(i).refill();
         }
@@ -512,16 +520,25 @@ impl XskGroup {
         }
     }
 
+    /// Whether any socket of the group has frames on its RX ring (no system call).
+    pub fn rx_ready(&mut self) -> bool {
+        self.socks.iter_mut().any(|s| s.rx.peek(1) > 0)
+    }
+
     /// Waits up to `timeout_ms` for any socket of the group to have received frames.
     pub fn wait_rx(&mut self, timeout_ms: i32) -> Result<bool, NicError> {
-        for s in &mut self.socks {
-            if s.rx.peek(1) > 0 {
-                return Ok(true);
-            }
+        if self.rx_ready() {
+            return Ok(true);
         }
-        let fds: Vec<BorrowedFd<'_>> = self.socks.iter().map(|s| s.fd.as_fd()).collect();
-        sys::poll_readable_any(&fds, timeout_ms)
-            .map_err(|e| NicError::sys("poll", self.socks[0].what(), e))
+        let idle = match &mut self.idle {
+            Some(w) => w,
+            None => self.idle.insert(
+                IdleWait::new()
+                    .map_err(|e| NicError::sys("epoll_create", self.socks[0].what(), e))?,
+            ),
+        };
+        idle.wait_ms(self.socks.iter().map(|s| s.fd.as_fd()), timeout_ms)
+            .map_err(|e| NicError::sys("epoll_wait", self.socks[0].what(), e))
     }
 
     /// The bytes of a held frame, whichever socket it came from (the UMEM is shared): what

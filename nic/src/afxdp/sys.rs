@@ -147,41 +147,8 @@ pub(crate) fn kick_rx(fd: BorrowedFd<'_>) {
     };
 }
 
-/// Waits up to `timeout_ms` for the socket to become readable. Returns whether it is.
-pub(crate) fn poll_readable(fd: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<bool> {
-    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-    // SAFETY: `pfd` is one live pollfd, and we pass a count of 1.
-    let ret = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
-    match check(ret, "poll") {
-        Ok(n) => Ok(n > 0 && pfd.revents & libc::POLLIN != 0),
-        Err(e) if e.raw_os_error() == Some(libc::EINTR) => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
 /// Most sockets in one group (one worker's queues).
 pub(crate) const MAX_GROUP: usize = 64;
-
-/// Waits up to `timeout_ms` for any of `fds` to become readable. Returns whether one is.
-pub(crate) fn poll_readable_any(fds: &[BorrowedFd<'_>], timeout_ms: i32) -> io::Result<bool> {
-    if let [fd] = fds {
-        return poll_readable(*fd, timeout_ms);
-    }
-    // No allocation: a group has at most MAX_GROUP sockets.
-    let mut all = [libc::pollfd { fd: -1, events: 0, revents: 0 }; MAX_GROUP];
-    let n = fds.len().min(MAX_GROUP);
-    for (p, fd) in all.iter_mut().zip(fds) {
-        *p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-    }
-    let pfds = &mut all[..n];
-    // SAFETY: `pfds` is a live array of `pfds.len()` pollfds for the duration of the call.
-    let ret = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) };
-    match check(ret, "poll") {
-        Ok(n) => Ok(n > 0 && pfds.iter().any(|p| p.revents & libc::POLLIN != 0)),
-        Err(e) if e.raw_os_error() == Some(libc::EINTR) => Ok(false),
-        Err(e) => Err(e),
-    }
-}
 
 /// A memory mapping, unmapped on drop.
 #[derive(Debug)]
