@@ -83,7 +83,7 @@ fn ceil_log2(v: u64) -> usize {
 fn cells(m: &WorkerMetrics, rx: usize, tx: usize, ns: u64) {
     m.rx_batch(0, rx);
     m.tx_batch(0, tx);
-    m.batch(ns);
+    m.batch(ns, 1);
 }
 
 fn metrics(c: &mut Criterion) {
@@ -109,7 +109,7 @@ fn metrics(c: &mut Criterion) {
             i = i.wrapping_add(1);
             m.rx_batch(0, black_box(32 + (i & 31) as usize));
             m.tx_batch(0, black_box(32));
-            m.batch(black_box(start).elapsed().as_nanos() as u64 & 0xffff);
+            m.batch(black_box(start).elapsed().as_nanos() as u64 & 0xffff, 1);
         })
     });
     let (ps, st, tcp) = (PortStats::default(), Stats::default(), TcpStats::default());

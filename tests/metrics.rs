@@ -3,7 +3,9 @@
 //! dashboard is well-formed (current schema, a `datasource` variable used by every panel and
 //! query, no `__inputs`, units, `$__rate_interval` in every rate) and every panel query parses;
 //! and the real `prometheus` scrapes `xdpos echo` (overview dashboard) and `xdpos forward`
-//! (forwarding dashboard) in namespaces under traffic, where **every panel query returns data**.
+//! with its XDP fast path (forwarding dashboard) in namespaces under traffic, where **every
+//! panel query returns data**; `xdpos capture` against `xdpos echo` and against the daemon's
+//! router, read back by tshark.
 #![forbid(unsafe_code)]
 
 use std::io::{Read, Write};
@@ -150,6 +152,7 @@ fn rules_and_scrape_config_pass_promtool() {
         "XdposDropsRising",
         "XdposXdpAborted",
         "XdposConfigReloadFailed",
+        "XdposFastPathMostlyPunting",
     ] {
         assert!(rules.contains(&format!("alert: {alert}")), "rules.yml lacks {alert}");
         let fired = tests
@@ -313,7 +316,8 @@ fn echo_exposition_under_traffic_passes_promtool_and_counts_the_traffic() {
     assert!(redirected >= rx, "the program redirected {redirected}, the socket got {rx}");
     assert!(sample(&text, "xdpos_worker_busy_seconds_total", &["worker=\"0\""]).unwrap() > 0.0);
     assert!(sample(&text, "xdpos_rx_batch_frames_count", &[&b]).unwrap() > 0.0);
-    assert!(sample(&text, "xdpos_batch_duration_seconds_count", &["worker=\"0\""]).unwrap() > 0.0);
+    let batches = sample(&text, "xdpos_batch_duration_seconds_count", &[&b, "queue=\"0\""]);
+    assert!(batches.unwrap() > 0.0, "batch time per queue");
     assert!(
         sample(&text, "xdpos_xsk_rx_ring_full_total", &[&b]).is_some(),
         "kernel socket counters"
@@ -515,7 +519,10 @@ fn prometheus_scrapes_the_router_and_every_forwarding_panel_returns_data() {
         "--iface",
         "xf1=10.0.2.1/24",
     ])
-    .args(["--metrics", METRICS]);
+    // The fast path on (`auto` takes XDP on veth), between plain kernel peers: their veths do
+    // not take redirected frames, so the program punts everything (port_disabled) and the
+    // worker forwards it; both the fast path's panels and the worker's have data.
+    .args(["--fast-path", "auto", "--metrics", METRICS]);
     let mut router = Child::spawn(cmd);
     assert!(router.wait_line("ready:", DEADLINE).is_some(), "router not ready: {:?}", router.seen);
     let prom = Prometheus::start(&chain.ns_f, "fwd");
@@ -701,4 +708,222 @@ fn the_routers_xdp_fast_path_counters_are_exported() {
     );
     router.signal(Signal::TERM);
     assert!(router.wait(DEADLINE).is_some_and(|s| s.success()), "{:?}", router.seen);
+}
+
+/// A file in the temporary directory, removed on drop (a failing test leaves nothing).
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(name: &str) -> TempFile {
+        TempFile(std::env::temp_dir().join(format!("xdpos-{name}-{}", std::process::id())))
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Checks a classic pcap's global header (little-endian magic, version 2.4, `snaplen`,
+/// Ethernet) and returns its records: (seconds, original length, captured bytes).
+fn pcap_records(pcap: &[u8], snaplen: u32) -> Vec<(u32, u32, &[u8])> {
+    let u32_at = |i: usize| u32::from_le_bytes(pcap[i..i + 4].try_into().unwrap());
+    let u16_at = |i: usize| u16::from_le_bytes(pcap[i..i + 2].try_into().unwrap());
+    assert!(pcap.len() >= 24, "no pcap header: {} bytes", pcap.len());
+    assert_eq!(u32_at(0), 0xa1b2_c3d4, "magic");
+    assert_eq!((u16_at(4), u16_at(6)), (2, 4), "version");
+    assert_eq!((u32_at(16), u32_at(20)), (snaplen, 1), "snaplen and link type (Ethernet)");
+    let mut out = Vec::new();
+    let mut i = 24;
+    while i < pcap.len() {
+        assert!(i + 16 <= pcap.len(), "a truncated record header at {i}");
+        let (sec, incl, orig) = (u32_at(i), u32_at(i + 8), u32_at(i + 12));
+        let end = i + 16 + incl as usize;
+        assert!(end <= pcap.len(), "a truncated record at {i}");
+        assert!(incl <= orig, "record at {i}: {incl} captured of {orig}");
+        out.push((sec, orig, &pcap[i + 16..end]));
+        i = end;
+    }
+    out
+}
+
+/// (source, destination, source port, destination port, TTL) of an Ethernet/IPv4/UDP frame.
+fn udp_of(frame: &[u8]) -> (std::net::Ipv4Addr, std::net::Ipv4Addr, u16, u16, u8) {
+    assert_eq!(&frame[12..14], &[0x08, 0x00], "IPv4");
+    let ip = &frame[14..];
+    assert_eq!(ip[9], 17, "UDP");
+    let l4 = &ip[usize::from(ip[0] & 0x0f) * 4..];
+    (
+        std::net::Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]),
+        std::net::Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]),
+        u16::from_be_bytes([l4[0], l4[1]]),
+        u16::from_be_bytes([l4[2], l4[3]]),
+        ip[8],
+    )
+}
+
+/// `xdpos capture` against the daemon (`xdpos run`, router role, default fast path `auto`
+/// between plain kernel peers, so the worker forwards everything) while UDP flows from A to
+/// B's kernel echo and back: a capture of xf0 queue 0 takes exactly `count` frames of the
+/// filter, cut at the snap length, as they arrived (TTL not yet decremented), and the router
+/// keeps forwarding meanwhile; a capture of xf1 takes B's echoes only (each interface of the
+/// worker's group is its own capture point); a queue nobody polls is refused; tshark reads
+/// the file back.
+#[test]
+fn capture_from_the_daemon_router_while_it_forwards() {
+    sweep();
+    let chain = Chain::new("mcr", &ChainOpts::default()).unwrap();
+    let cfg = TempFile::new("capture-router.toml");
+    std::fs::write(
+        &cfg.0,
+        format!(
+            "[[interfaces]]\nname = \"xf0\"\naddresses = [\"10.0.1.1/24\"]\nframes = 2112\n\
+             ring_size = 1024\n\n[[interfaces]]\nname = \"xf1\"\naddresses = [\"10.0.2.1/24\"]\n\
+             frames = 2112\nring_size = 1024\n\n[[workers]]\ncpu = 1\nqueues = [\"xf0:0\", \
+             \"xf1:0\"]\n\n[role]\nkind = \"router\"\n\n[metrics]\nlisten = \"{METRICS}\"\n"
+        ),
+    )
+    .unwrap();
+    let mut cmd = chain.ns_f.cmd(xdpos_bin().to_str().unwrap());
+    cmd.arg("run").arg("--config").arg(&cfg.0);
+    let mut d = Child::spawn(cmd);
+    assert!(d.wait_line("ready:", DEADLINE).is_some(), "daemon not ready: {:?}", d.seen);
+    let t0 = std::time::SystemTime::now();
+    let capture = |iface: &str, filter: &str, snaplen: u32, count: u32, file: &Path| {
+        let mut cmd = chain.ns_f.cmd(xdpos_bin().to_str().unwrap());
+        cmd.args(["capture", "--from", METRICS, "--interface", iface, "--queue", "0"])
+            .args(["--filter", filter, "--snaplen", &snaplen.to_string()])
+            .args(["--count", &count.to_string(), "--seconds", "15", "-w"])
+            .arg(file)
+            .stderr(Stdio::piped());
+        let (ok, out) = output(&mut cmd);
+        assert!(ok, "xdpos capture {iface}: {out}");
+        std::fs::read(file).unwrap()
+    };
+    let stop = AtomicBool::new(false);
+    let echoed = std::sync::atomic::AtomicU64::new(0);
+    let (pcap_a, pcap_b, during, sent, echoed) = std::thread::scope(|s| {
+        // B's kernel echoes port 9000; port 9001 has no socket (B answers port unreachable).
+        let b = Netns::existing(chain.ns_b.name());
+        let (stop_ref, echoed_ref) = (&stop, &echoed);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        s.spawn(move || {
+            b.run_in(|| {
+                let sock = kernel_udp(std::net::Ipv4Addr::new(10, 0, 2, 2), 9000);
+                ready_tx.send(()).unwrap();
+                let mut buf = [0u8; 2048];
+                let t = Instant::now();
+                while !stop_ref.load(Ordering::Relaxed) && t.elapsed() < Duration::from_secs(60) {
+                    if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                        let _ = sock.send_to(&buf[..n], from);
+                    }
+                }
+            })
+            .unwrap()
+        });
+        ready_rx.recv_timeout(DEADLINE).expect("B's echo ready");
+        // A sends 200-byte datagrams from port 40000 to both ports, counting intact echoes.
+        let a = Netns::existing(chain.ns_a.name());
+        let load = s.spawn(move || {
+            a.run_in(|| {
+                let s = kernel_udp(std::net::Ipv4Addr::new(10, 0, 1, 2), 40000);
+                s.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+                let (mut sent, mut buf) = (0u32, [0u8; 2048]);
+                let t = Instant::now();
+                while !stop_ref.load(Ordering::Relaxed) && t.elapsed() < Duration::from_secs(60) {
+                    let b = std::net::Ipv4Addr::new(10, 0, 2, 2);
+                    let _ = s.send_to(&payload(sent, 200), SocketAddrV4::new(b, 9001));
+                    let _ = s.send_to(&payload(sent, 200), SocketAddrV4::new(b, 9000));
+                    sent += 1;
+                    while let Ok(n) = s.recv(&mut buf) {
+                        if check_payload(&buf[..n]).is_some() {
+                            echoed_ref.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                sent
+            })
+            .unwrap()
+        });
+        // Traffic flows before the capture starts.
+        let t = Instant::now();
+        while echoed.load(Ordering::Relaxed) < 20 && t.elapsed() < DEADLINE {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let before = echoed.load(Ordering::Relaxed);
+        let file_a = TempFile::new("capture-xf0.pcap");
+        let pcap_a = capture("xf0", "udp and port 9000", 60, 25, &file_a.0);
+        let during = echoed.load(Ordering::Relaxed) - before;
+        let file_b = TempFile::new("capture-xf1.pcap");
+        let pcap_b = capture("xf1", "udp and src 10.0.2.2", 96, 5, &file_b.0);
+        // tshark reads the first file back.
+        let (ok, out) = output(
+            Command::new("tshark")
+                .args(["-r"])
+                .arg(&file_a.0)
+                .args(["-T", "fields", "-e", "ip.src", "-e", "udp.dstport", "-e", "frame.cap_len"])
+                .args(["-e", "frame.len"])
+                .stderr(Stdio::null()),
+        );
+        assert!(ok, "tshark: {out}");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 25, "tshark:\n{out}");
+        assert!(lines.iter().all(|l| *l == "10.0.1.2\t9000\t60\t242"), "tshark:\n{out}");
+        stop.store(true, Ordering::Relaxed);
+        let sent = load.join().unwrap();
+        (pcap_a, pcap_b, during, sent, echoed.load(Ordering::Relaxed))
+    });
+    assert!(sent >= 30 && echoed >= 30, "sent {sent}, echoed {echoed}\n{}", chain.dump());
+    assert!(during >= 20, "only {during} echoes came back during the capture: forwarding stopped?");
+    let now = std::time::SystemTime::now();
+    let secs =
+        |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let (from, to) = (secs(t0) as u32 - 2, secs(now) as u32 + 2);
+    // xf0: exactly the count, each cut at the snap length, as received from A (TTL 64).
+    let recs = pcap_records(&pcap_a, 60);
+    assert_eq!(recs.len(), 25, "count honoured");
+    let mut last = 0;
+    for (sec, orig, data) in &recs {
+        assert!((from..=to).contains(sec) && *sec >= last, "timestamp {sec} not in {from}..{to}");
+        last = *sec;
+        assert_eq!((*orig, data.len()), (242, 60), "snaplen honoured: 60 of 14 + 20 + 8 + 200");
+        let (src, dst, sport, dport, ttl) = udp_of(data);
+        assert_eq!((src.to_string(), dst.to_string()), ("10.0.1.2".into(), "10.0.2.2".into()));
+        assert_eq!((sport, dport, ttl), (40000, 9000, 64), "captured before forwarding");
+    }
+    // xf1: B's echoes only (the other interface of the same worker).
+    let recs = pcap_records(&pcap_b, 96);
+    assert_eq!(recs.len(), 5, "count honoured");
+    for (_, orig, data) in &recs {
+        assert_eq!((*orig, data.len()), (242, 96));
+        let (src, dst, sport, dport, _) = udp_of(data);
+        assert_eq!((src.to_string(), dst.to_string()), ("10.0.2.2".into(), "10.0.1.2".into()));
+        assert_eq!((sport, dport), (9000, 40000));
+    }
+    // A queue the daemon does not poll has no capture point.
+    let mut cmd = chain.ns_f.cmd(xdpos_bin().to_str().unwrap());
+    cmd.args(["capture", "--from", METRICS, "--interface", "xf0", "--queue", "3", "-w", "-"])
+        .stderr(Stdio::piped());
+    let (ok, out) = output(&mut cmd);
+    assert!(!ok && out.contains("no capture point on xf0 queue 3"), "{out}");
+    // The batch time is per queue: both interfaces' queue 0 have batches.
+    let (code, text) = chain.ns_f.run_in(|| http_get(METRICS, "/metrics").unwrap()).unwrap();
+    assert_eq!(code, 200);
+    for i in ["xf0", "xf1"] {
+        let want = [format!("interface=\"{i}\""), "queue=\"0\"".to_string()];
+        let want: Vec<&str> = want.iter().map(String::as_str).collect();
+        let n = sample(&text, "xdpos_batch_duration_seconds_count", &want).unwrap_or(0.0);
+        assert!(n > 0.0, "no batch time for {i} queue 0:\n{text}");
+    }
+    let (ok, lint) = promtool_check_metrics(&text);
+    assert!(ok && lint.trim().is_empty(), "promtool check metrics (router daemon):\n{lint}");
+    d.signal(Signal::TERM);
+    let st = d.wait(DEADLINE).expect("exits after SIGTERM");
+    assert!(st.success(), "{st:?} {:?}", d.seen);
+    for l in d.seen.iter().filter(|l| l.starts_with("worker ")) {
+        assert!(l.contains("frames ok"), "frame accounting: {l}");
+    }
+    assert_no_xdp(&chain.ns_f);
 }

@@ -73,7 +73,7 @@ fn main() {
     stack.udp_bind(any, UdpSocketConfig::mode(UdpMode::Echo)).unwrap();
     let metrics = WorkerMetrics::single("test");
     let slot = Arc::new(CaptureSlot::default());
-    assert!(slot.arm(Filter::default(), 64, u64::MAX));
+    assert!(slot.arm(0, Filter::default(), 64, u64::MAX));
     let wcfg = WorkerConfig {
         spin: Duration::ZERO,
         idle_wait: Duration::from_millis(1),
@@ -119,8 +119,9 @@ fn main() {
         .and_then(|l| l.rsplit(' ').next()?.parse::<usize>().ok())
         .unwrap();
     assert_eq!(rx, (20 + ROUNDS) * BURST, "{text}");
-    assert!(text.contains("xdpos_batch_duration_seconds_count{worker=\"0\"} "), "{text}");
-    assert!(!text.contains("xdpos_batch_duration_seconds_count{worker=\"0\"} 0\n"), "{text}");
+    let batches = "xdpos_batch_duration_seconds_count{worker=\"0\",interface=\"\",queue=\"0\"} ";
+    assert!(text.contains(batches), "{text}");
+    assert!(!text.contains(&format!("{batches}0\n")), "{text}");
     assert!(slot.armed() && slot.missed() == 0, "the capture took every frame");
     slot.disarm();
     let r = w.finish();

@@ -1,19 +1,27 @@
 //! # Packet capture from a running instance
 //!
 //! What it is: `xdpos capture` takes a pcap of the frames one worker receives on one
-//! interface and queue, from a running `xdpos echo` (or any service wired the same way),
-//! without stopping its traffic: the tool asks the instance's metrics endpoint
+//! interface and queue, from a running instance (`xdpos echo`, `xdpos forward`, and the daemon
+//! `xdpos run` in every role: router and cross-connect workers, server workers) without
+//! stopping its traffic: the tool asks the instance's metrics endpoint
 //! (`GET /capture?interface=…&queue=…&filter=…&snaplen=…&count=…&seconds=…`) and writes the
 //! pcap it streams back.
 //!
-//! How: each worker owns a [`CaptureSlot`]. Unarmed, the worker's cost is one relaxed load and
-//! one branch per received batch ([`CaptureSlot::armed`]). The endpoint arms it with a filter, a
-//! snap length, a count and a buffer allocated on the control side; the armed worker copies
-//! the first `snaplen` bytes of each matching frame of its batch into that buffer (never past
-//! its capacity: a full buffer counts the frame as missed) under a `try_lock` (a batch that
-//! finds the control side draining is skipped and counted, never waited for); the endpoint
-//! drains the buffer every few milliseconds and streams the records as pcap until `count`
-//! frames or `seconds` have passed, then disarms the slot. One capture at a time per instance.
+//! How: each worker owns one [`CaptureSlot`] for all its sockets; a [`CaptureTarget`] names one
+//! socket of it (interface, queue, and the socket's index among the worker's: `sub`, the port
+//! of a forwarding worker's group, the queue of a server worker's queue set). Unarmed, the
+//! worker's cost is one relaxed load and one branch per received batch
+//! ([`CaptureSlot::armed`], [`CaptureSlot::armed_for`]). The endpoint arms it for one socket
+//! with a filter, a snap length, a count and a buffer allocated on the control side; the armed
+//! worker copies the first `snaplen` bytes of each matching frame of that socket into that
+//! buffer (never past its capacity: a full buffer counts the frame as missed) under a
+//! `try_lock` (a batch that finds the control side draining is skipped and counted, never
+//! waited for); the endpoint drains the buffer every few milliseconds and streams the records
+//! as pcap until `count` frames or `seconds` have passed, then disarms the slot. One capture
+//! at a time per instance.
+//!
+//! What it cannot see: frames the kernel never hands to a worker (those the router's XDP fast
+//! path forwards or drops itself, and those the steering program passes to the kernel).
 //!
 //! Filter ([`Filter`]): words joined by `and`: `arp`, `ip`, `icmp`, `udp`, `tcp`,
 //! `host A.B.C.D`, `src A.B.C.D`, `dst A.B.C.D`, `port N`; empty matches every frame.
@@ -23,7 +31,7 @@
 //! timestamps in wall-clock time.
 
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -142,6 +150,8 @@ impl Filter {
 
 #[derive(Debug, Default)]
 struct Armed {
+    /// The worker's socket whose frames are taken.
+    sub: usize,
     filter: Filter,
     snaplen: usize,
     remaining: u64,
@@ -153,7 +163,8 @@ struct Armed {
 /// One worker's capture point (see the module documentation).
 #[derive(Debug, Default)]
 pub struct CaptureSlot {
-    armed: AtomicBool,
+    /// 0: no capture; `sub + 1`: capturing the frames of the worker's socket `sub`.
+    armed: AtomicUsize,
     state: Mutex<Armed>,
     missed: AtomicU64,
 }
@@ -162,16 +173,24 @@ impl CaptureSlot {
     /// Whether a capture is running: the worker's one check per batch.
     #[inline(always)]
     pub fn armed(&self) -> bool {
-        self.armed.load(Ordering::Relaxed)
+        self.armed.load(Ordering::Relaxed) != 0
     }
 
-    /// Worker: offers the frames of one received batch at `now_ns` (its clock).
-    pub fn offer<'a>(&self, now_ns: u64, frames: impl Iterator<Item = &'a [u8]>) {
+    /// Whether a capture of the worker's socket `sub` is running (one check per batch).
+    #[inline(always)]
+    pub fn armed_for(&self, sub: usize) -> bool {
+        self.armed.load(Ordering::Relaxed) == sub + 1
+    }
+
+    /// Worker: offers the frames of one received batch at `now_ns` (its clock), each with the
+    /// index of the socket it arrived on; only those of the armed socket are taken.
+    pub fn offer<'a>(&self, now_ns: u64, frames: impl Iterator<Item = (usize, &'a [u8])>) {
         let Ok(mut a) = self.state.try_lock() else {
             self.missed.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        for f in frames {
+        let sub = a.sub;
+        for (_, f) in frames.filter(|&(s, _)| s == sub) {
             if a.remaining == 0 {
                 break;
             }
@@ -190,29 +209,30 @@ impl CaptureSlot {
             a.remaining -= 1;
         }
         if a.remaining == 0 {
-            self.armed.store(false, Ordering::Relaxed);
+            self.armed.store(0, Ordering::Relaxed);
         }
     }
 
-    /// Control side: starts a capture; `false` if one is running.
-    pub fn arm(&self, filter: Filter, snaplen: usize, count: u64) -> bool {
+    /// Control side: starts a capture of the worker's socket `sub`; `false` if one is running.
+    pub fn arm(&self, sub: usize, filter: Filter, snaplen: usize, count: u64) -> bool {
         let mut a = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if self.armed() {
             return false;
         }
         *a = Armed {
+            sub,
             filter,
             snaplen: snaplen.max(14),
             remaining: count,
             buf: Vec::with_capacity(CAPTURE_BUFFER),
         };
-        self.armed.store(count > 0, Ordering::Relaxed);
+        self.armed.store(if count > 0 { sub + 1 } else { 0 }, Ordering::Relaxed);
         true
     }
 
     /// Control side: stops the capture.
     pub fn disarm(&self) {
-        self.armed.store(false, Ordering::Relaxed);
+        self.armed.store(0, Ordering::Relaxed);
     }
 
     /// Control side: moves the records captured so far to `out` (the buffer keeps its
@@ -272,6 +292,9 @@ pub struct CaptureTarget {
     pub queue: u32,
     /// The worker's slot.
     pub slot: std::sync::Arc<CaptureSlot>,
+    /// The socket's index among the worker's (its port in a forwarding group, its queue in a
+    /// server's queue set; 0 for a worker of one socket).
+    pub sub: usize,
     /// Wall-clock time of the worker clock's zero.
     pub epoch: SystemTime,
 }
@@ -354,7 +377,7 @@ pub fn run(
     w: &mut dyn std::io::Write,
 ) -> std::io::Result<(u64, u64)> {
     let missed0 = target.slot.missed();
-    if !target.slot.arm(r.filter.clone(), r.snaplen as usize, r.count) {
+    if !target.slot.arm(target.sub, r.filter.clone(), r.snaplen as usize, r.count) {
         return Err(std::io::Error::other("a capture is already running on this queue"));
     }
     w.write_all(&pcap_header(r.snaplen))?;
@@ -433,11 +456,14 @@ mod tests {
             &[7u8; 100],
         );
         let arp = frames::arp_request(A, ip(1), ip(2));
-        assert!(s.arm("udp".parse().unwrap(), 64, 3));
-        assert!(!s.arm(Filter::default(), 64, 1), "one capture at a time");
-        s.offer(1_000, [&udp[..], &arp[..], &udp[..]].into_iter());
+        assert!(s.arm(1, "udp".parse().unwrap(), 64, 3));
+        assert!(s.armed() && s.armed_for(1) && !s.armed_for(0));
+        assert!(!s.arm(0, Filter::default(), 64, 1), "one capture at a time");
+        // Socket 0's frames are not taken, only socket 1's.
+        s.offer(500, [(0, &udp[..]), (0, &udp[..])].into_iter());
+        s.offer(1_000, [(1, &udp[..]), (0, &udp[..]), (1, &arp[..]), (1, &udp[..])].into_iter());
         assert!(s.armed());
-        s.offer(2_000_000, [&udp[..], &udp[..]].into_iter());
+        s.offer(2_000_000, [(1, &udp[..]), (1, &udp[..])].into_iter());
         assert!(!s.armed(), "three frames taken: disarmed");
         let mut rec = Vec::new();
         assert!(!s.drain(&mut rec));

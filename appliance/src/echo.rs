@@ -347,8 +347,8 @@ impl EchoService {
                 interface: cfg.ifname.clone(),
                 queue,
                 slot: slot.clone(),
-                epoch: std::time::SystemTime::now()
-                    - clock.now().saturating_duration_since(libos::Instant::ZERO),
+                sub: 0,
+                epoch: clock.wall_epoch(),
             });
             let w = Worker::new(port, stack, services, wcfg, clock)
                 .with_siblings(sib)

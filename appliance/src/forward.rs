@@ -43,10 +43,16 @@
 //!
 //! Metrics ([`crate::metrics`]): each worker writes a [`WorkerMetrics`] block (role `router`
 //! or `xconnect`; one port per interface at the worker's queue index; one stack per interface
-//! for the router) as the echo worker does: batch sizes per port, batch time and busy time per
-//! busy batch, snapshots of the ports', stacks' and router's counters every few batches;
-//! [`ForwardService::metrics`] adds every socket's `XDP_STATISTICS` and every steering
+//! for the router) as the echo worker does: batch sizes per port, busy time per busy batch and
+//! its duration in the histogram of every port the batch received from or sent on (a bit mask
+//! kept during the batch), snapshots of the ports', stacks' and router's counters every few
+//! batches; [`ForwardService::metrics`] adds every socket's `XDP_STATISTICS` and every steering
 //! program's verdicts, read at scrape time. [`ForwardWorkerConfig::metrics`] turns it off.
+//!
+//! Capture ([`crate::capture`]): each worker has one capture slot; every port of its group is
+//! a capture point ([`ForwardService::captures`]: interface, the worker's queue, the port as
+//! `sub`). A received burst costs one relaxed load and one branch while no capture runs; the
+//! frames are taken as received, before the router rewrites them.
 //!
 //! Fast path (issue 9, [`crate::fastpath`]): with [`ForwardConfig::fast_path`] `xdp` (or `auto`
 //! on a device without zero-copy AF_XDP) the router's interfaces get the forwarding XDP
@@ -79,7 +85,8 @@ use nic::{Burst, Desc, FrameCounts, Port, PortStats, MAX_BURST};
 use crate::fastpath::{FastPathCtl, FastPathMode, FpPort, NeighborMirror, PortWatch};
 use nic::afxdp::{FastPathCounters, FastPathReader};
 
-use crate::metrics::live::SLOW_EVERY;
+use crate::capture::{CaptureSlot, CaptureTarget};
+use crate::metrics::live::{port_bit, SLOW_EVERY};
 use crate::metrics::{Forwarding, ServiceMetrics, SocketReader, WorkerMetrics};
 use crate::worker::{Clock, PortSlots};
 
@@ -530,6 +537,12 @@ pub struct ForwardWorker<G: FwdGroup = XskGroup> {
     actions: [Action; MAX_BURST],
     counters: Arc<ForwardCounters>,
     metrics: Arc<WorkerMetrics>,
+    /// Ports the current batch received from or sent on ([`port_bit`]), for the per-queue
+    /// batch time.
+    touched: u64,
+    /// Packet capture (`xdpos capture`): one load and one branch per received burst when off;
+    /// its `sub` is the port.
+    capture: Arc<CaptureSlot>,
     publications: u32,
     iterations: u64,
     sleeps: u64,
@@ -559,6 +572,8 @@ impl<G: FwdGroup> ForwardWorker<G> {
             actions: [Action::Free; MAX_BURST],
             counters: Default::default(),
             metrics: WorkerMetrics::single("forward"),
+            touched: 0,
+            capture: Arc::default(),
             publications: 0,
             iterations: 0,
             sleeps: 0,
@@ -578,6 +593,22 @@ impl<G: FwdGroup> ForwardWorker<G> {
     /// The metrics block.
     pub fn metrics(&self) -> &Arc<WorkerMetrics> {
         &self.metrics
+    }
+
+    /// The capture points of this worker's sockets: port `p` is queue `queue` of `ifaces[p]`.
+    fn capture_targets(&self, ifaces: &[IfaceSpec]) -> Vec<CaptureTarget> {
+        let epoch = self.clock.wall_epoch();
+        ifaces
+            .iter()
+            .enumerate()
+            .map(|(p, i)| CaptureTarget {
+                interface: i.name.clone(),
+                queue: self.queue,
+                slot: self.capture.clone(),
+                sub: p,
+                epoch,
+            })
+            .collect()
     }
 
     fn wants_tx(&mut self) -> bool {
@@ -600,10 +631,16 @@ impl<G: FwdGroup> ForwardWorker<G> {
                 continue;
             }
             total += n;
+            self.touched |= port_bit(p);
             if self.cfg.metrics {
                 self.metrics.rx_batch(p, n);
             }
             let t = *now.get_or_insert_with(|| self.clock.now());
+            // Captured as received, before the router rewrites the frames in place.
+            if self.capture.armed_for(p) {
+                let port = self.group.port(p);
+                self.capture.offer(t.as_nanos(), self.rx.iter().map(|d| (p, port.frame(d))));
+            }
             match &mut self.mode {
                 Mode::Router { router, .. } => {
                     {
@@ -759,8 +796,11 @@ impl<G: FwdGroup> ForwardWorker<G> {
                 sent_q += port.tx_burst(&mut self.tx[q]);
             }
             sent += sent_q;
-            if sent_q > 0 && self.cfg.metrics {
-                self.metrics.tx_batch(q, sent_q);
+            if sent_q > 0 {
+                self.touched |= port_bit(q);
+                if self.cfg.metrics {
+                    self.metrics.tx_batch(q, sent_q);
+                }
             }
             let keep = self.cfg.burst;
             let b = &mut self.tx[q];
@@ -882,6 +922,7 @@ impl<G: FwdGroup> ForwardWorker<G> {
         self.metrics.beat(std::time::Instant::now());
         while !stop.load(Ordering::Relaxed) {
             self.iterations += 1;
+            self.touched = 0;
             let mut now = None;
             let received = self.receive(&mut now);
             // An empty poll looks at the TX backlog only: what the stacks originate comes from
@@ -899,7 +940,7 @@ impl<G: FwdGroup> ForwardWorker<G> {
             self.flush();
             if self.cfg.metrics {
                 let nanos = self.clock.now().saturating_duration_since(t).as_nanos();
-                self.metrics.batch(nanos as u64);
+                self.metrics.batch(nanos as u64, self.touched);
             }
             self.idle_since = None;
             empties = 0;
@@ -1094,6 +1135,7 @@ pub struct ForwardService {
     workers: Vec<JoinHandle<anyhow::Result<ForwardReport>>>,
     counters: Vec<Arc<ForwardCounters>>,
     metrics: Arc<ServiceMetrics>,
+    captures: Vec<CaptureTarget>,
     fib_tx: Vec<SyncSender<Arc<Fib>>>,
     retired: Receiver<Arc<Fib>>,
     stop: Arc<AtomicBool>,
@@ -1178,6 +1220,7 @@ impl ForwardService {
             Role::Xconnect { .. } => ("xconnect", Forwarding::Xconnect, &[][..]),
         };
         let mut fib_tx = Vec::new();
+        let mut captures = Vec::new();
         for k in 0..cfg.queues {
             let members: Vec<(XskConfig, &XdpProgram)> = cfg
                 .ifaces
@@ -1212,6 +1255,7 @@ impl ForwardService {
             let ports: Vec<(&str, u32)> = names.iter().map(|&n| (n, k)).collect();
             w.metrics = Arc::new(WorkerMetrics::new(k, role, &ports, stacks, forwarding));
             metrics.workers.push(w.metrics.clone());
+            captures.extend(w.capture_targets(&cfg.ifaces));
             w.hints = hints.next();
             if fib.is_some() {
                 let (tx, rx) = std::sync::mpsc::sync_channel(2);
@@ -1294,6 +1338,7 @@ impl ForwardService {
             workers: handles,
             counters,
             metrics,
+            captures,
             fib_tx,
             retired,
             stop,
@@ -1343,9 +1388,11 @@ impl ForwardService {
         let stop = Arc::new(AtomicBool::new(false));
         let mut fib_tx = Vec::new();
         let mut built = Vec::with_capacity(workers);
+        let mut captures = Vec::new();
         for (k, group) in groups.into_iter().enumerate() {
             let mode = worker_mode(cfg, k as u32, macs, &fib, clock)?;
             let mut w = ForwardWorker::new(group, mode, k as u32, cfg.worker, clock);
+            captures.extend(w.capture_targets(&cfg.ifaces));
             w.hints = hints.next();
             if fib.is_some() {
                 let (tx, rx) = std::sync::mpsc::sync_channel(2);
@@ -1386,6 +1433,7 @@ impl ForwardService {
             workers: handles,
             counters,
             metrics: Arc::new(ServiceMetrics::default()),
+            captures,
             fib_tx,
             retired,
             stop,
@@ -1413,6 +1461,12 @@ impl ForwardService {
     /// The service's metrics, for a [`crate::metrics::Registry`].
     pub fn metrics(&self) -> Arc<ServiceMetrics> {
         self.metrics.clone()
+    }
+
+    /// The workers' capture points, one per interface and queue, for a
+    /// [`crate::metrics::Registry`] (`xdpos capture`).
+    pub fn captures(&self) -> Vec<CaptureTarget> {
+        self.captures.clone()
     }
 
     /// Where packets with a known route and next hop are forwarded: `userspace` or `xdp`
@@ -1711,6 +1765,7 @@ pub fn run_cli(args: &ForwardArgs) -> anyhow::Result<()> {
         None => format!("{} XDP", service.xdp_mode()),
     };
     registry.add(service.metrics());
+    registry.add_captures(service.captures());
     if let Some(d) = &dpdk {
         registry.add(d.metrics());
     }

@@ -466,6 +466,11 @@ impl<P: WorkerPort> WorkerPort for OffloadPort<P> {
         }
         self.inner.check_frames()
     }
+
+    #[inline(always)]
+    fn rx_socket(&self, desc: &Desc) -> usize {
+        self.inner.rx_socket(desc)
+    }
 }
 
 #[cfg(test)]

@@ -104,6 +104,13 @@ pub trait WorkerPort: Port {
     fn busy_poll(&mut self) {}
     /// Checks the frame accounting (as deeply as the backend can); `Err` says what is wrong.
     fn check_frames(&self) -> Result<FrameCounts, String>;
+    /// Index of the socket a received descriptor arrived on, among the port's sockets (0 for
+    /// a port of one socket; a queue set's queue, see `daemon::queues`): what packet capture
+    /// selects frames by.
+    #[inline(always)]
+    fn rx_socket(&self, _desc: &nic::Desc) -> usize {
+        0
+    }
 }
 
 impl WorkerPort for XskPort {
@@ -254,6 +261,11 @@ impl Clock {
     /// The stack's time now (one clock read).
     pub fn now(&self) -> Instant {
         self.at(std::time::Instant::now())
+    }
+
+    /// The wall-clock time of the clock's zero (to turn its instants into dates: capture).
+    pub fn wall_epoch(&self) -> std::time::SystemTime {
+        std::time::SystemTime::now() - self.epoch.elapsed()
     }
 }
 
@@ -651,7 +663,8 @@ impl<P: WorkerPort, A: App> Worker<P, A> {
             }
             if self.capture.armed() {
                 let port = &self.port;
-                self.capture.offer(now.as_nanos(), self.rx.iter().map(|d| port.frame(d)));
+                let frames = self.rx.iter().map(|d| (port.rx_socket(d), port.frame(d)));
+                self.capture.offer(now.as_nanos(), frames);
             }
             self.receive(now);
         }
@@ -844,7 +857,8 @@ impl<P: WorkerPort, A: App> Worker<P, A> {
             }
             self.step(self.clock.at(t), received);
             if self.cfg.metrics {
-                self.metrics.batch(t.elapsed().as_nanos() as u64);
+                // One port: every busy batch is its queue's.
+                self.metrics.batch(t.elapsed().as_nanos() as u64, 1);
             }
             self.idle_since = None;
             empties = 0;

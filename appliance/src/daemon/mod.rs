@@ -22,7 +22,8 @@
 //! 3. **Drop capabilities** ([`caps`]): every worker drops its own when it starts, the control
 //!    thread right after setup; threads started later inherit nothing.
 //! 4. **Ready**: the [`Control`] handle says so (`/readyz`), the metrics endpoint is started
-//!    ([`start_metrics`]), and a `ready:` line goes to stdout and the log.
+//!    ([`start_metrics`]; it also serves `/capture` for `xdpos capture` on every interface and
+//!    queue a worker polls, [`crate::capture`]), and a `ready:` line goes to stdout and the log.
 //! 5. **Signals** (the control thread looks for them every 100 ms and, between, at the
 //!    workers: one that ended, a panic or an error, makes `/healthz` fail):
 //!    - SIGHUP: [`Daemon::reload`] reads and validates the file again; routes and services
@@ -321,6 +322,15 @@ impl Running {
         }
     }
 
+    /// The workers' capture points (`xdpos capture`): one per interface and queue a worker
+    /// polls, in every role and on both backends.
+    pub fn captures(&self) -> Vec<crate::capture::CaptureTarget> {
+        match self {
+            Running::Forward(f, ..) => f.captures(),
+            Running::Server(s) => s.captures(),
+        }
+    }
+
     /// Whether every worker thread still runs.
     pub fn workers_running(&self) -> bool {
         match self {
@@ -584,7 +594,7 @@ pub enum StartError {
 
 /// Serves `/metrics`, `/healthz` and `/readyz` at the configuration's `[metrics] listen`:
 /// the running role's source (workers, sockets, steering programs), readiness and reload
-/// status from `control`. The listener's thread starts after the control thread dropped its
+/// status from `control`; and `/capture` (`xdpos capture`) on every worker's sockets. The listener's thread starts after the control thread dropped its
 /// capabilities and inherits none (a port below 1024 would need CAP_NET_BIND_SERVICE: use a
 /// higher one). The endpoint stops when the returned server is dropped.
 pub fn start_metrics(
@@ -593,6 +603,7 @@ pub fn start_metrics(
 ) -> anyhow::Result<(crate::metrics::Server, std::sync::Arc<crate::metrics::Registry>)> {
     let registry = crate::metrics::Registry::new();
     registry.add(running.metrics());
+    registry.add_captures(running.captures());
     if let Running::Forward(_, _, Some(d)) = running {
         registry.add(d.metrics());
     }

@@ -45,6 +45,7 @@ use xdpos_config::Checked;
 use super::caps;
 use super::control::{Counters, WorkerInfo};
 use super::queues::{PerQueue, QueueSet};
+use crate::capture::{CaptureSlot, CaptureTarget};
 use crate::metrics::{Forwarding, ServiceMetrics, SocketReader, WorkerMetrics};
 use crate::services::http::HttpConfig;
 use crate::services::{Service, ServiceStats, Services, ServicesConfig};
@@ -335,6 +336,7 @@ pub struct ServerService {
     links: Vec<AppLink>,
     info: Vec<WorkerInfo>,
     metrics: Arc<ServiceMetrics>,
+    captures: Vec<CaptureTarget>,
     stop: Arc<AtomicBool>,
     mode: &'static str,
 }
@@ -362,13 +364,14 @@ struct Built {
     app: DaemonApp,
 }
 
-/// A worker with its metrics block and its siblings.
+/// A worker with its metrics block, its capture point and its siblings.
 fn worker_of<P: WorkerPort>(
     w: Worker<P, DaemonApp>,
     m: Arc<WorkerMetrics>,
+    capture: Arc<CaptureSlot>,
     sib: Option<worker::Siblings>,
 ) -> Worker<P, DaemonApp> {
-    let w = w.with_metrics(m);
+    let w = w.with_metrics(m).with_capture(capture);
     match sib {
         Some(s) => w.with_siblings(s),
         None => w,
@@ -464,6 +467,7 @@ impl ServerService {
         let stop = Arc::new(AtomicBool::new(false));
         let mut workers = Vec::new();
         let mut info = Vec::new();
+        let mut captures = Vec::new();
         for Built { w, iface, queues, port, stack, app } in built {
             let cpu = cfg.workers[w].cpu;
             let wcfg =
@@ -479,18 +483,29 @@ impl ServerService {
                 Forwarding::None,
             ));
             metrics.workers.push(m.clone());
+            // One capture point per worker; its queue `j` is socket `j` of the worker's port.
+            let slot = Arc::new(CaptureSlot::default());
+            for (j, &q) in queues.iter().enumerate() {
+                captures.push(CaptureTarget {
+                    interface: name.clone(),
+                    queue: q,
+                    slot: slot.clone(),
+                    sub: j,
+                    epoch: clock.wall_epoch(),
+                });
+            }
             let sib = sibs[iface].next();
             let stop = stop.clone();
             let spawn = std::thread::Builder::new().name(format!("xdpos-w{w}"));
             let (join, counters) = match port {
                 Ports::One(p) => {
-                    let wk = worker_of(Worker::new(p, stack, app, wcfg, clock), m, sib);
+                    let wk = worker_of(Worker::new(p, stack, app, wcfg, clock), m, slot, sib);
                     let c = wk.counters().clone();
                     let q = queues.clone();
                     (spawn.spawn(move || run_worker(wk, w, name, q, cpu, &stop)), c)
                 }
                 Ports::Many(p) => {
-                    let wk = worker_of(Worker::new(p, stack, app, wcfg, clock), m, sib);
+                    let wk = worker_of(Worker::new(p, stack, app, wcfg, clock), m, slot, sib);
                     let c = wk.counters().clone();
                     let q = queues.clone();
                     (spawn.spawn(move || run_worker(wk, w, name, q, cpu, &stop)), c)
@@ -517,7 +532,7 @@ impl ServerService {
         }
         let mode = progs.first().map_or("detached", |p| p.mode().as_str());
         let metrics = Arc::new(metrics);
-        Ok(ServerService { progs, workers, links, info, metrics, stop, mode })
+        Ok(ServerService { progs, workers, links, info, metrics, captures, stop, mode })
     }
 
     /// The XDP mode the programs run in.
@@ -538,6 +553,11 @@ impl ServerService {
     /// The service's metrics source (`/metrics`).
     pub fn metrics(&self) -> Arc<ServiceMetrics> {
         self.metrics.clone()
+    }
+
+    /// The workers' capture points, one per interface and queue (`xdpos capture`).
+    pub fn captures(&self) -> Vec<CaptureTarget> {
+        self.captures.clone()
     }
 
     /// Hands `change` to every worker and waits (at most `limit`) until each has applied it

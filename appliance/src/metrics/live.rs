@@ -7,7 +7,10 @@
 //! program's per-CPU verdict counters), never counted twice in userspace.
 //!
 //! How a worker writes (DESIGN.md §6): per busy batch, the histograms (frames received, frames
-//! sent, processing time) and the busy time, with relaxed load+store; every few busy
+//! sent, processing time) and the busy time, with relaxed load+store; the processing time goes
+//! to the histogram of every socket (interface, queue) the batch received from or sent on, so
+//! each queue has its own (a forwarding worker's batch spans one queue of every interface);
+//! every few busy
 //! iterations and before it sleeps, a snapshot of the plain single-writer counters it already
 //! keeps (the port's [`PortStats`], the stack's [`Stats`] and TCP counters, the router's
 //! [`ForwardStats`]) stored cell by cell; less often (every [`SLOW_EVERY`] publications) the
@@ -34,6 +37,13 @@ use super::Source;
 
 /// Publications between two refreshes of the gauges that cost a scan.
 pub const SLOW_EVERY: u32 = 64;
+
+/// The bit of port `i` in the mask [`WorkerMetrics::batch`] takes (ports from the 64th on
+/// share the last bit).
+#[inline(always)]
+pub const fn port_bit(i: usize) -> u64 {
+    1 << if i < 63 { i } else { 63 }
+}
 
 // --- the worker's loop ---------------------------------------------------------------------
 
@@ -148,6 +158,8 @@ pub struct PortMetrics {
     stats: Cells<PORT_N>,
     rx_batch: Histogram,
     tx_batch: Histogram,
+    /// Processing time of the batches that received from or sent on this socket.
+    batch_ns: Histogram,
 }
 
 // --- a stack -----------------------------------------------------------------------------------
@@ -348,7 +360,6 @@ pub struct WorkerMetrics {
     /// The heartbeat's zero (the block's creation).
     epoch: Instant,
     lp: CachePadded<Cells<LOOP_N>>,
-    batch_ns: CachePadded<Histogram>,
     ports: Box<[CachePadded<PortMetrics>]>,
     stacks: Box<[CachePadded<StackMetrics>]>,
     forward: CachePadded<ForwardCells>,
@@ -371,7 +382,6 @@ impl WorkerMetrics {
             cpu: AtomicI64::new(-1),
             epoch: Instant::now(),
             lp: Default::default(),
-            batch_ns: CachePadded(Histogram::new(BATCH_NANOS)),
             ports: ports
                 .iter()
                 .map(|&(i, q)| {
@@ -381,6 +391,7 @@ impl WorkerMetrics {
                         stats: Cells::default(),
                         rx_batch: Histogram::new(BATCH_FRAMES),
                         tx_batch: Histogram::new(BATCH_FRAMES),
+                        batch_ns: Histogram::new(BATCH_NANOS),
                     })
                 })
                 .collect(),
@@ -445,11 +456,20 @@ impl WorkerMetrics {
 
     // --- per batch (fast path: relaxed load+store, no allocation) ---
 
-    /// A busy batch took `nanos`.
+    /// A busy batch took `nanos`; bit `i` of `ports` is set when it received from or sent on
+    /// port `i` (a worker of one port passes 1; ports from the 64th on share bit 63, see
+    /// [`port_bit`]). The busy time counts once, the histogram of each port once.
     #[inline]
-    pub fn batch(&self, nanos: u64) {
-        self.batch_ns.observe(nanos);
+    pub fn batch(&self, nanos: u64, ports: u64) {
         self.lp.add(L_BUSY_NS, nanos);
+        let mut rest = ports;
+        while rest != 0 {
+            let i = rest.trailing_zeros() as usize;
+            rest &= rest - 1;
+            if let Some(p) = self.ports.get(i) {
+                p.batch_ns.observe(nanos);
+            }
+        }
     }
 
     /// Port `i` received a burst of `n` frames (n > 0).
@@ -598,15 +618,6 @@ impl WorkerMetrics {
             &lw,
             l[L_HINTS_DROPPED],
         );
-        let (b, sum) = self.batch_ns.snapshot();
-        e.histogram(
-            "xdpos_batch_duration_seconds",
-            "Time from the start of a non-empty batch to the end of its transmit flush.",
-            &lw,
-            self.batch_ns.layout(),
-            &b,
-            sum,
-        );
         for p in self.ports.iter() {
             let ls =
                 [("worker", w), ("interface", p.interface.as_str()), ("queue", p.queue.as_str())];
@@ -628,6 +639,15 @@ impl WorkerMetrics {
                 "Frames per non-empty transmit burst.",
                 &ls,
                 p.tx_batch.layout(),
+                &b,
+                sum,
+            );
+            let (b, sum) = p.batch_ns.snapshot();
+            e.histogram(
+                "xdpos_batch_duration_seconds",
+                "Time from the start of a non-empty batch to the end of its transmit flush, for the batches that received from or sent on the queue.",
+                &ls,
+                p.batch_ns.layout(),
                 &b,
                 sum,
             );
@@ -876,11 +896,41 @@ mod tests {
             "xdpos_stack_drops_total{worker=\"3\",interface=\"a\",reason=\"bad_checksum\"} 0\n",
             "xdpos_forward_drops_total{worker=\"3\",reason=\"no_route\"} 0\n",
             "xdpos_tcp_connections{worker=\"3\",interface=\"a\",state=\"established\"} 0\n",
-            "xdpos_batch_duration_seconds_count{worker=\"3\"} 0\n",
+            "xdpos_batch_duration_seconds_count{worker=\"3\",interface=\"b\",queue=\"0\"} 0\n",
             "xdpos_umem_frames{worker=\"3\",state=\"fill\"} 0\n",
         ] {
             assert!(t.contains(needle), "missing {needle:?} in\n{t}");
         }
+    }
+
+    #[test]
+    fn batch_time_goes_to_every_queue_the_batch_touched_and_busy_time_counts_once() {
+        let m = WorkerMetrics::new(
+            2,
+            "router",
+            &[("a", 1), ("b", 1), ("c", 1)],
+            &["a", "b", "c"],
+            Forwarding::Router,
+        );
+        m.batch(3_000, port_bit(1));
+        m.batch(5_000, port_bit(0) | port_bit(1));
+        m.batch(700, 0);
+        let mut e = Exposition::new();
+        m.collect(&mut e);
+        let t = e.render();
+        for needle in [
+            "xdpos_batch_duration_seconds_count{worker=\"2\",interface=\"a\",queue=\"1\"} 1\n",
+            "xdpos_batch_duration_seconds_count{worker=\"2\",interface=\"b\",queue=\"1\"} 2\n",
+            "xdpos_batch_duration_seconds_count{worker=\"2\",interface=\"c\",queue=\"1\"} 0\n",
+            "xdpos_batch_duration_seconds_sum{worker=\"2\",interface=\"b\",queue=\"1\"} 0.000008\n",
+            "xdpos_worker_busy_seconds_total{worker=\"2\"} 0.0000087\n",
+        ] {
+            assert!(t.contains(needle), "missing {needle:?} in\n{t}");
+        }
+        assert_eq!(
+            (port_bit(0), port_bit(62), port_bit(63), port_bit(200)),
+            (1, 1 << 62, 1 << 63, 1 << 63)
+        );
     }
 
     #[test]
@@ -929,7 +979,7 @@ mod tests {
         t.retransmits = 6;
         m.publish_stack(0, &s, &t);
         m.publish_loop(100, 3, 1, 0);
-        m.batch(2000);
+        m.batch(2000, 1);
         m.rx_batch(0, 10);
         m.publish_umem(&FrameCounts { total: 64, free: 60, fill: 4, ..Default::default() });
         let mut e = Exposition::new();
@@ -950,7 +1000,9 @@ mod tests {
             "xdpos_worker_poll_iterations_total{worker=\"0\"} 100\n".to_string(),
             "xdpos_worker_busy_seconds_total{worker=\"0\"} 0.000002\n".to_string(),
             "xdpos_worker_drops_total{worker=\"0\",reason=\"tx_backlog_full\"} 1\n".to_string(),
-            "xdpos_batch_duration_seconds_bucket{worker=\"0\",le=\"0.000002048\"} 1\n".to_string(),
+            format!(
+                "xdpos_batch_duration_seconds_bucket{{{l},queue=\"2\",le=\"0.000002048\"}} 1\n"
+            ),
             "xdpos_umem_frames{worker=\"0\",state=\"free\"} 60\n".to_string(),
             "xdpos_umem_size_frames{worker=\"0\"} 64\n".to_string(),
         ] {
