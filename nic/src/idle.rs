@@ -5,18 +5,15 @@
 //! `appliance::worker`) calls [`IdleWait::wait`] with its sockets and sleeps until one
 //! receives or the timeout passes; traffic wakes it at once.
 //!
-//! Why the sockets are registered for the sleep only, and removed when it ends: a socket
-//! registered with epoll keeps an entry on its wait queue, and the kernel then calls epoll's
-//! wake-up callback every time it signals the socket — for each batch it puts on the RX ring
-//! and, in copy mode, for every transmitted frame whose buffer it frees (`sock_wfree` →
-//! `sk_write_space`). With the sockets registered once for the worker's life (21dd50c) the
-//! router forwarded ~8–11 % less in `xdpos bench fwd` (0.91–0.92× testpmd io against 0.98×,
-//! side by side; docs/decisions.md). Registered only while the worker sleeps, the wait queue
-//! is empty whenever the worker runs, and the kernel skips the wake-up as it did with
-//! `poll(2)`; the registration costs two `epoll_ctl` calls per socket and sleep, on the idle
-//! path. A registration finds a socket that is already readable (epoll polls it when it is
-//! added), so a frame landing between the worker's last look at its ring and the sleep ends
-//! the sleep at once.
+//! Why the sockets are registered for the sleep only, and removed when it ends: mio registers
+//! edge-triggered, so a socket registered for the worker's life collects edges while the worker
+//! runs and the next sleep can end at once on a stale one. A socket added at the sleep is
+//! polled by epoll as it is added: one already readable (a frame landing between the worker's
+//! last look at its ring and the sleep) ends the sleep at once, nothing older does, as with
+//! `poll(2)`; and while the worker runs no epoll entry sits on the sockets' wait queues. The
+//! cost is two `epoll_ctl` calls per socket and sleep, on the idle path. (A version with the
+//! sockets registered once, 21dd50c, was reverted after a `bench fwd` regression that a
+//! profile did not tie to epoll; docs/decisions.md.)
 //!
 //! What it never does: sit on the fast path, or allocate (the event list is built once).
 
