@@ -58,7 +58,7 @@ use nic::trafgen::{udp_frame, Destinations, GenHandle, LiveGen, Sink, UdpSpec};
 
 use super::harness::{self, Benchmark, Machine, Metrics, Plan, Primary, Variant};
 use super::loops::{self, LoopCtl, Published};
-use super::place::{self, CpuTimes, Napi, DUT_CPU, GEN_CPU};
+use super::place::{self, CpuTimes, Foreign, Napi, DUT_CPU, GEN_CPU};
 use super::testpmd::{self, Testpmd};
 use super::{CommonArgs, Stop};
 use crate::fastpath::FastPathMode;
@@ -164,9 +164,6 @@ impl Kind {
 
 /// Bound on set-up and tear-down of one point, beyond warm-up and window.
 const SLACK: Duration = Duration::from_secs(20);
-/// Frames of the generator's first test run in a point (see `bench raw`).
-const GEN_FIRST: u32 = 65_536;
-
 /// The benchmark: the rig, the variants, the tables built once for the run.
 #[derive(Debug)]
 pub struct FwdBench {
@@ -889,87 +886,8 @@ fn generator(
     place::pin(GEN_CPU)?;
     let mut gen = LiveGen::with_destinations(&chain.a.ifname, frame, flows, 1024, dsts)?;
     handle_tx.send(gen.handle()?).map_err(|_| anyhow!("measurement gave up on the generator"))?;
-    let mut rate = 0.0f64;
-    let mut last: Option<(Instant, u64)> = None;
-    let sent = gen.run_while(|sent| {
-        let now = Instant::now();
-        if let Some((t, s)) = last {
-            let dt = now.duration_since(t).as_secs_f64();
-            if dt > 0.0 {
-                rate = rate.max(sent.saturating_sub(s) as f64 / dt);
-            }
-        }
-        last = Some((now, sent));
-        if stop.load(Ordering::Relaxed) || now >= end {
-            return None;
-        }
-        let left = end.duration_since(now).as_secs_f64();
-        let n = (rate * left * 1.5).min(f64::from(u32::MAX)) as u32;
-        Some(n.max(GEN_FIRST))
-    })?;
+    let sent = loops::paced(&mut gen, end, || stop.load(Ordering::Relaxed))?;
     Ok(sent)
-}
-
-/// CPU time of processes outside the measurement (not this process, not its children such as
-/// testpmd, not the kernel threads doing its network work).
-struct Foreign(std::collections::HashMap<(u32, u32), (String, u64)>);
-
-impl Foreign {
-    const OURS: [&'static str; 4] = ["napi/", "ksoftirqd/", "kworker/", "migration/"];
-
-    fn now() -> Foreign {
-        let me = std::process::id();
-        let mut m = std::collections::HashMap::new();
-        let Ok(procs) = std::fs::read_dir("/proc") else { return Foreign(m) };
-        for p in procs.filter_map(Result::ok) {
-            let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-                continue;
-            };
-            if pid == me {
-                continue;
-            }
-            let Ok(tasks) = std::fs::read_dir(p.path().join("task")) else { continue };
-            for t in tasks.filter_map(Result::ok) {
-                let Some(tid) = t.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-                    continue;
-                };
-                let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else { continue };
-                let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-                    continue;
-                };
-                let comm = &stat[open + 1..close];
-                let f: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-                // Field 4 of stat is the parent: our children (testpmd, stdbuf) are ours.
-                let child = f.get(1).and_then(|pp| pp.parse::<u32>().ok()) == Some(me);
-                if child || Self::OURS.iter().any(|o| comm.starts_with(o)) {
-                    continue;
-                }
-                let ticks = f
-                    .get(11)
-                    .zip(f.get(12))
-                    .and_then(|(u, s)| Some(u.parse::<u64>().ok()? + s.parse::<u64>().ok()?));
-                if let Some(ticks) = ticks {
-                    m.insert((pid, tid), (comm.to_string(), ticks));
-                }
-            }
-        }
-        Foreign(m)
-    }
-
-    /// Percent of one CPU other processes used since `self`, over `secs`, and the busiest.
-    fn since(&self, secs: f64) -> (f64, String) {
-        let later = Foreign::now();
-        let mut by: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
-        for (k, (comm, ticks)) in &later.0 {
-            let d = ticks.saturating_sub(self.0.get(k).map_or(0, |(_, t)| *t));
-            if d > 0 {
-                *by.entry(comm.as_str()).or_default() += d;
-            }
-        }
-        let total: u64 = by.values().sum();
-        let top = by.iter().max_by_key(|(_, &t)| t).map(|(c, _)| c.to_string()).unwrap_or_default();
-        (100.0 * total as f64 / 100.0 / secs.max(1e-3), top)
-    }
 }
 
 /// `xdpos bench fwd`.

@@ -20,12 +20,46 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
-use nic::{Burst, Desc, Port, MAX_BURST};
+use nic::trafgen::LiveGen;
+use nic::{Burst, Desc, NicError, Port, MAX_BURST};
 
 use crate::raw::swap_macs;
 
 /// Iterations between two reads of the clock (deadline check).
 pub const CLOCK_EVERY: u64 = 1024;
+
+/// Frames of the generator's first test run in a point; the rate it shows sizes the next ones
+/// (each call costs ~20 ms of page-pool set-up, so the generator makes few, long calls and is
+/// stopped through its `GenHandle`).
+pub const GEN_FIRST: u32 = 65_536;
+
+/// Runs the live generator until `done()` says so or `end` passes, in test runs sized from the
+/// best rate seen so far to last 1.5× the time left (so there are few of them and none ends
+/// inside the measurement window; the first is [`GEN_FIRST`] frames). Returns the frames sent.
+pub fn paced(
+    gen: &mut LiveGen,
+    end: Instant,
+    mut done: impl FnMut() -> bool,
+) -> Result<u64, NicError> {
+    let mut rate = 0.0f64;
+    let mut last: Option<(Instant, u64)> = None;
+    gen.run_while(|sent| {
+        let now = Instant::now();
+        if let Some((t, s)) = last {
+            let dt = now.duration_since(t).as_secs_f64();
+            if dt > 0.0 {
+                rate = rate.max(sent.saturating_sub(s) as f64 / dt);
+            }
+        }
+        last = Some((now, sent));
+        if done() || now >= end {
+            return None;
+        }
+        let left = end.duration_since(now).as_secs_f64();
+        let n = (rate * left * 1.5).min(f64::from(u32::MAX)) as u32;
+        Some(n.max(GEN_FIRST))
+    })
+}
 
 /// Running totals of a loop, written by the loop only, read by anyone.
 #[derive(Debug, Default)]

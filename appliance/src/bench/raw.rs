@@ -183,10 +183,6 @@ impl Placement {
 
 const NAPIS: [Napi; 3] = [Napi::Softirq, Napi::Thread(GEN_CPU), Napi::Thread(DUT_CPU)];
 
-/// Frames of the generator's first test run in a point; the rate it shows sizes the next ones
-/// (each call costs ~20 ms of page-pool set-up, so the generator makes few, long calls and is
-/// stopped through its [`GenHandle`]).
-const GEN_FIRST: u32 = 65_536;
 /// Bound on set-up and tear-down of one point, beyond warm-up and window.
 const SLACK: Duration = Duration::from_secs(15);
 
@@ -607,24 +603,7 @@ fn generator(
     place::pin(GEN_CPU)?;
     let mut gen = LiveGen::new(&pair.a.ifname, frame, flows, 1024)?;
     handle_tx.send(gen.handle()?).map_err(|_| anyhow!("measurement gave up on the generator"))?;
-    let mut rate = 0.0f64;
-    let mut last: Option<(Instant, u64)> = None;
-    let sent = gen.run_while(|sent| {
-        let now = Instant::now();
-        if let Some((t, s)) = last {
-            let dt = now.duration_since(t).as_secs_f64();
-            if dt > 0.0 {
-                rate = rate.max(sent.saturating_sub(s) as f64 / dt);
-            }
-        }
-        last = Some((now, sent));
-        if stop.load(Ordering::Relaxed) || now >= end {
-            return None;
-        }
-        let left = end.duration_since(now).as_secs_f64();
-        let n = (rate * left * 1.5).min(f64::from(u32::MAX)) as u32;
-        Some(n.max(GEN_FIRST))
-    })?;
+    let sent = loops::paced(&mut gen, end, || stop.load(Ordering::Relaxed))?;
     Ok(sent)
 }
 

@@ -138,8 +138,6 @@ const PORT: u16 = 9;
 /// The xdpos hosts' addresses (the kernels keep .1 on A and .2 on B).
 const XDPOS_A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 11);
 const XDPOS_B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 12);
-/// Frames of the live generator's first test run in a point (see `bench raw`).
-const GEN_FIRST: u32 = 65_536;
 /// Bound on set-up and tear-down of one point, beyond warm-up and window.
 const SLACK: Duration = Duration::from_secs(15);
 /// Iterations of a kernel loop between two clock reads.
@@ -1205,24 +1203,7 @@ fn live_gen(
     if !wait_go() {
         return Ok(EndReport::default());
     }
-    let mut rate = 0.0f64;
-    let mut last: Option<(Instant, u64)> = None;
-    gen.run_while(|sent| {
-        let now = Instant::now();
-        if let Some((t, s)) = last {
-            let dt = now.duration_since(t).as_secs_f64();
-            if dt > 0.0 {
-                rate = rate.max(sent.saturating_sub(s) as f64 / dt);
-            }
-        }
-        last = Some((now, sent));
-        if c.done() {
-            return None;
-        }
-        let left = c.deadline.duration_since(now).as_secs_f64();
-        let n = (rate * left * 1.5).min(f64::from(u32::MAX)) as u32;
-        Some(n.max(GEN_FIRST))
-    })?;
+    loops::paced(&mut gen, c.deadline, || c.done())?;
     Ok(EndReport::default())
 }
 
