@@ -27,11 +27,11 @@
 //! 32 MiB, allocated by the kernel when the first instance loads, whatever the route count.
 
 use std::net::Ipv4Addr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use libbpf_rs::{MapCore, MapFlags, MapHandle};
+use libbpf_rs::{MapCore, MapFlags, MapHandle, Object, ObjectBuilder, ProgramInput};
 
 use super::xdp_prog::{
     Attach, Counter, LoadSpec, XdpMode, XdpProgram, FWD_PROG_NAME, REDIRECT_PROG_NAME,
@@ -460,13 +460,18 @@ impl FastPath {
                 source,
             })?;
         }
+        Ok((progs, FastPath::from_maps(shared)?))
+    }
+
+    /// The control side over the shared maps, in [`SHARED`] order.
+    fn from_maps(shared: Vec<MapHandle>) -> Result<FastPath, NicError> {
         let [t24, t8, nh, ctl, ports, tx, neigh, stats]: [MapHandle; 8] =
             shared.try_into().map_err(|_| NicError::Invalid {
                 what: "fast path maps",
                 value: SHARED.len() as u64,
                 why: "one handle per shared map",
             })?;
-        let fp = FastPath {
+        Ok(FastPath {
             tbl24: Mmap::new(&t24, 2 * TBL24 * 4)?,
             tbl8: Mmap::new(&t8, 2 * FP_TBL8_GROUPS * 256 * 4)?,
             nh: Mmap::new(&nh, 2 * FP_MAX_NEXT_HOPS * 16)?,
@@ -477,8 +482,7 @@ impl FastPath {
             stats,
             live: None,
             loads: 0,
-        };
-        Ok((progs, fp))
+        })
     }
 
     /// Declares port `port`: its interface index, MAC and IP MTU; frames leave it through the
@@ -664,5 +668,171 @@ impl XdpRedirect {
     /// The mode it is attached in.
     pub fn mode(&self) -> super::AttachedMode {
         self.prog.mode()
+    }
+}
+
+/// One `BPF_PROG_TEST_RUN` of a probe: the program's return value, its average run time and
+/// the frame as the last run left it.
+#[derive(Debug, Clone)]
+pub struct ProbeRun {
+    /// The XDP action (`XDP_REDIRECT` is 4, `XDP_PASS` 2, `XDP_DROP` 1).
+    pub action: u32,
+    /// The kernel's average time per run (`bpf_test_run`: total over the runs divided by the
+    /// runs, in whole nanoseconds, so truncated by up to 1 ns).
+    pub per_run: Duration,
+    /// The frame after the last run (every run sees the previous one's output: the kernel
+    /// does not restore the buffer between repetitions).
+    pub frame: Vec<u8>,
+}
+
+fn test_run(obj: &Object, name: &str, frame: &[u8], repeat: u32) -> Result<ProbeRun, NicError> {
+    let prog = obj.progs_mut().find(|p| p.name() == name).ok_or_else(|| NicError::Bpf {
+        what: format!("object has no program {name}"),
+        source: libbpf_rs::Error::from(std::io::Error::from(std::io::ErrorKind::NotFound)),
+    })?;
+    let mut out = vec![0u8; frame.len()];
+    let input = ProgramInput {
+        data_in: Some(frame),
+        data_out: Some(&mut out),
+        repeat: repeat.max(1),
+        ..Default::default()
+    };
+    let r = prog.test_run(input).map_err(|source| NicError::Bpf {
+        what: format!("test run of {name} (BPF_PROG_TEST_RUN, {repeat} runs)"),
+        source,
+    })?;
+    let (action, per_run) = (r.return_value, r.duration);
+    Ok(ProbeRun { action, per_run, frame: out })
+}
+
+/// Attaches program `name` of `obj` natively to `ifname` through a BPF link (see
+/// [`FwdProbe::hold_in_dispatcher`]).
+fn hold(obj: &Object, name: &str, ifname: &str) -> Result<OwnedFd, NicError> {
+    let ifindex =
+        super::sys::ifindex(ifname).ok_or_else(|| NicError::NoSuchInterface(ifname.into()))?;
+    let prog = obj.progs().find(|p| p.name() == name).ok_or_else(|| NicError::Bpf {
+        what: format!("object has no program {name}"),
+        source: libbpf_rs::Error::from(std::io::Error::from(std::io::ErrorKind::NotFound)),
+    })?;
+    super::xdp_prog::link_create(prog.as_fd(), ifindex, super::xdp_prog::XDP_FLAGS_DRV_MODE)
+        .map_err(|e| NicError::sys("attach XDP program", ifname.to_string(), e))
+}
+
+fn open_detached(obj: &'static [u8], name: &str) -> Result<Object, NicError> {
+    ObjectBuilder::default()
+        .open_memory(obj)
+        .and_then(|o| o.load())
+        .map_err(|source| NicError::Bpf { what: format!("cannot load {name}"), source })
+}
+
+fn obj_map(obj: &Object, name: &str) -> Result<MapHandle, NicError> {
+    let map = obj.maps().find(|m| m.name() == name).ok_or_else(|| NicError::Bpf {
+        what: format!("object has no map {name}"),
+        source: libbpf_rs::Error::from(std::io::Error::from(std::io::ErrorKind::NotFound)),
+    })?;
+    MapHandle::try_from(&map)
+        .map_err(|source| NicError::Bpf { what: format!("cannot take a handle on {name}"), source })
+}
+
+/// The forwarding program loaded but attached nowhere, with maps of its own, for
+/// `BPF_PROG_TEST_RUN`: what one packet costs the program itself, without a device, a
+/// generator or a scheduler in the measurement (`cargo run -p nic --example fwd_cost`). The
+/// packets are "received" on port 0 (`fp_self`); the program is in steering mode ALL and
+/// forwards once [`FastPath::enable`]d. Runs never redirect anything: outside live-frame mode
+/// the kernel returns the action to the caller.
+#[derive(Debug)]
+pub struct FwdProbe {
+    _link: Option<OwnedFd>,
+    fp: FastPath,
+    obj: Object,
+}
+
+impl FwdProbe {
+    /// Loads the program (root, or `CAP_BPF` and `CAP_NET_ADMIN`); its maps are allocated as
+    /// for a router (160 MiB).
+    pub fn load() -> Result<FwdProbe, NicError> {
+        let obj = open_detached(FWD_OBJ, FWD_PROG_NAME)?;
+        let shared = SHARED.iter().map(|n| obj_map(&obj, n)).collect::<Result<Vec<_>, _>>()?;
+        let fp = FastPath::from_maps(shared)?;
+        let bpf = |what: &str| {
+            let what = what.to_string();
+            move |source| NicError::Bpf { what, source }
+        };
+        obj_map(&obj, "fp_self")?
+            .update(&0u32.to_ne_bytes(), &[0u8; 8], MapFlags::ANY)
+            .map_err(bpf("cannot set the probe's port"))?;
+        obj_map(&obj, "config")?
+            .update(&0u32.to_ne_bytes(), &[1, 0, 0, 0, 0, 0, 0, 0], MapFlags::ANY)
+            .map_err(bpf("cannot set the probe's steering mode"))?;
+        Ok(FwdProbe { _link: None, fp, obj })
+    }
+
+    /// The maps, to declare ports, load a table, set neighbours and enable forwarding.
+    pub fn fast_path(&mut self) -> &mut FastPath {
+        &mut self.fp
+    }
+
+    /// The program's counters, summed over CPUs.
+    pub fn counters(&self) -> Result<FastPathCounters, NicError> {
+        self.fp.counters()
+    }
+
+    /// Attaches the program natively to `ifname` (a device no packet arrives on: a veth that
+    /// is down) until the probe is dropped. A test run of more than one repetition puts the
+    /// program into the kernel's XDP dispatcher and takes it out again, with an RCU grace
+    /// period each way (milliseconds per call), unless an attachment holds it there; held, the
+    /// program is also called as an attached one is (a direct call from the dispatcher).
+    pub fn hold_in_dispatcher(&mut self, ifname: &str) -> Result<(), NicError> {
+        self._link = Some(hold(&self.obj, FWD_PROG_NAME, ifname)?);
+        Ok(())
+    }
+
+    /// Runs the program `repeat` times on `frame` (one system call).
+    pub fn run(&self, frame: &[u8], repeat: u32) -> Result<ProbeRun, NicError> {
+        test_run(&self.obj, FWD_PROG_NAME, frame, repeat)
+    }
+}
+
+/// The bare redirect ([`XdpRedirect`]'s program) loaded but attached nowhere, for
+/// `BPF_PROG_TEST_RUN` beside [`FwdProbe`].
+#[derive(Debug)]
+pub struct RedirectProbe {
+    _link: Option<OwnedFd>,
+    obj: Object,
+}
+
+impl RedirectProbe {
+    /// Loads the program, redirecting to interface `to` (an index; nothing is sent) with
+    /// destination MAC `dst` and source MAC `src`.
+    pub fn load(to: u32, dst: [u8; 6], src: [u8; 6]) -> Result<RedirectProbe, NicError> {
+        let obj = open_detached(REDIRECT_OBJ, REDIRECT_PROG_NAME)?;
+        let bpf = |what: &str| {
+            let what = what.to_string();
+            move |source| NicError::Bpf { what, source }
+        };
+        obj_map(&obj, "redirect_tx")?
+            .update(&0u32.to_ne_bytes(), &to.to_ne_bytes(), MapFlags::ANY)
+            .map_err(bpf("cannot set the redirect target"))?;
+        let mut macs = [0u8; 16];
+        macs[..6].copy_from_slice(&dst);
+        macs[6..12].copy_from_slice(&src);
+        obj_map(&obj, "redirect_macs")?
+            .update(&0u32.to_ne_bytes(), &macs, MapFlags::ANY)
+            .map_err(bpf("cannot set the redirect MACs"))?;
+        obj_map(&obj, "config")?
+            .update(&0u32.to_ne_bytes(), &[1, 0, 0, 0, 0, 0, 0, 0], MapFlags::ANY)
+            .map_err(bpf("cannot set the steering mode"))?;
+        Ok(RedirectProbe { _link: None, obj })
+    }
+
+    /// As [`FwdProbe::hold_in_dispatcher`].
+    pub fn hold_in_dispatcher(&mut self, ifname: &str) -> Result<(), NicError> {
+        self._link = Some(hold(&self.obj, REDIRECT_PROG_NAME, ifname)?);
+        Ok(())
+    }
+
+    /// Runs the program `repeat` times on `frame` (one system call).
+    pub fn run(&self, frame: &[u8], repeat: u32) -> Result<ProbeRun, NicError> {
+        test_run(&self.obj, REDIRECT_PROG_NAME, frame, repeat)
     }
 }

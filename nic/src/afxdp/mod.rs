@@ -29,7 +29,8 @@ mod xdp_prog;
 
 pub use fast_path::{
     FastPath, FastPathCounters, FastPathReader, FpNeighbors, FpNextHop, FpOutcome, FpPorts,
-    FpTable, XdpRedirect, FP_MAX_NEXT_HOPS, FP_MAX_PORTS, FP_TBL8_GROUPS,
+    FpTable, FwdProbe, ProbeRun, RedirectProbe, XdpRedirect, FP_MAX_NEXT_HOPS, FP_MAX_PORTS,
+    FP_TBL8_GROUPS,
 };
 pub use socket::{
     BindMode, GroupPort, XdpStatistics, XskConfig, XskGroup, XskPort, XskStatsReader, TX_HEADROOM,

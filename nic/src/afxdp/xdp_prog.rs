@@ -61,7 +61,7 @@ impl LoadSpec<'_> {
 pub const MAX_QUEUES: u32 = 64;
 
 const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
-const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
+pub(crate) const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
 
 /// Which XDP mode to attach in.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -440,7 +440,7 @@ fn port_key(addr: Option<Ipv4Addr>, proto: L4Proto, port: u16) -> [u8; 8] {
     [a[0], a[1], a[2], a[3], p[0], p[1], proto.number(), 0]
 }
 
-fn link_create(prog: BorrowedFd<'_>, ifindex: u32, flags: u32) -> io::Result<OwnedFd> {
+pub(crate) fn link_create(prog: BorrowedFd<'_>, ifindex: u32, flags: u32) -> io::Result<OwnedFd> {
     let opts = libbpf_rs::libbpf_sys::bpf_link_create_opts {
         sz: core::mem::size_of::<libbpf_rs::libbpf_sys::bpf_link_create_opts>() as _,
         flags,
