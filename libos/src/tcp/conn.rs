@@ -5,7 +5,8 @@
 //! timestamps, RFC 2018 SACK), the RTT estimator and retransmission timer (RFC 6298), the
 //! congestion window ([`super::cc`]), the loss-recovery state (RFC 6675 SACK recovery, RFC 6582
 //! NewReno, go-back-N after a timeout), ACK policy (delayed ACKs, RFC 1122/9293 and Linux's
-//! quick-ACK start), persist and keep-alive timers, and the buffers' indices.
+//! quick-ACK start; a D-SACK, RFC 2883, for every duplicate segment), persist and keep-alive
+//! timers, and the buffers' indices.
 //!
 //! Events, as RFC 9293 §3.10 arranges them:
 //! - segment arrival: [`Conn::on_segment`] (§3.10.7.3 SYN-SENT, §3.10.7.4 the other states,
@@ -34,7 +35,8 @@
 //! - `high_rxt` stays within `[snd_una, snd_max]`.
 //!
 //! References: RFC 9293, RFC 1122 §4.2, RFC 5681, RFC 6298, RFC 6582, RFC 6675, RFC 2018,
-//! RFC 3042 (limited transmit), RFC 6928 (IW10), RFC 7323, RFC 5961, RFC 9438 (via cc).
+//! RFC 3042 (limited transmit), RFC 6928 (IW10), RFC 7323, RFC 5961, RFC 2883, RFC 8985 §7.4
+//! (why a D-SACK matters to a sender's tail-loss probes), RFC 9438 (via cc).
 
 use core::time::Duration;
 use std::net::Ipv4Addr;
@@ -319,6 +321,10 @@ pub(crate) struct Conn {
 
     // ACK state.
     ack_now: bool,
+    /// A duplicate segment's range, reported as the first SACK block of the next ACK only
+    /// (RFC 2883 §4): it tells the sender that the retransmission (a tail-loss probe, a
+    /// spurious timeout) was unnecessary, so it undoes or skips its congestion response.
+    dsack: Option<(u32, u32)>,
     extra_acks: u8,
     wnd_update: bool,
     quickacks: u8,
@@ -434,6 +440,7 @@ impl Conn {
             last_send: now,
             last_oow: None,
             ack_now: false,
+            dsack: None,
             extra_acks: 0,
             wnd_update: false,
             quickacks: QUICKACKS,
@@ -1201,6 +1208,12 @@ impl Conn {
     /// and SYNs are rate-limited (ACK loops, Linux's `tcp_oow_rate_limited`).
     fn oow_ack(&mut self, env: &mut Env<'_>, seg: &Seg<'_>) {
         let pure = seg.payload.is_empty() && !seg.flags.contains(TcpFlags::FIN);
+        if !seg.payload.is_empty() && seq::lt(seg.seq, self.rbuf.nxt()) {
+            // Old data again (a retransmission of what we have): D-SACK it, as Linux's
+            // `tcp_send_dupack` does, up to RCV.NXT.
+            let end = seg.seq.wrapping_add(seg.payload.len() as u32);
+            self.note_dsack(seg.seq, seq::min(end, self.rbuf.nxt()));
+        }
         if pure {
             if self.oow_limited(env.now) {
                 env.stats.drop(TcpDrop::RateLimited);
@@ -1610,7 +1623,16 @@ impl Conn {
     fn rx_data(&mut self, env: &mut Env<'_>, mem: &mut Mem<'_>, seg: &Seg<'_>) -> Option<TcpDrop> {
         let now = env.now;
         let segments = u32::from(seg.segments.max(1));
+        let nxt = self.rbuf.nxt();
+        let end = seg.seq.wrapping_add(seg.payload.len() as u32);
         let ins = self.rbuf.insert(mem.rx, seg.seq, seg.payload);
+        if seq::lt(seg.seq, nxt) {
+            // Its head was received before (RFC 2883 §4.1.1: the duplicate part).
+            self.note_dsack(seg.seq, seq::min(end, nxt));
+        } else if ins.duplicate && ins.out_of_order {
+            // All of it is held out of order already (RFC 2883 §4.1.3).
+            self.note_dsack(seg.seq, end);
+        }
         let mut drop = None;
         if ins.dropped > 0 {
             let full = self.rbuf.space(mem.rx.len()) as u32 <= seq::dist(self.rbuf.nxt(), seg.seq);
@@ -1642,6 +1664,43 @@ impl Conn {
             }
         }
         drop
+    }
+
+    /// Remembers a duplicate range for a D-SACK block in an ACK sent at once (where SACK was
+    /// agreed: RFC 2883 §4 sends D-SACKs only to a sender that sent SACK-permitted). Several
+    /// duplicates in one batch share that ACK: a range that touches the pending one extends it
+    /// (§4: one block per contiguous duplicate sequence), another replaces it (the latest
+    /// first, as RFC 2018 orders blocks).
+    fn note_dsack(&mut self, start: u32, end: u32) {
+        if !self.sack_ok || !seq::lt(start, end) {
+            return;
+        }
+        self.dsack = Some(match self.dsack {
+            Some((a, b)) if seq::le(start, b) && seq::le(a, end) => {
+                (seq::min(a, start), seq::max(b, end))
+            }
+            _ => (start, end),
+        });
+        self.ack_now = true;
+    }
+
+    /// SACK blocks the next segment carries: a pending D-SACK first (RFC 2883 §4), then the
+    /// out-of-order ranges (RFC 2018 §4); three with timestamps, four without.
+    fn sack_out(&self) -> SackBlocks {
+        if !self.sack_ok {
+            return SackBlocks::EMPTY;
+        }
+        let max = if self.ts_ok { 3 } else { 4 };
+        let mut out = SackBlocks::EMPTY;
+        if let Some(d) = self.dsack {
+            out.push(d);
+        }
+        if self.rbuf.has_ooo() {
+            for &b in self.rbuf.sack_blocks(max - out.len()).as_slice() {
+                out.push(b);
+            }
+        }
+        out
     }
 
     // ---------------------------------------------------------------------------------------
@@ -1683,11 +1742,8 @@ impl Conn {
     /// Fills the ACK-related fields every segment carries and clears the ACK debt.
     fn out_base(&mut self, now: Instant, cap: usize, seqno: u32, flags: TcpFlags) -> Out {
         let window = self.window_field(cap);
-        let sack = if self.sack_ok && self.rbuf.has_ooo() {
-            self.rbuf.sack_blocks(if self.ts_ok { 3 } else { 4 })
-        } else {
-            SackBlocks::EMPTY
-        };
+        let sack = self.sack_out();
+        self.dsack = None;
         self.ack_now = false;
         self.wnd_update = false;
         self.delack_at = None;
@@ -1784,7 +1840,7 @@ impl Conn {
             _ => {}
         }
         // SACK blocks ride in the header of data segments too: they cost payload room.
-        let n_sack = if self.sack_ok { self.rbuf.ooo().len().min(3) } else { 0 };
+        let n_sack = self.sack_out().len();
         let opt_extra = if n_sack > 0 { 4 + 8 * n_sack } else { 0 };
         let mss = (usize::from(self.mss).saturating_sub(opt_extra)).max(1);
         let room = if gso { room.max(mss) } else { mss.min(room.max(1)) };

@@ -1438,3 +1438,107 @@ fn a_segment_in_ip_fragments_is_reassembled_and_delivered() {
     assert_eq!(h.conn().readable(), 1200);
     assert_eq!(h.s.stats().icmp_errors_sent, 0);
 }
+
+/// The peer's stream offset of sequence number `s`.
+fn peer_off(s: u32) -> u32 {
+    s.wrapping_sub(PEER_ISN.wrapping_add(1))
+}
+
+/// The peer's bytes `[s, s + n)` by sequence number.
+fn peer_data(s: u32, n: u32) -> Vec<u8> {
+    (0..n).map(|i| peer_byte(peer_off(s).wrapping_add(i))).collect()
+}
+
+/// The soak's pattern (issue 7): a Linux sender's 16 KiB block ends in a short segment; when
+/// the receiver answers later than the sender's probe timeout (2·SRTT + 2 ms), the sender
+/// retransmits that last segment as a tail-loss probe (RFC 8985 §7), and the original and the
+/// probe arrive in one batch. The answer must carry a D-SACK of the probe (RFC 2883 §4), as
+/// Linux's does: without it the sender takes the probe for a repaired loss
+/// (`TCPLossProbeRecovery`) and halves its congestion window each time.
+#[test]
+fn a_tail_loss_probe_of_data_already_received_is_answered_with_a_dsack() {
+    let mut h = Harness::established(65536, 8192, true, true, Some(7));
+    let mut batch = Vec::new();
+    let mut last = (0, 0);
+    for len in [1448u32, 1448, 456] {
+        let r = h.seg(ACK);
+        let s = r.seq_number;
+        batch.push(tcp_frame(PEER, US, PEER_IP, US_IP, &r, &peer_data(s, len)));
+        h.peer_nxt = s.wrapping_add(len);
+        last = (s, len);
+    }
+    let mut probe = h.seg(ACK);
+    probe.seq_number = last.0;
+    batch.push(tcp_frame(PEER, US, PEER_IP, US_IP, &probe, &peer_data(last.0, last.1)));
+    let mut frames: Vec<Frame> = batch.iter().map(|f| Frame::new(f, f.len())).collect();
+    h.s.handle_rx(h.now, &mut frames[..]);
+    assert_eq!(h.s.tcp().stats().drops(TcpDrop::OutOfWindow), 1, "the probe's copy");
+    let out = h.tx();
+    let last_ack = out.last().expect("an answer at once, not after the delayed-ACK timer");
+    assert_eq!(last_ack.repr.ack_number, h.peer_nxt);
+    assert_eq!(
+        last_ack.repr.sack_ranges.as_slice(),
+        &[(last.0, last.0.wrapping_add(last.1))],
+        "the probe D-SACKed: {out:?}"
+    );
+    assert!(out[..out.len() - 1].iter().all(|s| s.repr.sack_ranges.is_empty()), "{out:?}");
+    // Reported once: the next ACK carries no block.
+    let r = h.seg(ACK);
+    h.send(&r, &peer_data(r.seq_number, 1448));
+    let r = h.seg(ACK);
+    h.send(&r, &peer_data(r.seq_number, 1448));
+    let out = h.tx();
+    assert!(!out.is_empty() && out.iter().all(|s| s.repr.sack_ranges.is_empty()), "{out:?}");
+    let mut got = vec![0u8; 8192];
+    let n = h.s.tcp_mut().read(h.h, &mut got).unwrap();
+    assert_eq!(&got[..n], &peer_data(PEER_ISN.wrapping_add(1), n as u32)[..], "the stream");
+}
+
+/// A segment partly received before (a retransmission that overlaps RCV.NXT, RFC 2883 §4.1.1)
+/// is D-SACKed for its old part and acknowledged at once; a duplicate of data held out of order
+/// (§4.1.3) is reported first, before the out-of-order range; without SACK no block is sent
+/// (and the overlap's new part waits for the delayed ACK like any other data).
+#[test]
+fn duplicate_parts_of_segments_are_dsacked_once_and_only_where_sack_was_agreed() {
+    for sack in [true, false] {
+        let mut h = Harness::established(65536, 8192, true, sack, Some(7));
+        for _ in 0..16 {
+            // Past the quick-ACK start: an ACK at once is the duplicate's doing.
+            let r = h.seg(ACK);
+            h.send(&r, &peer_data(r.seq_number, 10));
+            h.tx();
+        }
+        let r = h.seg(ACK);
+        let s = r.seq_number;
+        h.send(&r, &peer_data(s, 500));
+        let mut dup = h.seg(ACK);
+        dup.seq_number = s.wrapping_add(300);
+        h.rx_repr(&dup, &peer_data(dup.seq_number, 400));
+        h.peer_nxt = s.wrapping_add(700);
+        let mut out = h.tx();
+        if !sack {
+            // Nothing to report: the new part is acknowledged as any other data.
+            assert!(out.is_empty(), "{out:?}");
+            let n = h.sent_out.len();
+            h.advance(ms(40));
+            out = h.sent_out[n..].to_vec();
+        }
+        assert_eq!(out.len(), 1, "sack {sack}: {out:?}");
+        assert_eq!(out[0].repr.ack_number, h.peer_nxt);
+        let w = |a: u32, b: u32| (s.wrapping_add(a), s.wrapping_add(b));
+        let want: &[(u32, u32)] = if sack { &[w(300, 500)] } else { &[] };
+        assert_eq!(out[0].repr.sack_ranges.as_slice(), want, "sack {sack}");
+        // Out of order: [nxt + 1000, nxt + 1500) arrives twice.
+        let mut ooo = h.seg(ACK);
+        ooo.seq_number = h.peer_nxt.wrapping_add(1000);
+        let o = ooo.seq_number;
+        h.rx_repr(&ooo, &peer_data(o, 500));
+        h.tx();
+        h.rx_repr(&ooo, &peer_data(o, 500));
+        let out = h.tx();
+        assert_eq!(out.len(), 1, "sack {sack}: {out:?}");
+        let b = (o, o.wrapping_add(500));
+        let want: &[(u32, u32)] = if sack { &[b, b] } else { &[] };
+        assert_eq!(out[0].repr.sack_ranges.as_slice(), want, "sack {sack}");
+    }
+}
