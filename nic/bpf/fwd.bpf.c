@@ -104,11 +104,20 @@ struct fib_ctl {
 };
 
 struct fib_nh {
-	__u32 kind;        /* enum nh_kind */
-	__u32 port;        /* egress port */
+	__u16 kind;        /* enum nh_kind */
+	__u16 port;        /* egress port */
 	__u32 gw;          /* gateway, network order; 0: on-link (the destination itself) */
-	__u32 pad;
+	/*
+	 * The gateway's MAC in bytes 0-5 (memory order), byte 6 = 1 if resolved, byte 7 = 0; 0
+	 * for on-link next hops (their neighbour is the destination: fp_neigh). One aligned 64-bit
+	 * word: the control plane replaces it with one 64-bit store and the program reads it with
+	 * one 64-bit load, so a packet sees the old MAC or the new one, never a mix.
+	 */
+	__u64 mac;
 };
+
+_Static_assert(sizeof(struct fib_nh) == 16, "fib_nh is 16 bytes (nic::afxdp::FastPath)");
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the MAC word is read little-endian");
 
 struct port_info {
 	__u32 ifindex;     /* 0: not configured */
@@ -288,7 +297,7 @@ static __always_inline int special(__u32 addr_host)
 	return top == 0 || top == 127 || top >= 224;
 }
 
-static __always_inline int fast(struct xdp_md *ctx)
+static __always_inline int fast(struct xdp_md *ctx, struct fib_ctl *ctl)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -325,11 +334,14 @@ static __always_inline int fast(struct xdp_md *ctx)
 	if (tot < sizeof(*ip) || (void *)ip + tot > data_end)
 		return punt(ctx, P_MALFORMED);
 	{
-		__u16 *w = (__u16 *)ip;
-		__u32 sum = 0;
-#pragma unroll
-		for (int i = 0; i < 10; i++)
-			sum += w[i];
+		/* RFC 1071 over five 32-bit words (the one's-complement sum does not depend on
+		 * the word size or the byte order): at most 35 bits, folded to 32, then to 16. A
+		 * valid header sums to 0xffff. */
+		__u32 *w = (__u32 *)ip;
+		__u64 sum = (__u64)w[0] + w[1] + w[2] + w[3] + w[4];
+
+		sum = (sum & 0xffffffff) + (sum >> 32);
+		sum = (sum & 0xffffffff) + (sum >> 32);
 		sum = (sum & 0xffff) + (sum >> 16);
 		sum = (sum & 0xffff) + (sum >> 16);
 		if (sum != 0xffff)
@@ -344,9 +356,6 @@ static __always_inline int fast(struct xdp_md *ctx)
 		return punt(ctx, P_TTL);
 
 	/* DIR-24-8 lookup in the live half. */
-	struct fib_ctl *ctl = bpf_map_lookup_elem(&fib_ctl, &zero);
-	if (!ctl)
-		return punt(ctx, P_NO_ROUTE);
 	__u32 half = *(volatile __u32 *)&ctl->active & 1;
 	__u32 k = (half << 24) | (dst >> 8);
 	__u32 line = k >> 4;
@@ -389,15 +398,26 @@ static __always_inline int fast(struct xdp_md *ctx)
 		return punt(ctx, P_PORT_DISABLED);
 	if (tot > out->mtu)
 		return punt(ctx, P_TOO_BIG);
-	struct neigh_key nk = { .port = out_port, .addr = nh->gw ? nh->gw : ip->daddr };
-	struct neigh_val *n = bpf_map_lookup_elem(&fp_neigh, &nk);
-	if (!n)
-		return punt(ctx, P_NO_NEIGHBOR);
+	/* The neighbour: a gateway's MAC is in the next hop (one 64-bit load, no lookup); an
+	 * on-link destination's is in the hash. */
+	__u64 mac;
+	if (nh->gw) {
+		mac = *(volatile __u64 *)&nh->mac;
+		if (!(mac >> 48))
+			return punt(ctx, P_NO_NEIGHBOR);
+	} else {
+		struct neigh_key nk = { .port = out_port, .addr = ip->daddr };
+		struct neigh_val *n = bpf_map_lookup_elem(&fp_neigh, &nk);
+		if (!n)
+			return punt(ctx, P_NO_NEIGHBOR);
+		mac = *(__u32 *)&n->mac[0] | (__u64)*(__u16 *)&n->mac[4] << 32;
+	}
 	/* Sets the target only; the frame leaves after the program returns. */
 	if (bpf_redirect_map(&fp_tx, out_port, 0) != XDP_REDIRECT)
 		return punt(ctx, P_NO_PORT);
 
-	__builtin_memcpy(eth->h_dest, n->mac, ETH_ALEN);
+	*(__u32 *)&eth->h_dest[0] = (__u32)mac;
+	*(__u16 *)&eth->h_dest[4] = (__u16)(mac >> 32);
 	__builtin_memcpy(eth->h_source, out->mac, ETH_ALEN);
 	/* TTL - 1 and the checksum + 0x0100 in one's complement (RFC 1624; Linux's
 	 * ip_decrease_ttl). */
@@ -421,7 +441,7 @@ int xdpos_fwd(struct xdp_md *ctx)
 	}
 	struct fib_ctl *ctl = bpf_map_lookup_elem(&fib_ctl, &zero);
 	if (ctl && ctl->enabled) {
-		int r = fast(ctx);
+		int r = fast(ctx, ctl);
 		if (r >= 0)
 			return r;
 	}

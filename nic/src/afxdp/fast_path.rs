@@ -26,9 +26,11 @@
 //! Memory: `fib_tbl24` 2 × 2^24 × 4 B = 128 MiB, `fib_tbl8` 2 × [`FP_TBL8_GROUPS`] × 1 KiB =
 //! 32 MiB, allocated by the kernel when the first instance loads, whatever the route count.
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use libbpf_rs::{MapCore, MapFlags, MapHandle, Object, ObjectBuilder, ProgramInput};
@@ -245,11 +247,14 @@ impl FastPathReader {
     }
 }
 
-/// Writes the neighbour map from the thread that knows the neighbours (a worker's ARP
-/// caches). A system call per change, never per packet.
+/// Writes the neighbours from the thread that knows them (a worker's ARP caches): the hash
+/// (`fp_neigh`, for on-link destinations) and the MAC word of every next hop whose gateway
+/// the neighbour is (see [`Gateways`]). A system call (and a few 64-bit stores) per change,
+/// never per packet.
 #[derive(Debug)]
 pub struct FpNeighbors {
     map: MapHandle,
+    gateways: Arc<Mutex<Gateways>>,
 }
 
 impl FpNeighbors {
@@ -260,18 +265,31 @@ impl FpNeighbors {
         k
     }
 
-    /// Port `port` reaches `ip` at `mac` (added or replaced in one step).
+    fn gateways(&self) -> Result<std::sync::MutexGuard<'_, Gateways>, NicError> {
+        self.gateways.lock().map_err(|_| NicError::Invalid {
+            what: "fast path neighbour lock",
+            value: 0,
+            why: "poisoned by a panic",
+        })
+    }
+
+    /// Port `port` reaches `ip` at `mac` (added or replaced in one step: the hash entry by the
+    /// kernel, each next hop's MAC word with one 64-bit store).
     pub fn set(&self, port: u16, ip: Ipv4Addr, mac: [u8; 6]) -> Result<(), NicError> {
         let mut v = [0u8; 8];
         v[..6].copy_from_slice(&mac);
-        self.map.update(&Self::key(port, ip), &v, MapFlags::ANY).map_err(|source| NicError::Bpf {
-            what: format!("cannot set neighbour {ip} of port {port}"),
-            source,
-        })
+        let mut g = self.gateways()?;
+        self.map.update(&Self::key(port, ip), &v, MapFlags::ANY).map_err(|source| {
+            NicError::Bpf { what: format!("cannot set neighbour {ip} of port {port}"), source }
+        })?;
+        g.set(port, ip, Some(mac));
+        Ok(())
     }
 
     /// Forgets `ip` on `port` (packets to it are punted). Absent entries are fine.
     pub fn remove(&self, port: u16, ip: Ipv4Addr) -> Result<(), NicError> {
+        let mut g = self.gateways()?;
+        g.set(port, ip, None);
         match self.map.delete(&Self::key(port, ip)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => Ok(()),
@@ -280,6 +298,87 @@ impl FpNeighbors {
                 source,
             }),
         }
+    }
+}
+
+/// The neighbours' MACs in the next hops (`fib_nh.mac`), shared by [`FastPath::load`] and
+/// the [`FpNeighbors`] writers under one lock.
+///
+/// A next hop via a gateway carries the gateway's MAC as one aligned 64-bit word (bytes 0–5
+/// the MAC, byte 6 = 1 when resolved; 0: punt `no_neighbor`), so the program reads an array
+/// entry it already has instead of looking up the hash. Consistency:
+/// - a word is only ever written whole, with one 64-bit store, and the program reads it with
+///   one 64-bit load (single-copy atomic on 64-bit machines): a packet sees the old MAC or the
+///   new one, never a mix of the two;
+/// - `known` is what the writers last set; a load fills the words of the half it writes from
+///   `known` under the lock, after which the writers update that half too; until then the
+///   writers skip the half (`halves[h]` empty), which no packet reads. A neighbour change is
+///   therefore in every half a packet can read as soon as `set`/`remove` returns, and a table
+///   loaded later starts from it;
+/// - the half a load replaced stays in `halves` until the next load clears it, after the RCU
+///   grace period that ends every load, so packets still reading it see changes too.
+#[derive(Debug)]
+struct Gateways {
+    /// The writers' last word: (port, address octets) → MAC.
+    known: HashMap<(u16, [u8; 4]), [u8; 6]>,
+    /// Per half: the next hops via a gateway, (entry index, port, gateway octets).
+    halves: [Vec<(usize, u16, [u8; 4])>; 2],
+    /// A mapping of `fib_nh` of its own, for the 64-bit stores.
+    words: Mmap,
+}
+
+/// Byte offset of `mac` in `struct fib_nh`, and the entry's size.
+const NH_MAC: usize = 8;
+const NH_SIZE: usize = 16;
+
+impl Gateways {
+    /// The word of a MAC (0: unresolved).
+    fn word(mac: Option<[u8; 6]>) -> u64 {
+        mac.map_or(0, |m| u64::from_ne_bytes([m[0], m[1], m[2], m[3], m[4], m[5], 1, 0]))
+    }
+
+    fn store(&self, half: usize, entry: usize, word: u64) {
+        self.words
+            .atomic64(((entry * 2 + half) * NH_SIZE + NH_MAC) / 8)
+            .store(word, Ordering::Release);
+    }
+
+    /// A writer's change: every next hop via (`port`, `ip`) in both halves, then `known`.
+    fn set(&mut self, port: u16, ip: Ipv4Addr, mac: Option<[u8; 6]>) {
+        let gw = ip.octets();
+        let w = Self::word(mac);
+        for half in 0..2 {
+            for &(e, p, g) in &self.halves[half] {
+                if p == port && g == gw {
+                    self.store(half, e, w);
+                }
+            }
+        }
+        match mac {
+            Some(m) => self.known.insert((port, gw), m),
+            None => self.known.remove(&(port, gw)),
+        };
+    }
+
+    /// A load is about to write `half`: the writers leave it alone.
+    fn forget(&mut self, half: usize) {
+        self.halves[half].clear();
+    }
+
+    /// A load has written the next hops of `half`: their words from `known` (0 for every other
+    /// next hop), and the writers follow it from now on.
+    fn fill(&mut self, half: usize, next_hops: &[FpNextHop]) {
+        let mut list = std::mem::take(&mut self.halves[half]);
+        list.clear();
+        for (e, nh) in next_hops.iter().enumerate() {
+            let mut w = 0;
+            if let FpNextHop::Forward { port, via: Some(gw) } = *nh {
+                w = Self::word(self.known.get(&(port, gw.octets())).copied());
+                list.push((e, port, gw.octets()));
+            }
+            self.store(half, e, w);
+        }
+        self.halves[half] = list;
     }
 }
 
@@ -385,6 +484,14 @@ impl Mmap {
         }
     }
 
+    /// 64-bit word `i` as an atomic (a word the program reads while it changes).
+    fn atomic64(&self, i: usize) -> &AtomicU64 {
+        assert!(i < self.words() / 2, "fast path: 64-bit word out of range");
+        // SAFETY: in bounds, 8-byte aligned (page-aligned base), and the mapping lives as long
+        // as `self`; AtomicU64 has the layout of u64.
+        unsafe { &*self.ptr.cast::<AtomicU64>().add(i) }
+    }
+
     /// Word `i` as an atomic (the control words the program reads while they change).
     fn atomic(&self, i: usize) -> &AtomicU32 {
         assert!(i < self.words(), "fast path: control word out of range");
@@ -418,6 +525,7 @@ pub struct FastPath {
     ports: MapHandle,
     tx: MapHandle,
     neigh: MapHandle,
+    gateways: Arc<Mutex<Gateways>>,
     stats: MapHandle,
     /// The half packets read (`None` before the first load).
     live: Option<usize>,
@@ -474,7 +582,12 @@ impl FastPath {
         Ok(FastPath {
             tbl24: Mmap::new(&t24, 2 * TBL24 * 4)?,
             tbl8: Mmap::new(&t8, 2 * FP_TBL8_GROUPS * 256 * 4)?,
-            nh: Mmap::new(&nh, 2 * FP_MAX_NEXT_HOPS * 16)?,
+            nh: Mmap::new(&nh, 2 * FP_MAX_NEXT_HOPS * NH_SIZE)?,
+            gateways: Arc::new(Mutex::new(Gateways {
+                known: HashMap::new(),
+                halves: [Vec::new(), Vec::new()],
+                words: Mmap::new(&nh, 2 * FP_MAX_NEXT_HOPS * NH_SIZE)?,
+            })),
             ctl: Mmap::new(&ctl, 16)?,
             ports,
             tx,
@@ -541,27 +654,42 @@ impl FastPath {
             });
         }
         let half = self.live.map_or(0, |h| h ^ 1);
+        self.gateways_lock()?.forget(half);
         self.tbl24.write(half * TBL24, table.tbl24);
         for g in 0..groups {
             self.tbl8.write((g * 2 + half) * 256, &table.tbl8[g * 256..(g + 1) * 256]);
         }
+        // kind and port (16 bits each), gateway; the MAC word is the neighbours' (below).
+        let kind_port = |kind: u16, port: u16| {
+            let (k, p) = (kind.to_ne_bytes(), port.to_ne_bytes());
+            u32::from_ne_bytes([k[0], k[1], p[0], p[1]])
+        };
         for (i, nh) in table.next_hops.iter().enumerate() {
             let v = match *nh {
-                FpNextHop::None => [0, 0, 0, 0],
+                FpNextHop::None => [0, 0],
                 FpNextHop::Forward { port, via } => {
-                    [1, u32::from(port), u32::from_ne_bytes(via.map_or([0; 4], |a| a.octets())), 0]
+                    [kind_port(1, port), u32::from_ne_bytes(via.map_or([0; 4], |a| a.octets()))]
                 }
-                FpNextHop::Local => [2, 0, 0, 0],
-                FpNextHop::Blackhole => [3, 0, 0, 0],
+                FpNextHop::Local => [kind_port(2, 0), 0],
+                FpNextHop::Blackhole => [kind_port(3, 0), 0],
             };
-            self.nh.write((i * 2 + half) * 4, &v);
+            self.nh.write((i * 2 + half) * NH_SIZE / 4, &v);
         }
+        self.gateways_lock()?.fill(half, table.next_hops);
         self.ctl.atomic(CTL_DEFAULT + half).store(table.default, Ordering::SeqCst);
         self.ctl.atomic(CTL_ACTIVE).store(half as u32, Ordering::SeqCst);
         self.live = Some(half);
         self.loads += 1;
         grace_period();
         Ok(())
+    }
+
+    fn gateways_lock(&self) -> Result<std::sync::MutexGuard<'_, Gateways>, NicError> {
+        self.gateways.lock().map_err(|_| NicError::Invalid {
+            what: "fast path neighbour lock",
+            value: 0,
+            why: "poisoned by a panic",
+        })
     }
 
     /// Forwards (`true`) or punts everything (`false`, the library OS forwards).
@@ -586,7 +714,7 @@ impl FastPath {
 
     /// A writer of the neighbour map for another thread.
     pub fn neighbors(&self) -> Result<FpNeighbors, NicError> {
-        Ok(FpNeighbors { map: dup(&self.neigh, "fp_neigh")? })
+        Ok(FpNeighbors { map: dup(&self.neigh, "fp_neigh")?, gateways: self.gateways.clone() })
     }
 
     /// The counters now, summed over CPUs.
@@ -777,6 +905,11 @@ impl FwdProbe {
         self.fp.counters()
     }
 
+    #[cfg(test)]
+    fn fast_path_neighbors(&self) -> FpNeighbors {
+        self.fp.neighbors().expect("neighbour writer")
+    }
+
     /// Attaches the program natively to `ifname` (a device no packet arrives on: a veth that
     /// is down) until the probe is dropped. A test run of more than one repetition puts the
     /// program into the kernel's XDP dispatcher and takes it out again, with an RCU grace
@@ -834,5 +967,179 @@ impl RedirectProbe {
     /// Runs the program `repeat` times on `frame` (one system call).
     pub fn run(&self, frame: &[u8], repeat: u32) -> Result<ProbeRun, NicError> {
         test_run(&self.obj, REDIRECT_PROG_NAME, frame, repeat)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The program through [`FwdProbe`] (root: loads it; nothing is attached or sent).
+
+    use super::*;
+    use crate::trafgen::{udp_frame, UdpSpec};
+
+    const IN_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
+    const OUT_MAC: [u8; 6] = [2, 0, 0, 0, 2, 1];
+    const GW: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
+    const GW2: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 3);
+    const DST: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 99);
+    const XDP_PASS: u32 = 2;
+    const XDP_REDIRECT: u32 = 4;
+
+    fn frame() -> Vec<u8> {
+        let spec = UdpSpec {
+            src_mac: [2, 0, 0, 0, 1, 2],
+            dst_mac: IN_MAC,
+            src_ip: Ipv4Addr::new(10, 0, 1, 2),
+            dst_ip: DST,
+            src_port: 1024,
+            dst_port: 9,
+        };
+        udp_frame(&spec, 64).expect("frame")
+    }
+
+    /// A table with one route, the default, to `nh` (port 1).
+    fn load(p: &mut FwdProbe, nh: FpNextHop) {
+        let tbl24 = vec![0u32; TBL24];
+        let next_hops = [FpNextHop::None, nh];
+        let table = FpTable { tbl24: &tbl24, tbl8: &[], next_hops: &next_hops, default: 1 };
+        p.fast_path().load(&table).expect("load");
+    }
+
+    fn probe(nh: FpNextHop) -> FwdProbe {
+        let mut p = FwdProbe::load().expect("load the program (root)");
+        p.fast_path().set_port(0, 1, IN_MAC, 1500).expect("port 0");
+        p.fast_path().set_port(1, 1, OUT_MAC, 1500).expect("port 1");
+        load(&mut p, nh);
+        p.fast_path().enable(true);
+        p
+    }
+
+    /// Forwarded to `mac`, or punted (`None`).
+    fn once(p: &FwdProbe, f: &[u8]) -> Option<[u8; 6]> {
+        let r = p.run(f, 1).expect("test run");
+        match r.action {
+            XDP_REDIRECT => {
+                assert_eq!(r.frame[6..12], OUT_MAC, "source MAC");
+                assert_eq!(r.frame[14 + 8], f[14 + 8] - 1, "TTL");
+                Some(r.frame[0..6].try_into().unwrap())
+            }
+            XDP_PASS => None,
+            a => panic!("action {a}"),
+        }
+    }
+
+    fn via(gw: Ipv4Addr) -> FpNextHop {
+        FpNextHop::Forward { port: 1, via: Some(gw) }
+    }
+
+    #[test]
+    fn a_gateways_mac_follows_the_neighbour_writer_and_survives_a_new_table() {
+        let f = frame();
+        let mut p = probe(via(GW));
+        let n = p.fast_path().neighbors().expect("writer");
+        assert_eq!(once(&p, &f), None, "no neighbour yet");
+        assert_eq!(p.counters().unwrap().get(FpOutcome::NoNeighbor).packets, 1);
+        let (m1, m2) = ([2, 0, 0, 0, 9, 1], [2, 0, 0, 0, 9, 2]);
+        n.set(1, GW, m1).unwrap();
+        assert_eq!(once(&p, &f), Some(m1));
+        n.set(1, GW, m2).unwrap();
+        assert_eq!(once(&p, &f), Some(m2), "replaced");
+        n.set(0, GW, m1).unwrap();
+        n.set(1, GW2, m1).unwrap();
+        assert_eq!(once(&p, &f), Some(m2), "another port's, another address's");
+        // A new table (into the other half) starts from what the writer said.
+        load(&mut p, via(GW));
+        assert_eq!(once(&p, &f), Some(m2), "after a load");
+        load(&mut p, via(GW));
+        assert_eq!(once(&p, &f), Some(m2), "after a second load (the first half again)");
+        n.remove(1, GW).unwrap();
+        assert_eq!(once(&p, &f), None, "removed");
+        load(&mut p, via(GW));
+        assert_eq!(once(&p, &f), None, "removed, after a load");
+        // Another gateway, known before the table names it; then an on-link route.
+        load(&mut p, via(GW2));
+        assert_eq!(once(&p, &f), Some(m1), "the new gateway");
+        n.set(1, GW, m2).unwrap();
+        assert_eq!(once(&p, &f), Some(m1), "the old gateway's change is not this route's");
+        load(&mut p, FpNextHop::Forward { port: 1, via: None });
+        assert_eq!(once(&p, &f), None, "on-link: the destination is not resolved");
+        n.set(1, DST, [2, 0, 0, 0, 9, 99]).unwrap();
+        assert_eq!(once(&p, &f), Some([2, 0, 0, 0, 9, 99]), "on-link: the destination's MAC");
+        let c = p.counters().unwrap();
+        assert_eq!(c.forwarded(), 8);
+        assert_eq!(c.get(FpOutcome::NoNeighbor).packets, 4);
+    }
+
+    #[test]
+    fn the_header_checksum_is_verified_over_every_byte() {
+        let f = frame();
+        let p = probe(via(GW));
+        p.fast_path_neighbors().set(1, GW, [2, 0, 0, 0, 9, 1]).unwrap();
+        assert!(once(&p, &f).is_some());
+        let mut malformed = 0;
+        // Every bit of the header but the checksum's own flipped: punted as malformed (or,
+        // for version/length/fragment bits, an earlier reason), never forwarded.
+        for byte in 14..34 {
+            for bit in 0..8 {
+                let mut g = f.clone();
+                g[byte] ^= 1 << bit;
+                let before = p.counters().unwrap().get(FpOutcome::Malformed).packets;
+                assert_eq!(once(&p, &g), None, "byte {byte} bit {bit} flipped: forwarded");
+                malformed += p.counters().unwrap().get(FpOutcome::Malformed).packets - before;
+            }
+        }
+        assert!(malformed >= 100, "{malformed} of 160 punted as malformed");
+        // 0x0000 and 0xffff are the same one's-complement number: a header whose checksum
+        // field is written either way is valid (RFC 1624 §3 discusses the case).
+        let mut g = f.clone();
+        let c = u16::from_be_bytes([g[24], g[25]]);
+        if c == 0xffff || c == 0 {
+            g[24..26].copy_from_slice(&(!c).to_be_bytes());
+            assert!(once(&p, &g).is_some());
+        }
+    }
+
+    /// A writer thread flips the gateway between two MACs that differ in every byte, and
+    /// removes and restores it, while this thread runs packets: every forwarded frame carries
+    /// one of the two MACs whole.
+    #[test]
+    fn a_neighbour_changing_under_traffic_never_yields_a_mixed_mac() {
+        let f = frame();
+        let p = probe(via(GW));
+        let n = p.fast_path_neighbors();
+        let (a, b) = ([2, 0x11, 0x22, 0x33, 0x44, 0x55], [0xfe, 0xee, 0xdd, 0xcc, 0xbb, 0xaa]);
+        n.set(1, GW, a).unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let r = match i % 5 {
+                        4 => n.remove(1, GW),
+                        k => n.set(1, GW, if k % 2 == 0 { a } else { b }),
+                    };
+                    r.expect("neighbour write");
+                    i += 1;
+                }
+                i
+            })
+        };
+        let (mut seen_a, mut seen_b, mut punted) = (0u64, 0u64, 0u64);
+        let end = std::time::Instant::now() + Duration::from_millis(500);
+        while std::time::Instant::now() < end {
+            for _ in 0..256 {
+                match once(&p, &f) {
+                    Some(m) if m == a => seen_a += 1,
+                    Some(m) if m == b => seen_b += 1,
+                    Some(m) => panic!("forwarded to {m:02x?}: neither {a:02x?} nor {b:02x?}"),
+                    None => punted += 1,
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let writes = writer.join().expect("writer");
+        assert!(writes > 100, "{writes} writes");
+        assert!(seen_a > 0 && seen_b > 0, "a {seen_a}, b {seen_b}, punted {punted}");
     }
 }
