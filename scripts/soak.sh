@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Soak: a mixed load (forwarding through `xdpos forward --role router`, UDP echoes, a TCP echo
-# stream, TCP connection churn through `xdpos echo`) for MINUTES (default 10), printing both
-# processes' resident memory and the load's counters every 5 s, then the frame accounting,
-# the drops and the totals. Fails if memory grows after warm-up, a frame is unaccounted for,
-# anything is dropped or lost. CI runs the same test for 45 s (`scripts/test.sh`).
+# Soak: a mixed load on two daemons started from TOML configurations (`xdpos run --config`):
+# forwarding through a router-role daemon, and UDP echoes, a TCP echo stream and TCP connection
+# churn against a server-role daemon, for MINUTES (default 10). Prints both daemons' resident
+# memory and the load's counters every 5 s, then the totals, the drops read from each daemon's
+# /metrics, the kernel clients' retransmissions by kind, and the workers' frame accounting at
+# SIGTERM. Fails if memory grows after warm-up, a frame is unaccounted for, anything is dropped
+# or lost, or a kernel client found a loss. CI runs the same test for 45 s (`cargo test
+# --workspace` in scripts/test.sh).
 #
 #   scripts/soak.sh [MINUTES]        (root; builds the test and the xdpos binary first)
 set -euo pipefail

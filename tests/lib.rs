@@ -1,12 +1,15 @@
 //! Shared helpers of the integration tests: a run-to-completion loop over AF_XDP ports with a
-//! deadline, kernel-side UDP helpers, and the checks every test ends with (no XDP program left,
-//! frame accounting).
+//! deadline, kernel-side UDP helpers, the checks every test ends with (no XDP program left,
+//! frame accounting), and the daemon (`xdpos run --config`) with its metrics endpoint.
 //!
 //! The rig itself (namespaces, veth pairs, cleanup) is `xdpos::rig`, shared with the benchmark
 //! harness and the demo.
 #![forbid(unsafe_code)]
 
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpStream, UdpSocket};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nic::afxdp::XskPort;
@@ -173,6 +176,11 @@ impl Child {
         }
     }
 
+    /// The child's process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends `signal` to the child (by its PID).
     pub fn signal(&self, signal: rustix::process::Signal) {
         let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid");
@@ -202,4 +210,150 @@ impl Drop for Child {
             let _ = self.child.wait();
         }
     }
+}
+
+/// `xdpos run --config FILE` in a namespace: started from a configuration written to the
+/// temporary directory, ready once it printed `ready:` and `/readyz` (the default metrics
+/// endpoint, 127.0.0.1:9464 in its namespace) answers 200. On drop the file is removed and the
+/// process killed if it still runs ([`Child`]).
+#[derive(Debug)]
+pub struct Daemon<'a> {
+    /// The process (`ip netns exec` execs the daemon: the same PID).
+    pub child: Child,
+    ns: &'a Netns,
+    cfg: PathBuf,
+}
+
+impl<'a> Daemon<'a> {
+    /// Writes `toml` to a file named after `tag` and starts the daemon on it in `ns`.
+    pub fn start(ns: &'a Netns, tag: &str, toml: &str) -> Daemon<'a> {
+        let cfg = std::env::temp_dir().join(format!("xdpos-{tag}-{}.toml", std::process::id()));
+        std::fs::write(&cfg, toml).expect("write the configuration");
+        let mut cmd = std::process::Command::new("ip");
+        cmd.args(["netns", "exec", ns.name()]).arg(xdpos_bin()).args(["run", "--config"]).arg(&cfg);
+        let mut d = Daemon { child: Child::spawn(cmd), ns, cfg };
+        assert!(
+            d.child.wait_line("ready:", DEADLINE).is_some(),
+            "{tag}: the daemon did not become ready: {:?}",
+            d.child.seen
+        );
+        let deadline = Instant::now() + DEADLINE;
+        while d.get("/readyz").map(|(s, _)| s) != Some(200) {
+            assert!(Instant::now() < deadline, "{tag}: /readyz never 200: {:?}", d.child.seen);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        d
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// One GET on the metrics endpoint: status and body, or `None` if it does not answer.
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        self.ns
+            .run_in(|| {
+                let at = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9464);
+                let mut s = TcpStream::connect_timeout(&at.into(), Duration::from_secs(2)).ok()?;
+                s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+                write!(s, "GET {path} HTTP/1.1\r\nHost: {at}\r\nConnection: close\r\n\r\n").ok()?;
+                let mut raw = Vec::new();
+                s.read_to_end(&mut raw).ok()?;
+                let text = String::from_utf8_lossy(&raw).into_owned();
+                let (head, body) = text.split_once("\r\n\r\n")?;
+                let status = head.split_whitespace().nth(1)?.parse().ok()?;
+                Some((status, body.to_string()))
+            })
+            .ok()
+            .flatten()
+    }
+
+    /// `/metrics`; panics if it does not answer 200.
+    pub fn metrics(&self) -> String {
+        match self.get("/metrics") {
+            Some((200, body)) => body,
+            other => panic!("/metrics in {}: {other:?}", self.ns.name()),
+        }
+    }
+
+    /// `/metrics` once two scrapes 200 ms apart agree on `read` (the workers publish their
+    /// counters between batches and when they go idle), at most 3 s.
+    pub fn settled_metrics<T: PartialEq>(&self, read: impl Fn(&str) -> T) -> String {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut text = self.metrics();
+        loop {
+            std::thread::sleep(Duration::from_millis(200));
+            let next = self.metrics();
+            if read(&next) == read(&text) || Instant::now() > deadline {
+                return next;
+            }
+            text = next;
+        }
+    }
+
+    /// SIGTERM: exits 0 and prints `stopped`, every worker's frames are accounted for, and
+    /// nothing stays attached in its namespace. Returns its stdout.
+    pub fn stop(mut self) -> Vec<String> {
+        self.child.signal(rustix::process::Signal::TERM);
+        let st = self.child.wait(DEADLINE).expect("the daemon exits after SIGTERM");
+        assert_eq!(st.code(), Some(0), "{st:?}: {:?}", self.child.seen);
+        assert!(self.child.seen.iter().any(|l| l == "stopped"), "{:?}", self.child.seen);
+        let workers: Vec<&String> =
+            self.child.seen.iter().filter(|l| l.starts_with("worker ")).collect();
+        assert!(!workers.is_empty(), "no worker line: {:?}", self.child.seen);
+        for l in workers {
+            assert!(l.contains("frames ok"), "frame accounting: {l}");
+        }
+        assert_no_xdp(self.ns);
+        self.child.seen.clone()
+    }
+}
+
+impl Drop for Daemon<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.cfg);
+    }
+}
+
+/// The samples of the metric family `family` summed by the value of their label `label` (over
+/// every other label: workers, interfaces, queues).
+pub fn metric_by_label(text: &str, family: &str, label: &str) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    let key = format!("{label}=\"");
+    for l in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = l.rsplit_once(' ') else { continue };
+        let Some((name, labels)) = series.split_once('{') else { continue };
+        if name != family {
+            continue;
+        }
+        let Some(v) = labels.split(&key).nth(1).and_then(|r| r.split('"').next()) else {
+            continue;
+        };
+        let n: f64 = value.parse().unwrap_or_else(|_| panic!("a sample's value: {l}"));
+        *out.entry(v.to_string()).or_default() += n as u64;
+    }
+    out
+}
+
+/// Every non-zero drop count of a daemon's exposition, by reason: the stacks'
+/// (`xdpos_stack_drops_total`), TCP's with a `tcp_` prefix (`xdpos_tcp_drops_total`), the
+/// workers' (`xdpos_worker_drops_total`), a router's with a `forward_` prefix
+/// (`xdpos_forward_drops_total`), and the frames the kernel dropped on the way into the AF_XDP
+/// sockets (`xsk_rx_dropped`, `xsk_rx_ring_full`).
+pub fn metric_drops(text: &str) -> BTreeMap<String, u64> {
+    let mut d = metric_by_label(text, "xdpos_stack_drops_total", "reason");
+    for (k, v) in metric_by_label(text, "xdpos_tcp_drops_total", "reason") {
+        d.insert(format!("tcp_{k}"), v);
+    }
+    d.extend(metric_by_label(text, "xdpos_worker_drops_total", "reason"));
+    for (k, v) in metric_by_label(text, "xdpos_forward_drops_total", "reason") {
+        d.insert(format!("forward_{k}"), v);
+    }
+    for f in ["xdpos_xsk_rx_dropped_total", "xdpos_xsk_rx_ring_full_total"] {
+        let n: u64 = metric_by_label(text, f, "worker").values().sum();
+        d.insert(f.trim_start_matches("xdpos_").trim_end_matches("_total").to_string(), n);
+    }
+    d.retain(|_, v| *v > 0);
+    d
 }

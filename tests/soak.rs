@@ -1,16 +1,20 @@
-//! Soak: a bounded mixed load on two running xdpos processes (root), for `XDPOS_SOAK_SECONDS`
-//! (default 45; `scripts/soak.sh` runs it for minutes):
+//! Soak: a bounded mixed load on two xdpos daemons (`xdpos run --config FILE`, as deployed;
+//! root), for `XDPOS_SOAK_SECONDS` (default 45; `scripts/soak.sh` runs it for minutes):
 //!
-//! - `xdpos forward --role router` between kernel hosts A and B (a chain): UDP at a fixed rate
-//!   from A to a kernel socket in B, and a TCP stream A → B echoed back by B's kernel;
-//! - `xdpos echo` (UDP echo, TCP echo) for a kernel client: UDP echoes at a fixed rate, a
-//!   long-lived TCP echo stream, and connection churn (connect, echo 100 bytes, close);
+//! - a router-role daemon between kernel hosts A and B (a chain; userspace forwarding, so every
+//!   packet crosses a worker): UDP at a fixed rate from A to a kernel socket in B, and a TCP
+//!   stream A → B echoed back by B's kernel;
+//! - a server-role daemon (UDP echo, TCP echo) for a kernel client: UDP echoes at a fixed rate,
+//!   a long-lived TCP echo stream, and connection churn (connect, echo 100 bytes, close);
 //!
-//! every payload checked byte for byte. Every 5 s it prints both processes' resident memory
-//! and the load's counters. At the end: resident memory flat after warm-up (the last sample
-//! within 1 MiB of the first one taken after a fifth of the run), both processes' frame
-//! accounting intact, zero drops in their reports, and every UDP datagram and TCP byte
-//! accounted for (a veth without impairment loses nothing; a loss is an unexpected drop).
+//! every payload checked byte for byte. Every 5 s it prints both daemons' resident memory and
+//! the load's counters. At the end: resident memory flat after warm-up (the last sample within
+//! 1 MiB of the first one taken after a fifth of the run); zero unexpected drops, read from each
+//! daemon's `/metrics` (see [`check_drops`]); both daemons stopped with SIGTERM, exit 0, frame
+//! accounting intact; every UDP datagram and TCP byte accounted for (a veth without impairment
+//! loses nothing; a loss is an unexpected drop); and the kernel clients' retransmissions all
+//! tail-loss probes or timeouts that the receiver D-SACKed, none a repaired loss (see
+//! [`check_retrans`]).
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
@@ -20,8 +24,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rustix::process::Signal;
-use xdpos::rig::{Chain, ChainOpts, Pair, PairOpts};
+use xdpos::rig::{Chain, ChainOpts, Netns, Pair, PairOpts};
 use xdpos_tests::*;
 
 const UDP_ECHO: u16 = 7;
@@ -52,12 +55,59 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// Waits for a clean exit after SIGTERM; returns the report lines.
-fn stop(mut c: Child, what: &str) -> Vec<String> {
-    c.signal(Signal::TERM);
-    let st = c.wait(DEADLINE).unwrap_or_else(|| panic!("{what} did not exit"));
-    assert!(st.success(), "{what}: {st:?} {:?}", c.seen);
-    c.seen.clone()
+/// The router: one worker (CPU 0) on F's two veths, userspace forwarding.
+fn router_config(chain: &Chain) -> String {
+    let (fa, fb) = (&chain.fa, &chain.fb);
+    format!(
+        r#"
+[[interfaces]]
+name = "{a}"
+addresses = ["{aip}/24"]
+
+[[interfaces]]
+name = "{b}"
+addresses = ["{bip}/24"]
+
+[[workers]]
+cpu = 0
+queues = ["{a}:0", "{b}:0"]
+
+[role]
+kind = "router"
+fast_path = "userspace"
+"#,
+        a = fa.ifname,
+        aip = fa.ip,
+        b = fb.ifname,
+        bip = fb.ip
+    )
+}
+
+/// The echo host: one worker (CPU 1) on B's veth, UDP echo and TCP echo on B's address.
+fn server_config(pair: &Pair) -> String {
+    let (i, b) = (&pair.b.ifname, pair.b.ip);
+    format!(
+        r#"
+[[interfaces]]
+name = "{i}"
+addresses = ["{b}/24"]
+
+[[workers]]
+cpu = 1
+queues = ["{i}:0"]
+
+[role]
+kind = "server"
+
+[[services]]
+kind = "udp-echo"
+listen = "{b}:{UDP_ECHO}"
+
+[[services]]
+kind = "tcp-echo"
+listen = "{b}:{TCP_ECHO}"
+"#
+    )
 }
 
 /// Paces a loop at `rate` per second: sleeps until iteration `i` is due.
@@ -93,18 +143,7 @@ fn a_mixed_load_keeps_memory_flat_and_loses_nothing() {
 
     // The router between A and B, and B's kernel sinks.
     let chain = Chain::new("sr", &ChainOpts::default()).unwrap();
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", chain.ns_f.name()]).arg(xdpos_bin()).args([
-        "forward",
-        "--role",
-        "router",
-        "--iface",
-        &format!("{}={}/24", chain.fa.ifname, chain.fa.ip),
-        "--iface",
-        &format!("{}={}/24", chain.fb.ifname, chain.fb.ip),
-    ]);
-    let mut router = Child::spawn(cmd);
-    assert!(router.wait_line("ready:", DEADLINE).is_some(), "router: {:?}", router.seen);
+    let router = Daemon::start(&chain.ns_f, "soak-router", &router_config(&chain));
     let sink_udp = chain.ns_b.run_in(|| kernel_udp(chain.b.ip, SINK_UDP)).unwrap();
     let sink_tcp =
         chain.ns_b.run_in(|| TcpListener::bind((chain.b.ip, SINK_TCP)).unwrap()).unwrap();
@@ -115,21 +154,8 @@ fn a_mixed_load_keeps_memory_flat_and_loses_nothing() {
     pair.ns_a
         .sh("sysctl -qw net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range='1024 65000'")
         .unwrap();
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", pair.ns_b.name()]).arg(xdpos_bin()).args([
-        "echo",
-        "--interface",
-        &pair.b.ifname,
-        "--addr",
-        &format!("{}/24", pair.b.ip),
-        "--port",
-        &UDP_ECHO.to_string(),
-        "--tcp-echo",
-        &TCP_ECHO.to_string(),
-    ]);
-    let mut echo = Child::spawn(cmd);
-    assert!(echo.wait_line("ready:", DEADLINE).is_some(), "echo: {:?}", echo.seen);
-    let (router_pid, echo_pid) = (router.child.id(), echo.child.id());
+    let echo = Daemon::start(&pair.ns_b, "soak-server", &server_config(&pair));
+    let (router_pid, echo_pid) = (router.pid(), echo.pid());
 
     let load = Load::default();
     let stop = AtomicBool::new(false);
@@ -264,11 +290,11 @@ fn a_mixed_load_keeps_memory_flat_and_loses_nothing() {
         stop.store(true, Ordering::Relaxed);
     });
 
-    // The kernel client's retransmissions (timeouts, tail-loss probes): each may reach xdpos
-    // as a duplicate, which TCP drops as out of window and answers with an ACK.
-    let retrans = pair.ns_a.run_in(|| nstat(&["TcpRetransSegs"])[0]).unwrap();
-    let (echo_report, echo_drops) = stop_and_check(echo, "xdpos echo");
-    let (router_report, router_drops) = stop_and_check(router, "xdpos forward");
+    // Drops from /metrics once the counters settled, then SIGTERM.
+    let echo_drops = metric_drops(&echo.settled_metrics(metric_drops));
+    let router_drops = metric_drops(&router.settled_metrics(metric_drops));
+    let echo_report = echo.stop();
+    let router_report = router.stop();
     let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
     println!(
         "soak {secs} s: udp {} sent {} echoed, forwarded {} sent {} received, stream {} B, \
@@ -281,25 +307,14 @@ fn a_mixed_load_keeps_memory_flat_and_loses_nothing() {
         r(&load.fwd_stream_bytes),
         r(&load.conns)
     );
-    for l in echo_report.iter().chain(&router_report) {
+    for l in echo_report.iter().chain(&router_report).filter(|l| l.starts_with("worker ")) {
         println!("  {l}");
     }
-    println!("  kernel client retransmissions: {retrans}");
-    // Zero unexpected drops: the echo host drops nothing but the duplicates of the kernel's
-    // retransmissions (and frames still arriving after the stop); the router drops nothing.
-    for (k, &n) in &echo_drops {
-        match k.as_str() {
-            "tcp" | "tcp_out_of_window" => {
-                assert!(n <= retrans, "{k}={n}, {retrans} retransmitted")
-            }
-            "drained" => {}
-            _ => panic!("xdpos echo: unexpected drops {k}={n}: {echo_report:?}"),
-        }
-    }
-    assert!(router_drops.is_empty(), "xdpos forward: drops {router_drops:?}: {router_report:?}");
-    for l in router_report.iter().filter(|l| l.starts_with("worker ")) {
-        assert!(l.contains(" dropped 0 "), "xdpos forward: {l}");
-    }
+    println!("  server drops (/metrics): {echo_drops:?}");
+    println!("  router drops (/metrics): {router_drops:?}");
+    let echo_retrans = check_retrans(&pair.ns_a, "the server's kernel client");
+    check_retrans(&chain.ns_a, "the kernel client behind the router");
+    check_drops(&echo_drops, &router_drops, echo_retrans);
     // Memory flat after warm-up.
     let warm = samples.iter().find(|s| s.0 >= secs / 5).or(samples.first()).copied().unwrap();
     let last = *samples.last().unwrap();
@@ -310,35 +325,77 @@ fn a_mixed_load_keeps_memory_flat_and_loses_nothing() {
     assert_eq!(r(&load.udp_back), r(&load.udp_sent), "UDP echoes lost");
     assert_eq!(r(&load.fwd_got), r(&load.fwd_sent), "forwarded datagrams lost");
     assert!(r(&load.conns) > secs, "connection churn: {}", r(&load.conns));
-    assert_no_xdp(&pair.ns_b);
-    assert_no_xdp(&chain.ns_f);
 }
 
-/// Stops a process: clean exit, frame accounting intact; returns its report lines and the
-/// drops of its `; drops [..]` lists by label.
-fn stop_and_check(c: Child, what: &str) -> (Vec<String>, BTreeMap<String, u64>) {
-    let seen = stop(c, what);
-    let lines: Vec<String> = seen
-        .into_iter()
-        .filter(|l| {
-            l.starts_with("queue ") || l.starts_with("worker ") || l.starts_with("steering")
-        })
-        .collect();
-    let mut drops = BTreeMap::new();
-    for l in lines.iter().filter(|l| !l.starts_with("steering")) {
-        assert!(l.contains("frames ok"), "{what}: frame accounting: {l}");
-        if let Some(rest) = l.split("drops [").nth(1) {
-            let list = rest.split(']').next().unwrap_or_default();
-            for kv in list.split_whitespace() {
-                let (k, v) = kv.split_once('=').expect("label=count");
-                *drops.entry(k.to_string()).or_default() += v.parse::<u64>().expect("count");
+/// Zero unexpected drops (from `/metrics`). The router drops nothing. The server drops nothing
+/// but TCP's out-of-window copies (`tcp_out_of_window`, also in the stack's `tcp` total): the
+/// duplicates of the kernel client's retransmissions, each answered with an ACK and a D-SACK,
+/// so no more of them than it retransmitted. Nothing is lost on the way into the AF_XDP
+/// sockets (`xsk_rx_dropped`, `xsk_rx_ring_full`).
+fn check_drops(server: &BTreeMap<String, u64>, router: &BTreeMap<String, u64>, retrans: u64) {
+    for (k, &n) in server {
+        match k.as_str() {
+            "tcp" | "tcp_out_of_window" => {
+                assert!(n <= retrans, "server: {k}={n}, {retrans} retransmitted: {server:?}")
             }
+            _ => panic!("server: unexpected drops {k}={n}: {server:?}"),
         }
     }
-    (lines, drops)
+    assert!(router.is_empty(), "router: drops {router:?}");
 }
 
-/// `nstat` counters of the calling thread's namespace.
+/// Prints the retransmissions of the kernel client in `ns` (a namespace made for this run, so
+/// its counters are this run's) by kind, checks what they may be, and returns their number.
+///
+/// On a veth that loses nothing a Linux sender still retransmits when the receiver answers
+/// later than its probe timeout (2·SRTT + 2 ms with more than one segment out, RFC 8985 §7):
+/// the last segment of a 16 KiB block goes again as a tail-loss probe. That happens when the
+/// receiving end is not scheduled in time on a busy machine, and a Linux server is no
+/// different (docs/robustness.md, "Soak": the same stream against a kernel echo server, side by
+/// side, drew as many probes or more). A real loss would be wrong: the receiver D-SACKs every
+/// duplicate (RFC 2883), so a sender that never lost anything never concludes a loss
+/// (`TCPLossProbeRecovery`, fast retransmits and SACK recovery all 0; before xdpos sent
+/// D-SACKs, every probe counted as a repaired loss and cost the sender its window). The count
+/// is bounded at one per 200 segments sent: far above what a loaded 2-core machine gave (about
+/// one in 7000), far below what any lossy path gives. (A timeout after a stall of 200 ms or
+/// more would retransmit several segments at once; it is allowed, the bound still holds.)
+fn check_retrans(ns: &Netns, who: &str) -> u64 {
+    const NAMES: [&str; 9] = [
+        "TcpOutSegs",
+        "TcpRetransSegs",
+        "TcpExtTCPLossProbes",
+        "TcpExtTCPTimeouts",
+        "TcpExtTCPSynRetrans",
+        "TcpExtTCPDSACKRecv",
+        "TcpExtTCPLossProbeRecovery",
+        "TcpExtTCPFastRetrans",
+        "TcpExtTCPSackRecovery",
+    ];
+    let v = ns.run_in(|| nstat(&NAMES)).unwrap();
+    let c: BTreeMap<&str, u64> = NAMES.iter().copied().zip(v).collect();
+    println!(
+        "  {who}: {} segments, {} retransmitted ({} tail-loss probes, {} timeouts, {} SYN), \
+         {} D-SACKs received; losses found: {} after probes, {} fast retransmits, {} SACK",
+        c["TcpOutSegs"],
+        c["TcpRetransSegs"],
+        c["TcpExtTCPLossProbes"],
+        c["TcpExtTCPTimeouts"],
+        c["TcpExtTCPSynRetrans"],
+        c["TcpExtTCPDSACKRecv"],
+        c["TcpExtTCPLossProbeRecovery"],
+        c["TcpExtTCPFastRetrans"],
+        c["TcpExtTCPSackRecovery"],
+    );
+    let retrans = c["TcpRetransSegs"];
+    let lost =
+        c["TcpExtTCPLossProbeRecovery"] + c["TcpExtTCPFastRetrans"] + c["TcpExtTCPSackRecovery"];
+    assert_eq!(lost, 0, "{who}: the sender found a loss: {c:?}");
+    assert!(retrans * 200 <= c["TcpOutSegs"].max(200), "{who}: too many retransmissions: {c:?}");
+    retrans
+}
+
+/// `nstat -az` counters of the calling thread's namespace (absolute values: since the
+/// namespace was made).
 fn nstat(names: &[&str]) -> Vec<u64> {
     let out = Command::new("nstat").arg("-az").args(names).output().expect("nstat");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
