@@ -27,8 +27,14 @@
  * i * 2 + h), and
  * fib_ctl says which half is live. The control plane writes the other half, flips `active`,
  * and waits an RCU grace period before it touches the old half again, so a packet sees one
- * table, old or new, never a mix. Neighbours are a hash keyed by (port, address), written only
- * for neighbours the library OS may send to without a pending confirmation.
+ * table, old or new, never a mix. Neighbours are written only for neighbours the library OS
+ * may send to without a pending confirmation: a gateway's MAC in the next hop itself (one
+ * aligned 64-bit word, see struct fib_nh: an array read, no lookup), an on-link destination's
+ * in a hash keyed by (port, address).
+ *
+ * Cost (BPF_PROG_TEST_RUN, `cargo run --release -p nic --example fwd_cost`, docs/forwarding.md):
+ * the hash lookup was 27 of the 76 ns a packet via a gateway took; now 47 ns against 38-40 for
+ * the bare redirect (redirect.bpf.c).
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>

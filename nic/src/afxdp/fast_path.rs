@@ -12,16 +12,23 @@
 //! What it owns: the shared maps: the DIR-24-8 table (`fib_tbl24`, `fib_tbl8`, `fib_nh`,
 //! `fib_ctl`, memory-mapped here), the ports (`fp_ports`: ifindex, MTU, MAC) and their devmap
 //! (`fp_tx`; [`FpPorts`] switches a port's redirects off, so packets leaving there are
-//! punted), the neighbours (`fp_neigh`, a hash keyed by (port, address)) and the per-CPU
+//! punted), the neighbours (`fp_neigh`, a hash keyed by (port, address), and the gateways'
+//! MAC words in `fib_nh`) and the per-CPU
 //! counters (`fp_stats`, [`FpOutcome`]).
 //!
 //! Consistency: the table is double-buffered. [`FastPath::load`] writes the half no packet
 //! reads, flips `active`, then waits for an RCU grace period (`membarrier(GLOBAL)`, which runs
 //! `synchronize_rcu`; XDP programs run inside RCU read-side sections) so no packet still holds
 //! the old half when the next load overwrites it: every packet is looked up in one table, old
-//! or new. Neighbours are single hash entries (replaced atomically by the kernel); the caller
-//! writes only neighbours it may send to and removes them when they expire, so a missing entry
-//! means "punt", never "forward to an old MAC".
+//! or new. Neighbours: a next hop via a gateway carries the gateway's MAC in its own entry, one
+//! aligned 64-bit word written with one store and read with one load (a packet sees the old
+//! MAC or the new one, never a mix; `Gateways` keeps the words of both halves in step with
+//! [`FpNeighbors`] under one lock); an on-link destination is looked up in the hash. The
+//! caller writes only neighbours it may send to and removes them when they expire, so a
+//! missing or zero entry means "punt", never "forward to an old MAC".
+//!
+//! Cost: [`FwdProbe`] and [`RedirectProbe`] load the programs unattached for
+//! `BPF_PROG_TEST_RUN`; `examples/fwd_cost.rs` prints ns per packet (docs/forwarding.md).
 //!
 //! Memory: `fib_tbl24` 2 × 2^24 × 4 B = 128 MiB, `fib_tbl8` 2 × [`FP_TBL8_GROUPS`] × 1 KiB =
 //! 32 MiB, allocated by the kernel when the first instance loads, whatever the route count.
@@ -438,8 +445,9 @@ struct Mmap {
 }
 
 // SAFETY: the mapping is plain shared memory owned by this value; writers go through `&mut
-// FastPath` (the half no packet reads) or atomics (the control words), readers are the XDP
-// program, which the kernel synchronizes with RCU as the module documentation says.
+// FastPath` (the half no packet reads) or atomics (the control words, and the next hops' MAC
+// words, stored under the `Gateways` lock, never by `write`), readers are the XDP program,
+// which the kernel synchronizes with RCU as the module documentation says.
 unsafe impl Send for Mmap {}
 // SAFETY: as above; `&Mmap` only gives atomic access to the control words.
 unsafe impl Sync for Mmap {}
