@@ -351,34 +351,12 @@ fn router_config(routes: &str) -> String {
     router_config_with("auto", routes)
 }
 
+/// The router on F's veths (10.0.1.1/24 toward A, 10.0.2.1/24 toward B), one worker on CPU 1,
+/// with `fast_path` (`auto`, the default, is left out of the file) and `routes` appended.
 fn router_config_with(fast_path: &str, routes: &str) -> String {
-    // `auto` is the default: left out of the file.
-    let fast_path =
-        if fast_path == "auto" { String::new() } else { format!("fast_path = \"{fast_path}\"") };
-    format!(
-        r#"
-[[interfaces]]
-name = "xf0"
-addresses = ["10.0.1.1/24"]
-frames = 2112
-ring_size = 1024
-
-[[interfaces]]
-name = "xf1"
-addresses = ["10.0.2.1/24"]
-frames = 2112
-ring_size = 1024
-
-[[workers]]
-cpu = 1
-queues = ["xf0:0", "xf1:0"]
-
-[role]
-kind = "router"
-{fast_path}
-{routes}
-"#
-    )
+    let ifaces = [("xf0", Ipv4Addr::new(10, 0, 1, 1)), ("xf1", Ipv4Addr::new(10, 0, 2, 1))];
+    let fast_path = (fast_path != "auto").then_some(fast_path);
+    router_toml(&ifaces, Some(2112), 1, fast_path) + routes
 }
 
 /// With the default fast path between plain kernel peers (no XDP program, no GRO on A's and

@@ -35,9 +35,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddrV4, TcpStream};
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use libos::sim::frames::{arp_reply, arp_request, icmp_echo_frame, ipv4_fragments, udp_frame};
@@ -47,8 +44,7 @@ use libos::wire::{
 };
 use nic::afxdp::{L4Proto, XdpMode, XdpProgram, XskConfig, XskPort};
 use nic::{Burst, Port};
-use rustix::process::Signal;
-use xdpos::rig::{Netns, Pair, PairOpts};
+use xdpos::rig::{Pair, PairOpts};
 use xdpos_tests::*;
 
 const UDP_ECHO: u16 = 7;
@@ -413,204 +409,10 @@ fn unparsed(m: &Macs, b: Ipv4Addr) -> Vec<Vec<u8>> {
 // ---------------------------------------------------------------------------------------------
 // The daemon and its metrics.
 
-static NEXT: AtomicU32 = AtomicU32::new(0);
-
-/// `xdpos run --config FILE` in a namespace: started from a configuration written to the
-/// temporary directory, ready once it printed `ready:` and `/readyz` answers 200. On drop the
-/// file is removed and the process killed if it still runs ([`Child`]).
-struct Daemon<'a> {
-    child: Child,
-    ns: &'a Netns,
-    cfg: PathBuf,
-}
-
-impl<'a> Daemon<'a> {
-    fn start(ns: &'a Netns, toml: &str) -> Daemon<'a> {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let cfg =
-            std::env::temp_dir().join(format!("xdpos-hostile-{}-{n}.toml", std::process::id()));
-        std::fs::write(&cfg, toml).expect("write the configuration");
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", ns.name()]).arg(xdpos_bin()).args(["run", "--config"]).arg(&cfg);
-        let mut d = Daemon { child: Child::spawn(cmd), ns, cfg };
-        assert!(
-            d.child.wait_line("ready:", DEADLINE).is_some(),
-            "the daemon did not become ready: {:?}",
-            d.child.seen
-        );
-        let deadline = Instant::now() + DEADLINE;
-        while d.scrape().get("/readyz").map(|(s, _)| s) != Some(200) {
-            assert!(Instant::now() < deadline, "/readyz never answered 200: {:?}", d.child.seen);
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        d
-    }
-
-    /// The daemon's metrics endpoint.
-    fn scrape(&self) -> Scrape<'a> {
-        Scrape(self.ns)
-    }
-
-    /// SIGTERM: exits 0 and prints `stopped`, every worker's frames are accounted for, and
-    /// nothing stays attached in its namespace. Returns its stdout.
-    fn stop(mut self) -> Vec<String> {
-        self.child.signal(Signal::TERM);
-        let st = self.child.wait(DEADLINE).expect("the daemon exits after SIGTERM");
-        assert_eq!(st.code(), Some(0), "{st:?}: {:?}", self.child.seen);
-        assert!(self.child.seen.iter().any(|l| l == "stopped"), "{:?}", self.child.seen);
-        let workers: Vec<&String> =
-            self.child.seen.iter().filter(|l| l.starts_with("worker ")).collect();
-        assert!(!workers.is_empty(), "no worker line: {:?}", self.child.seen);
-        for l in workers {
-            assert!(l.contains("frames ok"), "frame accounting: {l}");
-        }
-        assert_no_xdp(self.ns);
-        self.child.seen.clone()
-    }
-}
-
-impl Drop for Daemon<'_> {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.cfg);
-    }
-}
-
-/// The metrics endpoint of the daemon in a namespace (the default 127.0.0.1:9464 there).
-#[derive(Clone, Copy)]
-struct Scrape<'a>(&'a Netns);
-
-impl Scrape<'_> {
-    /// One GET on the metrics endpoint (the default 127.0.0.1:9464 in the daemon's namespace):
-    /// status and body, or `None` if it does not answer.
-    fn get(&self, path: &str) -> Option<(u16, String)> {
-        self.0
-            .run_in(|| {
-                let at = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9464);
-                let mut s = TcpStream::connect_timeout(&at.into(), Duration::from_secs(2)).ok()?;
-                s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-                write!(s, "GET {path} HTTP/1.1\r\nHost: {at}\r\nConnection: close\r\n\r\n").ok()?;
-                let mut raw = Vec::new();
-                s.read_to_end(&mut raw).ok()?;
-                let text = String::from_utf8_lossy(&raw).into_owned();
-                let (head, body) = text.split_once("\r\n\r\n")?;
-                let status = head.split_whitespace().nth(1)?.parse().ok()?;
-                Some((status, body.to_string()))
-            })
-            .ok()
-            .flatten()
-    }
-
-    fn metrics(&self) -> String {
-        match self.get("/metrics") {
-            Some((200, body)) => body,
-            other => panic!("/metrics in {}: {other:?}", self.0.name()),
-        }
-    }
-
-    /// Scrapes until `read` of the exposition equals `want` (the workers publish their counters
-    /// between batches and when they go idle), at most 3 s; returns the last reading and the
-    /// exposition it came from.
-    fn settled(
-        &self,
-        read: impl Fn(&str) -> BTreeMap<String, u64>,
-        want: &BTreeMap<String, u64>,
-    ) -> (BTreeMap<String, u64>, String) {
-        let deadline = Instant::now() + Duration::from_secs(3);
-        loop {
-            let text = self.metrics();
-            let got = read(&text);
-            if &got == want || Instant::now() > deadline {
-                return (got, text);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-/// The samples of `family` summed by the value of their label `label` (over every other
-/// label: workers, interfaces, queues).
-fn by_label(text: &str, family: &str, label: &str) -> BTreeMap<String, u64> {
-    let mut out = BTreeMap::new();
-    let key = format!("{label}=\"");
-    for l in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((series, value)) = l.rsplit_once(' ') else { continue };
-        let Some((name, labels)) = series.split_once('{') else { continue };
-        if name != family {
-            continue;
-        }
-        let Some(v) = labels.split(&key).nth(1).and_then(|r| r.split('"').next()) else {
-            continue;
-        };
-        let n: f64 = value.parse().unwrap_or_else(|_| panic!("a sample's value: {l}"));
-        *out.entry(v.to_string()).or_default() += n as u64;
-    }
-    out
-}
-
-/// Every non-zero drop count of a server's exposition, by reason: the stacks'
-/// (`xdpos_stack_drops_total`), TCP's with a `tcp_` prefix (`xdpos_tcp_drops_total`) and the
-/// workers' (`xdpos_worker_drops_total`).
-fn server_drops(text: &str) -> BTreeMap<String, u64> {
-    let mut d = by_label(text, "xdpos_stack_drops_total", "reason");
-    for (k, v) in by_label(text, "xdpos_tcp_drops_total", "reason") {
-        d.insert(format!("tcp_{k}"), v);
-    }
-    d.extend(by_label(text, "xdpos_worker_drops_total", "reason"));
-    d.retain(|_, v| *v > 0);
-    d
-}
-
-/// Every non-zero count of `xdpos_forward_drops_total` (a router's), by reason.
-fn router_drops(text: &str) -> BTreeMap<String, u64> {
-    let mut d = by_label(text, "xdpos_forward_drops_total", "reason");
-    d.retain(|_, v| *v > 0);
-    d
-}
-
-/// Frames the kernel dropped on the way into the daemon's sockets (full RX or fill rings).
-fn xsk_drops(text: &str) -> u64 {
-    ["xdpos_xsk_rx_dropped_total", "xdpos_xsk_rx_ring_full_total"]
-        .iter()
-        .flat_map(|f| by_label(text, f, "worker").into_values())
-        .sum()
-}
-
-/// A counter summed over all its series.
-fn total(text: &str, family: &str) -> u64 {
-    by_label(text, family, "worker").values().sum()
-}
-
 /// The server: one worker on B's veth, UDP echo, TCP echo and a TCP sink on B's address.
 fn server_config(pair: &Pair) -> String {
-    let (i, b) = (&pair.b.ifname, pair.b.ip);
-    format!(
-        r#"
-[[interfaces]]
-name = "{i}"
-addresses = ["{b}/24"]
-frames = 4096
-ring_size = 1024
-
-[[workers]]
-cpu = 1
-queues = ["{i}:0"]
-
-[role]
-kind = "server"
-
-[[services]]
-kind = "udp-echo"
-listen = "{b}:{UDP_ECHO}"
-
-[[services]]
-kind = "tcp-echo"
-listen = "{b}:{TCP_ECHO}"
-
-[[services]]
-kind = "tcp-sink"
-listen = "{b}:{TCP_SINK}"
-"#
-    )
+    let services = [("udp-echo", UDP_ECHO), ("tcp-echo", TCP_ECHO), ("tcp-sink", TCP_SINK)];
+    server_toml((&pair.b.ifname, pair.b.ip), Some(4096), 1, &services)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -691,8 +493,7 @@ fn hostile_frames_are_dropped_under_their_reason_while_kernel_clients_are_served
     sweep();
     let pair = Pair::new("hx", &PairOpts::default()).unwrap();
     pair.ns_a.sh(&format!("ip addr add {HOSTILE}/24 dev {}", pair.a.ifname)).unwrap();
-    let d = Daemon::start(&pair.ns_b, &server_config(&pair));
-    let scrape = d.scrape();
+    let d = Daemon::start(&pair.ns_b, "hostile-hx", &server_config(&pair));
     let m = Macs::of(&pair);
     let b = pair.b.ip;
     let vs = volleys(&m, b);
@@ -725,14 +526,14 @@ fn hostile_frames_are_dropped_under_their_reason_while_kernel_clients_are_served
             }
             wire.close();
             // Everything so far is counted, exactly, before the flood.
-            let (got, text) = scrape.settled(server_drops, &want);
+            let (got, text) = d.metrics_until(stack_drops, &want);
             assert_eq!(got, want, "drops by reason before the SYN flood:\n{text}");
 
             // The SYN flood, 64 SYNs every 2 ms from a capturing socket (A's kernel sees
             // nothing meanwhile, so it does not reset the half-open connections): every SYN
             // is answered with a SYN-ACK, from the SYN queue or with a cookie once it is full,
             // or its loss is counted (the stateless reply queue full, a full ring).
-            let before = scrape.metrics();
+            let before = d.metrics();
             let mut w = Wire::open(&pair.a.ifname, true);
             // The ARP flood may have pushed HOSTILE out of the cache: a request from it puts
             // it back, so the SYN-ACKs do not wait on a resolution.
@@ -746,8 +547,8 @@ fn hostile_frames_are_dropped_under_their_reason_while_kernel_clients_are_served
             syn_acks(&w.recv(Duration::from_millis(300)), &mut answered);
             w.close();
             tried += flood.len();
-            let after = scrape.metrics();
-            let (d0, d1) = (server_drops(&before), server_drops(&after));
+            let after = d.metrics();
+            let (d0, d1) = (stack_drops(&before), stack_drops(&after));
             let mut lost = xsk_drops(&after) - xsk_drops(&before);
             for (k, n) in &d1 {
                 let delta = n - d0.get(k).copied().unwrap_or(0);
@@ -768,8 +569,8 @@ fn hostile_frames_are_dropped_under_their_reason_while_kernel_clients_are_served
                 lost += delta;
                 *want.entry(k.clone()).or_default() += delta;
             }
-            let cookies = total(&after, "xdpos_tcp_syn_cookies_sent_total")
-                - total(&before, "xdpos_tcp_syn_cookies_sent_total");
+            let cookies = metric_total(&after, "xdpos_tcp_syn_cookies_sent_total")
+                - metric_total(&before, "xdpos_tcp_syn_cookies_sent_total");
             flood_report = format!(
                 "{FLOOD} SYNs: {} answered ({cookies} with cookies), {lost} counted lost",
                 answered.len()
@@ -779,7 +580,7 @@ fn hostile_frames_are_dropped_under_their_reason_while_kernel_clients_are_served
             served(b, &mut conn, "the SYN flood");
         })
         .unwrap();
-    let (drops, text) = scrape.settled(server_drops, &want);
+    let (drops, text) = d.metrics_until(stack_drops, &want);
     eprintln!("{tried} hostile frames; {flood_report}; drops {drops:?}");
     // Each reason exactly, and nothing else dropped (the clients' own traffic never is; RSTs
     // from A's kernel to the half-open connections' SYN-ACKs are not drops).
@@ -792,10 +593,10 @@ fn frames_the_steering_program_cannot_parse_stay_with_the_kernel() {
     let _turn = serial();
     sweep();
     let pair = Pair::new("hu", &PairOpts::default()).unwrap();
-    let d = Daemon::start(&pair.ns_b, &server_config(&pair));
+    let d = Daemon::start(&pair.ns_b, "hostile-hu", &server_config(&pair));
     let unparsed_now =
-        |text: &str| by_label(text, "xdpos_xdp_packets_total", "verdict")["pass_unparsed"];
-    let before = unparsed_now(&d.scrape().metrics());
+        |text: &str| metric_by_label(text, "xdpos_xdp_packets_total", "verdict")["pass_unparsed"];
+    let before = unparsed_now(&d.metrics());
     let m = Macs::of(&pair);
     let frames = unparsed(&m, pair.b.ip);
     pair.ns_a
@@ -806,8 +607,8 @@ fn frames_the_steering_program_cannot_parse_stay_with_the_kernel() {
             w.close();
         })
         .unwrap();
-    let text = d.scrape().metrics();
-    assert_eq!(server_drops(&text), BTreeMap::new(), "the stack saw frames it should not have");
+    let text = d.metrics();
+    assert_eq!(stack_drops(&text), BTreeMap::new(), "the stack saw frames it should not have");
     assert_eq!(unparsed_now(&text) - before, frames.len() as u64, "pass_unparsed:\n{text}");
     d.stop();
 }
@@ -944,7 +745,7 @@ fn answers_to_hostile_probes_are_the_linux_kernels() {
 
     let xpair = Pair::new("hy", &PairOpts::default()).unwrap();
     assert_eq!(Macs::of(&xpair).b, m.b, "both rigs use the same addresses");
-    let d = Daemon::start(&xpair.ns_b, &server_config(&xpair));
+    let d = Daemon::start(&xpair.ns_b, "hostile-hy", &server_config(&xpair));
     let xdpos = answers(&xpair, &ps);
     d.stop();
 
@@ -1077,31 +878,8 @@ fn the_steering_program_redirects_only_what_the_appliance_owns() {
 
 /// The router between A and B (F's veths, /24 each), with `fast_path` (`userspace` or `auto`).
 fn router_config(chain: &xdpos::rig::Chain, fast_path: &str) -> String {
-    let (fa, fb) = (&chain.fa, &chain.fb);
-    format!(
-        r#"
-[[interfaces]]
-name = "{}"
-addresses = ["{}/24"]
-frames = 4096
-ring_size = 1024
-
-[[interfaces]]
-name = "{}"
-addresses = ["{}/24"]
-frames = 4096
-ring_size = 1024
-
-[[workers]]
-cpu = 1
-queues = ["{}:0", "{}:0"]
-
-[role]
-kind = "router"
-fast_path = "{fast_path}"
-"#,
-        fa.ifname, fa.ip, fb.ifname, fb.ip, fa.ifname, fb.ifname
-    )
+    let ifaces = [(chain.fa.ifname.as_str(), chain.fa.ip), (chain.fb.ifname.as_str(), chain.fb.ip)];
+    router_toml(&ifaces, Some(4096), 1, Some(fast_path))
 }
 
 /// Forwarding in userspace: every packet goes through the workers.
@@ -1121,8 +899,8 @@ fn router_case(tag: &str, fast_path: &str) {
     let _turn = serial();
     sweep();
     let chain = xdpos::rig::Chain::new(tag, &xdpos::rig::ChainOpts::default()).unwrap();
-    let d = Daemon::start(&chain.ns_f, &router_config(&chain, fast_path));
-    let scrape = d.scrape();
+    let d =
+        Daemon::start(&chain.ns_f, &format!("hostile-{tag}"), &router_config(&chain, fast_path));
     let m = Macs { a: EthernetAddress(chain.a.mac), b: EthernetAddress(chain.fa.mac) };
     let (a, b) = (chain.a.ip, chain.b.ip);
     let sink = chain.ns_b.run_in(|| kernel_udp(b, 9000)).unwrap();
@@ -1168,8 +946,8 @@ fn router_case(tag: &str, fast_path: &str) {
         ("no route", udp(&m, a, Ipv4Addr::new(192, 168, 99, 1), 40005, 9000, 32), "no_route"),
         ("loose source route", lsrr, "source_route"),
     ];
-    let fp = |t: &str| by_label(t, "xdpos_xdp_fast_path_packets_total", "outcome");
-    let fp_before = fp(&scrape.metrics());
+    let fp = |t: &str| metric_by_label(t, "xdpos_xdp_fast_path_packets_total", "outcome");
+    let fp_before = fp(&d.metrics());
     let mut want: BTreeMap<String, u64> = BTreeMap::new();
     let mut forwarded = 0;
     chain
@@ -1191,7 +969,7 @@ fn router_case(tag: &str, fast_path: &str) {
             w.close();
         })
         .unwrap();
-    let (got, text) = scrape.settled(router_drops, &want);
+    let (got, text) = d.metrics_until(forward_drops, &want);
     let hostile = (N * volleys.len()) as u64;
     eprintln!(
         "{fast_path}: {hostile} hostile packets, {forwarded} forwarded between them; {got:?}"
@@ -1340,7 +1118,7 @@ fn answers_to_unexpected_segments_on_an_established_connection_are_the_linux_ker
     let kernel = established_answers(&kpair, cases);
     drop(listener);
     let xpair = Pair::new("hf", &PairOpts::default()).unwrap();
-    let d = Daemon::start(&xpair.ns_b, &server_config(&xpair));
+    let d = Daemon::start(&xpair.ns_b, "hostile-hf", &server_config(&xpair));
     let xdpos = established_answers(&xpair, cases);
     d.stop();
     let mut diffs = Vec::new();

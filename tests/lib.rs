@@ -131,12 +131,14 @@ pub fn xdpos_bin() -> std::path::PathBuf {
 pub struct Child {
     /// The process.
     pub child: std::process::Child,
-    lines: mpsc::Receiver<String>,
+    /// In a mutex only so that a `Child` (and a [`Daemon`]) can be shared with a closure that
+    /// runs in a namespace ([`Netns::run_in`]).
+    lines: Mutex<mpsc::Receiver<String>>,
     /// Every stdout line read so far.
     pub seen: Vec<String>,
 }
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 
 impl Child {
     /// Starts `cmd` with stdout piped.
@@ -156,7 +158,7 @@ impl Child {
                 }
             }
         });
-        Child { child, lines, seen: Vec::new() }
+        Child { child, lines: Mutex::new(lines), seen: Vec::new() }
     }
 
     /// Waits (bounded) for a stdout line containing `needle`.
@@ -164,7 +166,8 @@ impl Child {
         let deadline = Instant::now() + limit;
         loop {
             let left = deadline.checked_duration_since(Instant::now())?;
-            match self.lines.recv_timeout(left) {
+            let lines = self.lines.get_mut().unwrap_or_else(|p| p.into_inner());
+            match lines.recv_timeout(left) {
                 Ok(l) => {
                     self.seen.push(l.clone());
                     if l.contains(needle) {
@@ -192,7 +195,8 @@ impl Child {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if let Ok(Some(st)) = self.child.try_wait() {
-                while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                let lines = self.lines.get_mut().unwrap_or_else(|p| p.into_inner());
+                while let Ok(l) = lines.recv_timeout(Duration::from_millis(200)) {
                     self.seen.push(l);
                 }
                 return Some(st);
@@ -292,6 +296,21 @@ impl<'a> Daemon<'a> {
         }
     }
 
+    /// `/metrics` once `read` of it equals `want` (the workers publish their counters between
+    /// batches and when they go idle), at most 3 s: the last reading and the exposition it came
+    /// from.
+    pub fn metrics_until<T: PartialEq>(&self, read: impl Fn(&str) -> T, want: &T) -> (T, String) {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let text = self.metrics();
+            let got = read(&text);
+            if &got == want || Instant::now() > deadline {
+                return (got, text);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// SIGTERM: exits 0 and prints `stopped`, every worker's frames are accounted for, and
     /// nothing stays attached in its namespace. Returns its stdout.
     pub fn stop(mut self) -> Vec<String> {
@@ -336,24 +355,96 @@ pub fn metric_by_label(text: &str, family: &str, label: &str) -> BTreeMap<String
     out
 }
 
-/// Every non-zero drop count of a daemon's exposition, by reason: the stacks'
-/// (`xdpos_stack_drops_total`), TCP's with a `tcp_` prefix (`xdpos_tcp_drops_total`), the
-/// workers' (`xdpos_worker_drops_total`), a router's with a `forward_` prefix
-/// (`xdpos_forward_drops_total`), and the frames the kernel dropped on the way into the AF_XDP
-/// sockets (`xsk_rx_dropped`, `xsk_rx_ring_full`).
-pub fn metric_drops(text: &str) -> BTreeMap<String, u64> {
+/// A counter summed over its workers (every series with a `worker` label).
+pub fn metric_total(text: &str, family: &str) -> u64 {
+    metric_by_label(text, family, "worker").values().sum()
+}
+
+/// Every non-zero drop count of a daemon's stacks, by reason: the stacks'
+/// (`xdpos_stack_drops_total`), TCP's with a `tcp_` prefix (`xdpos_tcp_drops_total`) and the
+/// workers' (`xdpos_worker_drops_total`).
+pub fn stack_drops(text: &str) -> BTreeMap<String, u64> {
     let mut d = metric_by_label(text, "xdpos_stack_drops_total", "reason");
     for (k, v) in metric_by_label(text, "xdpos_tcp_drops_total", "reason") {
         d.insert(format!("tcp_{k}"), v);
     }
     d.extend(metric_by_label(text, "xdpos_worker_drops_total", "reason"));
-    for (k, v) in metric_by_label(text, "xdpos_forward_drops_total", "reason") {
+    d.retain(|_, v| *v > 0);
+    d
+}
+
+/// Every non-zero count of a router's `xdpos_forward_drops_total`, by reason.
+pub fn forward_drops(text: &str) -> BTreeMap<String, u64> {
+    let mut d = metric_by_label(text, "xdpos_forward_drops_total", "reason");
+    d.retain(|_, v| *v > 0);
+    d
+}
+
+/// The counters of the frames the kernel dropped on the way into the daemon's AF_XDP sockets
+/// (full RX or fill rings).
+pub const XSK_DROPS: [&str; 2] = ["xdpos_xsk_rx_dropped_total", "xdpos_xsk_rx_ring_full_total"];
+
+/// The frames the kernel dropped on the way into the daemon's AF_XDP sockets ([`XSK_DROPS`]).
+pub fn xsk_drops(text: &str) -> u64 {
+    XSK_DROPS.iter().map(|f| metric_total(text, f)).sum()
+}
+
+/// Every non-zero drop count of a daemon's exposition, by reason: [`stack_drops`], a router's
+/// [`forward_drops`] with a `forward_` prefix, and the frames the kernel dropped on the way
+/// into the AF_XDP sockets ([`XSK_DROPS`], each under its name without `xdpos_` and `_total`).
+pub fn metric_drops(text: &str) -> BTreeMap<String, u64> {
+    let mut d = stack_drops(text);
+    for (k, v) in forward_drops(text) {
         d.insert(format!("forward_{k}"), v);
     }
-    for f in ["xdpos_xsk_rx_dropped_total", "xdpos_xsk_rx_ring_full_total"] {
-        let n: u64 = metric_by_label(text, f, "worker").values().sum();
+    for f in XSK_DROPS {
+        let n = metric_total(text, f);
         d.insert(f.trim_start_matches("xdpos_").trim_end_matches("_total").to_string(), n);
     }
     d.retain(|_, v| *v > 0);
     d
+}
+
+/// A daemon's `[[interfaces]]` table: `name` with `addr/24`, and with `frames` that many UMEM
+/// frames and a 1024-entry ring (else the defaults).
+fn toml_interface(name: &str, addr: Ipv4Addr, frames: Option<u32>) -> String {
+    let ring = frames.map(|n| format!("frames = {n}\nring_size = 1024\n")).unwrap_or_default();
+    format!("[[interfaces]]\nname = \"{name}\"\naddresses = [\"{addr}/24\"]\n{ring}\n")
+}
+
+/// A router-role configuration (`xdpos run --config`): `ifaces` (name, address; see
+/// [`toml_interface`] for `frames`), one worker on `cpu` serving queue 0 of each, and
+/// `fast_path` (`None`: left out, the default `auto`). Routes and services may be appended.
+pub fn router_toml(
+    ifaces: &[(&str, Ipv4Addr)],
+    frames: Option<u32>,
+    cpu: u32,
+    fast_path: Option<&str>,
+) -> String {
+    let mut s: String = ifaces.iter().map(|&(i, a)| toml_interface(i, a, frames)).collect();
+    let queues: Vec<String> = ifaces.iter().map(|(i, _)| format!("\"{i}:0\"")).collect();
+    s += &format!("[[workers]]\ncpu = {cpu}\nqueues = [{}]\n\n", queues.join(", "));
+    s += "[role]\nkind = \"router\"\n";
+    if let Some(f) = fast_path {
+        s += &format!("fast_path = \"{f}\"\n");
+    }
+    s
+}
+
+/// A server-role configuration: interface `iface` (name, address; see [`toml_interface`] for
+/// `frames`), one worker on `cpu` serving its queue 0, and `services` (kind, port on the
+/// address).
+pub fn server_toml(
+    (name, addr): (&str, Ipv4Addr),
+    frames: Option<u32>,
+    cpu: u32,
+    services: &[(&str, u16)],
+) -> String {
+    let mut s = toml_interface(name, addr, frames);
+    s += &format!("[[workers]]\ncpu = {cpu}\nqueues = [\"{name}:0\"]\n\n");
+    s += "[role]\nkind = \"server\"\n";
+    for (kind, port) in services {
+        s += &format!("\n[[services]]\nkind = \"{kind}\"\nlisten = \"{addr}:{port}\"\n");
+    }
+    s
 }

@@ -57,57 +57,14 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// The router: one worker (CPU 0) on F's two veths, userspace forwarding.
 fn router_config(chain: &Chain) -> String {
-    let (fa, fb) = (&chain.fa, &chain.fb);
-    format!(
-        r#"
-[[interfaces]]
-name = "{a}"
-addresses = ["{aip}/24"]
-
-[[interfaces]]
-name = "{b}"
-addresses = ["{bip}/24"]
-
-[[workers]]
-cpu = 0
-queues = ["{a}:0", "{b}:0"]
-
-[role]
-kind = "router"
-fast_path = "userspace"
-"#,
-        a = fa.ifname,
-        aip = fa.ip,
-        b = fb.ifname,
-        bip = fb.ip
-    )
+    let ifaces = [(chain.fa.ifname.as_str(), chain.fa.ip), (chain.fb.ifname.as_str(), chain.fb.ip)];
+    router_toml(&ifaces, None, 0, Some("userspace"))
 }
 
 /// The echo host: one worker (CPU 1) on B's veth, UDP echo and TCP echo on B's address.
 fn server_config(pair: &Pair) -> String {
-    let (i, b) = (&pair.b.ifname, pair.b.ip);
-    format!(
-        r#"
-[[interfaces]]
-name = "{i}"
-addresses = ["{b}/24"]
-
-[[workers]]
-cpu = 1
-queues = ["{i}:0"]
-
-[role]
-kind = "server"
-
-[[services]]
-kind = "udp-echo"
-listen = "{b}:{UDP_ECHO}"
-
-[[services]]
-kind = "tcp-echo"
-listen = "{b}:{TCP_ECHO}"
-"#
-    )
+    let services = [("udp-echo", UDP_ECHO), ("tcp-echo", TCP_ECHO)];
+    server_toml((&pair.b.ifname, pair.b.ip), None, 1, &services)
 }
 
 /// Paces a loop at `rate` per second: sleeps until iteration `i` is due.
