@@ -1117,6 +1117,9 @@ mod tests {
                 }
             );
         }
+        // Precedence 6, internetwork control (RFC 1812 §4.3.2.5), as Linux sends it.
+        let outer = Ipv4Packet::new_checked(&out[0][14..]).unwrap();
+        assert_eq!((outer.dscp() << 2) | outer.ecn(), 0xc0);
         // The error quotes the datagram as it arrived (TTL 1).
         let icmp = Icmpv4Packet::new_checked(&out[0][34..]).unwrap();
         assert!(icmp.verify_checksum());

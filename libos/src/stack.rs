@@ -35,7 +35,7 @@ use crate::icmp::{self, ErrorKind, ErrorQueue, IcmpConfig, Offender};
 use crate::iface::neighbor::{ArpConfig, Learn, Lookup, NeighborCache};
 use crate::iface::route::{Ipv4Cidr, Route, RouteTable};
 use crate::ipv4::frag::{FragConfig, FragKey, Outcome, Reassembler};
-use crate::ipv4::{fragment_plan, write_packet, OutHeader};
+use crate::ipv4::{fragment_plan, write_packet, OutHeader, ICMP_ERROR_TOS};
 use crate::ring::FixedRing;
 use crate::stats::{DropReason, Stats};
 use crate::tcp::{ListenHandle, Tcp, TcpConfig, TcpError, TcpHandle, TxEnv, L2};
@@ -1268,6 +1268,7 @@ impl Stack {
                 protocol: IpProtocol::Icmp,
                 ident,
                 ttl: self.ttl,
+                tos: ICMP_ERROR_TOS,
             };
             let mut progress = 0;
             match self.link.emit(slots, err.peer, &hdr, &[&msg[..n]], &mut progress, false) {
@@ -1299,6 +1300,7 @@ impl Stack {
                 protocol: IpProtocol::from(job.protocol),
                 ident: self.ident,
                 ttl: self.ttl,
+                tos: 0,
             };
             let payload = self.reasm.payload(slot);
             let fragmented = payload.len() + IPV4_HEADER_LEN > self.link.mtu;
@@ -1372,6 +1374,7 @@ impl Stack {
                         protocol: IpProtocol::Udp,
                         ident: self.ident,
                         ttl: self.ttl,
+                        tos: 0,
                     };
                     let r =
                         park(&mut self.neighbors, entry, &hdr, &[&udp_hdr, payload], self.link.mtu);
@@ -1396,6 +1399,7 @@ impl Stack {
                 protocol: IpProtocol::Udp,
                 ident: self.ident,
                 ttl: self.ttl,
+                tos: 0,
             };
             let plen = plen as u64;
             match self.link.emit(
@@ -1511,6 +1515,7 @@ impl Stack {
             protocol: IpProtocol::Udp,
             ident: 0,
             ttl: self.ttl,
+            tos: 0,
         };
         t[l4 + UDP_HEADER_LEN..].fill(0);
         {

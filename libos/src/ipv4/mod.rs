@@ -41,7 +41,15 @@ pub struct OutHeader {
     pub ident: u16,
     /// Time to live.
     pub ttl: u8,
+    /// The type-of-service byte (DSCP and ECN): 0, except for ICMP errors
+    /// ([`ICMP_ERROR_TOS`]).
+    pub tos: u8,
 }
+
+/// The type-of-service byte of an ICMP error: precedence 6, internetwork control (RFC 1812
+/// §4.3.2.5: Destination Unreachable, Redirect, Time Exceeded and Parameter Problem SHOULD
+/// carry precedence 6 or 7), the rest 0 (RFC 1349 §5.1); what Linux sends for a packet of TOS 0.
+pub const ICMP_ERROR_TOS: u8 = 0xc0;
 
 /// How a message of `len` bytes is cut for an `mtu`: the payload bytes per fragment (a
 /// multiple of 8) and the number of packets. `None` if the datagram would exceed 65535 bytes
@@ -97,8 +105,8 @@ pub fn write_packet(
     let mut p = Ipv4Packet::new_unchecked(head);
     p.set_version(4);
     p.set_header_len(IPV4_HEADER_LEN);
-    p.set_dscp(0);
-    p.set_ecn(0);
+    p.set_dscp(hdr.tos >> 2);
+    p.set_ecn(hdr.tos & 0b11);
     p.set_total_len(total as u16);
     p.set_ident(hdr.ident);
     p.set_dont_frag(false);
@@ -122,6 +130,7 @@ mod tests {
         protocol: IpProtocol::Udp,
         ident: 0x1234,
         ttl: 64,
+        tos: 0,
     };
 
     #[test]

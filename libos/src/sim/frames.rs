@@ -130,7 +130,7 @@ pub fn ipv4_fragments(
     l4: &[u8],
     mtu: usize,
 ) -> Vec<Vec<u8>> {
-    let hdr = OutHeader { src, dst, protocol, ident, ttl: 64 };
+    let hdr = OutHeader { src, dst, protocol, ident, ttl: 64, tos: 0 };
     let Some((per, n)) = fragment_plan(l4.len(), mtu) else { return Vec::new() };
     (0..n)
         .map(|k| {
