@@ -27,6 +27,10 @@
 //!   (lengths, version, header length, checksum, TTL 1 and 0, martian sources and destinations,
 //!   no route, a source route) are dropped under their reason, exactly, while it keeps
 //!   forwarding;
+//! - the router's ICMP errors (time exceeded, net unreachable, fragmentation needed for an
+//!   egress MTU smaller than the packet, silence for later fragments and ICMP errors) are a
+//!   Linux router's given the same transit packets: type, code, source, TTL, TOS, DF, IP ID,
+//!   length and the quote (up to 576 bytes in all), but for one justified TOS difference;
 //! - the steering program (security): of a mix of frames for owned and foreign addresses,
 //!   ports, protocols, fragments and VLANs, exactly the owned ones reach the AF_XDP socket,
 //!   and every other one reaches the kernel.
@@ -44,7 +48,7 @@ use libos::wire::{
 };
 use nic::afxdp::{L4Proto, XdpMode, XdpProgram, XskConfig, XskPort};
 use nic::{Burst, Port};
-use xdpos::rig::{Pair, PairOpts};
+use xdpos::rig::{Chain, ChainOpts, Netns, Pair, PairOpts};
 use xdpos_tests::*;
 
 const UDP_ECHO: u16 = 7;
@@ -693,37 +697,50 @@ fn probes(m: &Macs, b: Ipv4Addr) -> Vec<(String, Vec<u8>)> {
 /// Sends each probe from a capturing AF_XDP socket in A (one every 50 ms: the kernel's ICMP
 /// rate limit lets single errors through) and describes the replies to each.
 fn answers(pair: &Pair, probes: &[(String, Vec<u8>)]) -> Vec<(String, Vec<String>)> {
-    pair.ns_a
-        .run_in(|| {
-            let mut w = Wire::open(&pair.a.ifname, true);
-            let m = Macs::of(pair);
-            // The host learns HOSTILE's MAC from a request for its address (both Linux and
-            // xdpos do), so no reply waits on a resolution; later requests are answered.
-            assert_eq!(w.send(&[arp_request(m.a, HOSTILE, pair.b.ip)]), 1);
-            w.recv(Duration::from_millis(50));
-            let mut got = Vec::new();
-            for (name, f) in probes {
-                assert_eq!(w.send(std::slice::from_ref(f)), 1);
-                let frames = w.recv(Duration::from_millis(50));
-                for r in &frames {
-                    if let libos::sim::frames::Kind::Arp { op, target, .. } =
-                        libos::sim::frames::classify(r)
-                    {
-                        if op == libos::wire::ArpOperation::Request && target == HOSTILE {
-                            w.send(&[arp_reply(m.a, HOSTILE, m.b, pair.b.ip)]);
-                        }
+    let m = Macs::of(pair);
+    captured_answers(&pair.ns_a, &pair.a.ifname, &m, (HOSTILE, pair.b.ip), probes, describe)
+}
+
+/// Sends each probe from `ifname` in `ns` (a capturing [`Wire`]: the kernel there sees
+/// nothing) and describes what comes back within 50 ms with `describe(probe, reply)`, sorted,
+/// duplicates removed. `ours` is the probes' source (A's side: `m.a`) and `peer` the address
+/// of the host or router at `m.b`: a request from `ours` for `peer` first puts `ours` in its
+/// ARP cache (Linux and xdpos both learn from it), so no answer waits on a resolution; later
+/// requests for `ours` are answered.
+fn captured_answers(
+    ns: &Netns,
+    ifname: &str,
+    m: &Macs,
+    (ours, peer): (Ipv4Addr, Ipv4Addr),
+    probes: &[(String, Vec<u8>)],
+    describe: fn(&[u8], &[u8]) -> Option<String>,
+) -> Vec<(String, Vec<String>)> {
+    ns.run_in(|| {
+        let mut w = Wire::open(ifname, true);
+        assert_eq!(w.send(&[arp_request(m.a, ours, peer)]), 1);
+        w.recv(Duration::from_millis(50));
+        let mut got = Vec::new();
+        for (name, f) in probes {
+            assert_eq!(w.send(std::slice::from_ref(f)), 1);
+            let frames = w.recv(Duration::from_millis(50));
+            for r in &frames {
+                if let libos::sim::frames::Kind::Arp { op, target, .. } =
+                    libos::sim::frames::classify(r)
+                {
+                    if op == libos::wire::ArpOperation::Request && target == ours {
+                        w.send(&[arp_reply(m.a, ours, m.b, peer)]);
                     }
                 }
-                let mut replies: Vec<String> =
-                    frames.iter().filter_map(|r| describe(f, r)).collect();
-                replies.sort();
-                replies.dedup(); // a retransmitted SYN-ACK is the same answer
-                got.push((name.clone(), replies));
             }
-            w.close();
-            got
-        })
-        .unwrap()
+            let mut replies: Vec<String> = frames.iter().filter_map(|r| describe(f, r)).collect();
+            replies.sort();
+            replies.dedup(); // a retransmitted SYN-ACK is the same answer
+            got.push((name.clone(), replies));
+        }
+        w.close();
+        got
+    })
+    .unwrap()
 }
 
 #[test]
@@ -877,7 +894,7 @@ fn the_steering_program_redirects_only_what_the_appliance_owns() {
 // The router role.
 
 /// The router between A and B (F's veths, /24 each), with `fast_path` (`userspace` or `auto`).
-fn router_config(chain: &xdpos::rig::Chain, fast_path: &str) -> String {
+fn router_config(chain: &Chain, fast_path: &str) -> String {
     let ifaces = [(chain.fa.ifname.as_str(), chain.fa.ip), (chain.fb.ifname.as_str(), chain.fb.ip)];
     router_toml(&ifaces, Some(4096), 1, Some(fast_path))
 }
@@ -898,7 +915,7 @@ fn a_router_with_the_xdp_fast_path_drops_hostile_transit_packets_the_same_way() 
 fn router_case(tag: &str, fast_path: &str) {
     let _turn = serial();
     sweep();
-    let chain = xdpos::rig::Chain::new(tag, &xdpos::rig::ChainOpts::default()).unwrap();
+    let chain = Chain::new(tag, &ChainOpts::default()).unwrap();
     let d =
         Daemon::start(&chain.ns_f, &format!("hostile-{tag}"), &router_config(&chain, fast_path));
     let m = Macs { a: EthernetAddress(chain.a.mac), b: EthernetAddress(chain.fa.mac) };
@@ -993,6 +1010,178 @@ fn router_case(tag: &str, fast_path: &str) {
         }
     }
     d.stop();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The router's ICMP errors, compared with a Linux router's.
+
+/// The MTU of F's veth toward B (and of the router's interface there): smaller than A's side,
+/// so that a DF packet from A too big for it draws fragmentation needed.
+const EGRESS_MTU: u16 = 1200;
+/// B's kernel UDP socket: what the router forwards is absorbed there, unanswered.
+const B_SINK: u16 = 9000;
+
+/// An ICMP error about `probe` (from the router or forwarded from B), described with
+/// everything a router chooses: type and code, the error's source, TTL, TOS, DF, whether it
+/// has an IP ID, its length, the next-hop MTU of fragmentation needed, and how much of the
+/// probe it quotes (which must be the probe's first bytes, as received).
+fn describe_icmp_error(probe: &[u8], reply: &[u8]) -> Option<String> {
+    let pip = Ipv4Packet::new_checked(EthernetFrame::new_checked(probe).ok()?.payload()).ok()?;
+    let re = EthernetFrame::new_checked(reply).ok()?;
+    let rip = Ipv4Packet::new_checked(re.payload()).ok()?;
+    if rip.dst_addr() != pip.src_addr() || rip.protocol() != IpProtocol::Icmp {
+        return None;
+    }
+    let i = Icmpv4Packet::new_checked(rip.payload()).ok()?;
+    let original = &EthernetFrame::new_checked(probe).ok()?.payload()[..pip.total_len().into()];
+    let q = i.data();
+    if q.get(12..20) != original.get(12..20) {
+        return None; // about another packet
+    }
+    let same = q.len() <= original.len() && q == &original[..q.len()];
+    let mtu = if (i.msg_type(), i.msg_code()) == (libos::wire::Icmpv4Message::DstUnreachable, 4) {
+        format!(" mtu {}", i.next_hop_mtu())
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "icmp {:?} code {}{mtu} from {} ttl {} tos {:#04x} df {} id {} len {} checksum {} \
+         quotes {} of {} bytes{}",
+        i.msg_type(),
+        i.msg_code(),
+        rip.src_addr(),
+        rip.ttl(),
+        (rip.dscp() << 2) | rip.ecn(),
+        rip.dont_frag(),
+        if rip.ident() == 0 { "0" } else { "set" },
+        rip.total_len(),
+        if i.verify_checksum() { "ok" } else { "bad" },
+        q.len(),
+        original.len(),
+        if same { "" } else { ", changed" },
+    ))
+}
+
+/// Transit packets from A (10.0.1.2, to F's MAC) for which a router owes A an ICMP error, or
+/// owes none.
+fn router_probes(m: &Macs, a: Ipv4Addr, b: Ipv4Addr) -> Vec<(String, Vec<u8>)> {
+    let nowhere = Ipv4Addr::new(192, 168, 99, 1);
+    let ttl = |f: Vec<u8>, t: u8| with_ip(f, |ip| ip.set_ttl(t), true);
+    let df = |f: Vec<u8>| with_ip(f, |ip| ip.set_dont_frag(true), true);
+    let big = 1400 - 28; // a 1400-byte datagram
+    let fits = usize::from(EGRESS_MTU) - 28;
+    let echo = |id: u16, dst: Ipv4Addr| icmp_echo_frame(m.a, m.b, a, dst, id, 1, &[7; 56]);
+    let later = ipv4_fragments(m.a, m.b, a, b, IpProtocol::Udp, 77, &[9; 1000], 600)
+        .pop()
+        .expect("a later fragment");
+    let unreachable = {
+        // An ICMP error A "sends" through the router, about a datagram B sent it.
+        let quoted = udp(m, b, a, B_SINK, 41000, 32);
+        let mut msg = vec![3, 3, 0, 0, 0, 0, 0, 0];
+        msg.extend_from_slice(&quoted[14..14 + 28]);
+        let c = !libos::wire::checksum::sum(&msg);
+        msg[2..4].copy_from_slice(&c.to_be_bytes());
+        let mut f = udp(m, a, b, 1, 1, 0);
+        f.truncate(14 + 20);
+        f.extend_from_slice(&msg);
+        with_ip(
+            f,
+            |ip| {
+                ip.set_protocol(IpProtocol::Icmp);
+                ip.set_total_len(20 + msg.len() as u16);
+                ip.set_ttl(1);
+            },
+            true,
+        )
+    };
+    // No route first: Linux limits those errors to a burst of 5, then one a second
+    // (net.ipv4.route.error_burst and error_cost, not per namespace), on the same per-host
+    // tokens as its other ICMP errors, which icmp_ratelimit=0 leaves at zero.
+    vec![
+        ("UDP, no route", udp(m, a, nowhere, 41006, B_SINK, 64)),
+        ("ICMP echo, no route", echo(0x4343, nowhere)),
+        ("UDP, TTL 1", ttl(udp(m, a, b, 41001, B_SINK, 64), 1)),
+        (
+            "UDP, TTL 1, DSCP EF",
+            with_ip(ttl(udp(m, a, b, 41010, B_SINK, 64), 1), |ip| ip.set_dscp(46), true),
+        ),
+        ("UDP, TTL 0", ttl(udp(m, a, b, 41002, B_SINK, 64), 0)),
+        ("UDP, TTL 1, DF", df(ttl(udp(m, a, b, 41003, B_SINK, 64), 1))),
+        ("UDP of 1400 bytes, TTL 1 (the quote's length)", ttl(udp(m, a, b, 41004, B_SINK, big), 1)),
+        ("ICMP echo, TTL 1", ttl(echo(0x4242, b), 1)),
+        ("UDP, TTL 2 (forwarded)", ttl(udp(m, a, b, 41005, B_SINK, 64), 2)),
+        ("UDP of 1400 bytes, DF, egress MTU 1200", df(udp(m, a, b, 41007, B_SINK, big))),
+        ("UDP of 1200 bytes, DF (fits, forwarded)", df(udp(m, a, b, 41008, B_SINK, fits))),
+        ("UDP of 1400 bytes, DF, TTL 1", df(ttl(udp(m, a, b, 41009, B_SINK, big), 1))),
+        ("a later fragment, TTL 1 (RFC 1812 4.3.2.7: no error)", ttl(later, 1)),
+        ("an ICMP error, TTL 1 (RFC 1812 4.3.2.7: no error)", unreachable),
+    ]
+    .into_iter()
+    .map(|(n, f)| (n.to_string(), f))
+    .collect()
+}
+
+/// The ICMP errors a router in F sends A for [`router_probes`], with B's kernel socket absorbing
+/// what it forwards.
+fn router_answers(chain: &Chain) -> Vec<(String, Vec<String>)> {
+    let m = Macs { a: EthernetAddress(chain.a.mac), b: EthernetAddress(chain.fa.mac) };
+    let _sink = chain.ns_b.run_in(|| kernel_udp(chain.b.ip, B_SINK)).unwrap();
+    let probes = router_probes(&m, chain.a.ip, chain.b.ip);
+    let peer = (chain.a.ip, chain.fa.ip);
+    captured_answers(&chain.ns_a, &chain.a.ifname, &m, peer, &probes, describe_icmp_error)
+}
+
+/// Time exceeded (TTL 1 and 0), net unreachable (no route) and fragmentation needed (DF, egress
+/// MTU smaller than the packet) from the router role, against a Linux router given the same
+/// packets: F with the same addresses, forwarding on and its ICMP rate limits off.
+#[test]
+fn the_routers_icmp_errors_are_a_linux_routers() {
+    let _turn = serial();
+    sweep();
+    let kchain = Chain::new("hlk", &ChainOpts::default()).unwrap();
+    let (fa, fb) = (&kchain.fa, &kchain.fb);
+    kchain
+        .ns_f
+        .sh(&format!(
+            "ip addr add {}/24 dev {} && ip addr add {}/24 dev {} && ip link set {} mtu {EGRESS_MTU} && \
+             sysctl -qw net.ipv4.ip_forward=1 net.ipv4.icmp_ratelimit=0 net.ipv4.icmp_msgs_per_sec=100000",
+            fa.ip, fa.ifname, fb.ip, fb.ifname, fb.ifname
+        ))
+        .unwrap();
+    let kernel = router_answers(&kchain);
+    drop(kchain);
+
+    let xchain = Chain::new("hlx", &ChainOpts::default()).unwrap();
+    xchain.ns_f.sh(&format!("ip link set {} mtu {EGRESS_MTU}", xchain.fb.ifname)).unwrap();
+    let (fb, fbip) = (&xchain.fb.ifname, xchain.fb.ip);
+    let cfg = router_config(&xchain, "auto").replace(
+        &format!("addresses = [\"{fbip}/24\"]\n"),
+        &format!("addresses = [\"{fbip}/24\"]\nmtu = {EGRESS_MTU}\n"),
+    );
+    assert!(cfg.contains("mtu = "), "{fb}: {cfg}");
+    let d = Daemon::start(&xchain.ns_f, "hostile-hlx", &cfg);
+    let xdpos = router_answers(&xchain);
+    d.stop();
+
+    // The one justified difference: Linux ORs the probe's old RFC 1349 TOS bits (0x1e) into
+    // precedence 6; xdpos sends precedence 6 and nothing else (RFC 1812 §4.3.2.5, RFC 1349
+    // §5.1: an ICMP error carries the default TOS; for DSCP EF, 0xb8, Linux's 0xd8 is a code
+    // point nobody asked for).
+    let justified = ("UDP, TTL 1, DSCP EF", "tos 0xd8", "tos 0xc0");
+    let mut diffs = Vec::new();
+    for ((name, k), (_, x)) in kernel.iter().zip(&xdpos) {
+        eprintln!("{name}:\n  linux: {k:?}\n  xdpos: {x:?}");
+        let mut want = k.clone();
+        if name == justified.0 {
+            assert!(k.len() == 1 && k[0].contains(justified.1), "{name}: linux {k:?}");
+            want[0] = k[0].replace(justified.1, justified.2);
+        }
+        if &want != x {
+            diffs.push(format!("{name}: linux {k:?}, xdpos {x:?}"));
+        }
+    }
+    assert_eq!(kernel.len(), xdpos.len());
+    assert!(diffs.is_empty(), "{} of {} differ:\n{}", diffs.len(), kernel.len(), diffs.join("\n"));
 }
 
 // ---------------------------------------------------------------------------------------------
