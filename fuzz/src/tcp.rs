@@ -488,11 +488,16 @@ fn run_u(u: &mut Unstructured<'_>) -> Result<()> {
                 // The application accepts what a listener has (a second connection).
                 if let Some(l) = listener {
                     if let Ok(c) = r.s.tcp_mut().accept(l) {
-                        let ours =
-                            r.s.tcp()
-                                .info(c)
-                                .is_ok_and(|i| i.remote == SocketAddrV4::new(PEER_IP, PEER_PORT));
-                        if ours && !r.live() {
+                        let info = r.s.tcp().info(c);
+                        let ours = info
+                            .as_ref()
+                            .is_ok_and(|i| i.remote == SocketAddrV4::new(PEER_IP, PEER_PORT));
+                        // A connection reset while it waited in the accept queue is handed out
+                        // closed, with what it had received (as Linux's accept does); the
+                        // 4-tuple may have a newer connection since, whose stream `rcv_base`
+                        // now follows, so a closed one is not taken as ours.
+                        let closed = info.is_ok_and(|i| i.state == TcpState::Closed);
+                        if ours && !closed && !r.live() {
                             r.h = Some(c);
                         }
                     }
