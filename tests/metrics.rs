@@ -254,6 +254,28 @@ fn udp_load(ns: &Netns, dst: SocketAddrV4, stop: &AtomicBool, limit: Duration) -
     .expect("enter A")
 }
 
+/// Sends UDP from A to B's port 7 (at most 10 s), scrapes B's `/metrics` 2 s in while the
+/// traffic flows, and checks the answer: 200, clean under `promtool check metrics`, more than
+/// 1000 datagrams sent and counted on B's queue 0. Returns the exposition and that count.
+fn scrape_under_udp_load(pair: &Pair, what: &str) -> (String, f64) {
+    let stop = AtomicBool::new(false);
+    let dst = SocketAddrV4::new(pair.b.ip, 7);
+    let (sent, (status, text)) = std::thread::scope(|s| {
+        let load = s.spawn(|| udp_load(&pair.ns_a, dst, &stop, Duration::from_secs(10)));
+        std::thread::sleep(Duration::from_secs(2));
+        let got = pair.ns_b.run_in(|| http_get(METRICS, "/metrics").unwrap()).unwrap();
+        stop.store(true, Ordering::Relaxed);
+        (load.join().unwrap(), got)
+    });
+    assert_eq!(status, 200);
+    let (ok, lint) = promtool_check_metrics(&text);
+    assert!(ok && lint.trim().is_empty(), "promtool check metrics ({what}):\n{lint}");
+    let b = format!("interface=\"{}\"", pair.b.ifname);
+    let rx = sample(&text, "xdpos_rx_packets_total", &[&b, "queue=\"0\""]).expect("rx series");
+    assert!(sent > 1000 && rx > 1000.0, "sent {sent}, rx {rx}");
+    (text, rx)
+}
+
 fn start_echo(pair: &Pair) -> Child {
     let mut cmd = pair.ns_b.cmd(xdpos_bin().to_str().unwrap());
     cmd.args(["echo", "--interface", &pair.b.ifname, "--addr", &pair.b.ip.to_string()]).args([
@@ -292,23 +314,8 @@ fn echo_exposition_under_traffic_passes_promtool_and_counts_the_traffic() {
             c
         })
         .unwrap();
-    let stop = AtomicBool::new(false);
-    let dst = SocketAddrV4::new(pair.b.ip, 7);
-    let (sent, text) = std::thread::scope(|s| {
-        let load = s.spawn(|| udp_load(&pair.ns_a, dst, &stop, Duration::from_secs(10)));
-        std::thread::sleep(Duration::from_secs(2));
-        // Scraped while the traffic flows.
-        let text = pair.ns_b.run_in(|| http_get(METRICS, "/metrics").unwrap()).unwrap();
-        stop.store(true, Ordering::Relaxed);
-        (load.join().unwrap(), text)
-    });
-    assert_eq!(text.0, 200);
-    let text = text.1;
-    let (ok, lint) = promtool_check_metrics(&text);
-    assert!(ok && lint.trim().is_empty(), "promtool check metrics:\n{lint}");
+    let (text, rx) = scrape_under_udp_load(&pair, "echo");
     let b = format!("interface=\"{}\"", pair.b.ifname);
-    let rx = sample(&text, "xdpos_rx_packets_total", &[&b, "queue=\"0\""]).expect("rx series");
-    assert!(sent > 1000 && rx > 1000.0, "sent {sent}, rx {rx}");
     let udp = sample(&text, "xdpos_udp_rx_datagrams_total", &[&b]).expect("udp series");
     assert!(udp > 1000.0 && udp <= rx, "udp {udp} rx {rx}");
     let redirected =
@@ -630,22 +637,8 @@ fn the_daemon_serves_metrics_under_traffic_and_reports_a_failed_reload() {
     cmd.arg("run").arg("--config").arg(&file);
     let mut d = Child::spawn(cmd);
     assert!(d.wait_line("ready:", DEADLINE).is_some(), "daemon not ready: {:?}", d.seen);
-    let stop = AtomicBool::new(false);
-    let dst = SocketAddrV4::new(pair.b.ip, 7);
-    let (sent, text) = std::thread::scope(|s| {
-        let load = s.spawn(|| udp_load(&pair.ns_a, dst, &stop, Duration::from_secs(10)));
-        std::thread::sleep(Duration::from_secs(2));
-        let text = pair.ns_b.run_in(|| http_get(METRICS, "/metrics").unwrap()).unwrap();
-        stop.store(true, Ordering::Relaxed);
-        (load.join().unwrap(), text)
-    });
-    assert_eq!(text.0, 200);
-    let text = text.1;
-    let (ok, lint) = promtool_check_metrics(&text);
-    assert!(ok && lint.trim().is_empty(), "promtool check metrics (daemon):\n{lint}");
+    let (text, rx) = scrape_under_udp_load(&pair, "daemon");
     let b = format!("interface=\"{}\"", pair.b.ifname);
-    let rx = sample(&text, "xdpos_rx_packets_total", &[&b, "queue=\"0\""]).expect("rx series");
-    assert!(sent > 1000 && rx > 1000.0, "sent {sent}, rx {rx}");
     assert!(sample(&text, "xdpos_udp_rx_datagrams_total", &[&b]).unwrap() > 1000.0);
     assert_eq!(sample(&text, "xdpos_worker_info", &["role=\"server\"", "cpu=\"1\""]), Some(1.0));
     assert!(
