@@ -1,7 +1,8 @@
 //! Compiles every `bpf/*.bpf.c` into `$OUT_DIR/<name>.bpf.o` with clang (`-target bpf`), so the
-//! crate can embed the objects with `include_bytes!`. With the `dpdk` feature, also compiles the
-//! DPDK shim (`dpdk/shim.c`, flags from `pkg-config --cflags libdpdk`) and links DPDK's
-//! libraries.
+//! crate can embed the objects with `include_bytes!`; the headers beside them (`bpf/*.h`:
+//! xdpos_common.h) are included from the sources' directory and rebuild them when they change.
+//! With the `dpdk` feature, also compiles the DPDK shim (`dpdk/shim.c`, flags from
+//! `pkg-config --cflags libdpdk`) and links DPDK's libraries.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -20,6 +21,17 @@ fn main() {
         .filter(|p| p.to_string_lossy().ends_with(".bpf.c"))
         .collect();
     entries.sort();
+    // The headers the programs include (xdpos_common.h); the directory line above covers new
+    // files, these name each one.
+    let mut headers: Vec<_> = std::fs::read_dir(&dir)
+        .expect("nic/bpf exists")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "h"))
+        .collect();
+    headers.sort();
+    for h in headers {
+        println!("cargo:rerun-if-changed={}", h.display());
+    }
     for src in entries {
         println!("cargo:rerun-if-changed={}", src.display());
         let stem = src.file_name().unwrap().to_string_lossy().trim_end_matches(".c").to_string();

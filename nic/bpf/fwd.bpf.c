@@ -36,14 +36,12 @@
  * the hash lookup was 27 of the 76 ns a packet via a gateway took; now 47 ns against 38-40 for
  * the bare redirect (redirect.bpf.c).
  */
-#include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
 #include <bpf/bpf_endian.h>
-#include <bpf/bpf_helpers.h>
+#include "xdpos_common.h"
 
-#define MAX_QUEUES 64
 #define MAX_PORTS 16
 #define TBL24_ENTRIES (1u << 24)
 #define EXT (1u << 31)
@@ -52,17 +50,6 @@
 /* Next-hop indices per half. */
 #define MAX_NH 4096
 #define MAX_NEIGHBORS 8192
-
-enum steer_mode { STEER_NONE = 0, STEER_ALL = 1, STEER_MATCH = 2 };
-
-/* The steering program's verdicts (same map layout, read by XdpProgram::verdicts). */
-enum verdict {
-	V_REDIRECT = 0,
-	V_PASS_NOT_OWNED = 1,
-	V_PASS_NO_SOCKET = 2,
-	V_PASS_UNPARSED = 3,
-	V_MAX = 4,
-};
 
 /* Fast-path outcomes (nic::afxdp::FastPathCounters names them). */
 enum outcome {
@@ -85,23 +72,6 @@ enum outcome {
 };
 
 enum nh_kind { NH_NONE = 0, NH_FORWARD = 1, NH_LOCAL = 2, NH_BLACKHOLE = 3 };
-
-struct steer_config {
-	__u32 mode;
-	__u32 reserved;
-};
-
-struct port_key {
-	__u32 addr;
-	__u16 port;
-	__u8 proto;
-	__u8 pad;
-};
-
-struct counter {
-	__u64 packets;
-	__u64 bytes;
-};
 
 struct fib_ctl {
 	__u32 active;      /* live half: 0 or 1 */
@@ -148,43 +118,7 @@ struct neigh_val {
 	__u16 pad;
 };
 
-/* Per interface (not shared). */
-struct {
-	__uint(type, BPF_MAP_TYPE_XSKMAP);
-	__uint(max_entries, MAX_QUEUES);
-	__type(key, __u32);
-	__type(value, __u32);
-} xsks SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct steer_config);
-} config SEC(".maps");
-
-/* Unused here; present so the loader finds the steering program's maps. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} owned_addrs SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1);
-	__type(key, struct port_key);
-	__type(value, __u32);
-} owned_ports SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, V_MAX);
-	__type(key, __u32);
-	__type(value, struct counter);
-} verdicts SEC(".maps");
-
+/* Per interface (not shared), besides xdpos_common.h's (owned_addrs and owned_ports unused). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -265,28 +199,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct counter);
 } fp_stats SEC(".maps");
-
-static __always_inline void add(void *map, struct xdp_md *ctx, __u32 i)
-{
-	struct counter *c = bpf_map_lookup_elem(map, &i);
-
-	if (c) {
-		c->packets++;
-		c->bytes += ctx->data_end - ctx->data;
-	}
-}
-
-static __always_inline int to_socket(struct xdp_md *ctx)
-{
-	__u32 q = ctx->rx_queue_index;
-
-	if (!bpf_map_lookup_elem(&xsks, &q)) {
-		add(&verdicts, ctx, V_PASS_NO_SOCKET);
-		return XDP_PASS;
-	}
-	add(&verdicts, ctx, V_REDIRECT);
-	return bpf_redirect_map(&xsks, q, XDP_PASS);
-}
 
 /* Counts a punt and returns -1 (the caller redirects to the socket). */
 static __always_inline int punt(struct xdp_md *ctx, __u32 why)

@@ -8,68 +8,17 @@
  * but for `config`, whose mode ALL switches it on) so it loads, attaches and detaches like the
  * other xdpos programs.
  */
-#include <linux/bpf.h>
 #include <linux/if_ether.h>
-#include <bpf/bpf_helpers.h>
 
-struct steer_config {
-	__u32 mode;
-	__u32 reserved;
-};
-
-struct port_key {
-	__u32 addr;
-	__u16 port;
-	__u8 proto;
-	__u8 pad;
-};
-
-struct counter {
-	__u64 packets;
-	__u64 bytes;
-};
+/* One xsks slot: the program never redirects into a socket. */
+#define XDPOS_XSKS_ENTRIES 1
+#include "xdpos_common.h"
 
 struct redirect_macs {
 	__u8 dst[6];
 	__u8 src[6];
 	__u32 pad;
 };
-
-struct {
-	__uint(type, BPF_MAP_TYPE_XSKMAP);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} xsks SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct steer_config);
-} config SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} owned_addrs SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1);
-	__type(key, struct port_key);
-	__type(value, __u32);
-} owned_ports SEC(".maps");
-
-/* Slot 0: frames redirected. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 4);
-	__type(key, __u32);
-	__type(value, struct counter);
-} verdicts SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -99,6 +48,8 @@ int xdpos_redirect(struct xdp_md *ctx)
 		return XDP_PASS;
 	__builtin_memcpy(eth->h_dest, m->dst, ETH_ALEN);
 	__builtin_memcpy(eth->h_source, m->src, ETH_ALEN);
+	/* verdicts slot 0: frames redirected. Counted inline rather than with add(), which
+	 * re-reads data/data_end and costs this baseline 9 more instructions. */
 	struct counter *c = bpf_map_lookup_elem(&verdicts, &zero);
 	if (c) {
 		c->packets++;

@@ -17,100 +17,21 @@
  *
  * Per-CPU counters (packets, bytes) per verdict are summed by the control thread at scrape time.
  */
-#include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
 #include <linux/tcp.h>
 #include <linux/udp.h>
 #include <bpf/bpf_endian.h>
-#include <bpf/bpf_helpers.h>
 
-#define MAX_QUEUES 64
 #define MAX_OWNED 1024
-
-enum steer_mode { STEER_NONE = 0, STEER_ALL = 1, STEER_MATCH = 2 };
-
-enum verdict {
-	V_REDIRECT = 0,       /* sent to the queue's AF_XDP socket */
-	V_PASS_NOT_OWNED = 1, /* not the appliance's: to the kernel */
-	V_PASS_NO_SOCKET = 2, /* the appliance's, but no socket on this queue: to the kernel */
-	V_PASS_UNPARSED = 3,  /* too short or not understood in MATCH mode: to the kernel */
-	V_MAX = 4,
-};
-
-struct steer_config {
-	__u32 mode;
-	__u32 reserved;
-};
-
-/* Key of owned_ports: addr and port in network byte order, addr 0 means any address. */
-struct port_key {
-	__u32 addr;
-	__u16 port;
-	__u8 proto;
-	__u8 pad;
-};
-
-struct counter {
-	__u64 packets;
-	__u64 bytes;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_XSKMAP);
-	__uint(max_entries, MAX_QUEUES);
-	__type(key, __u32);
-	__type(value, __u32);
-} xsks SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct steer_config);
-} config SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_OWNED);
-	__type(key, __u32);
-	__type(value, __u32);
-} owned_addrs SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_OWNED);
-	__type(key, struct port_key);
-	__type(value, __u32);
-} owned_ports SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, V_MAX);
-	__type(key, __u32);
-	__type(value, struct counter);
-} verdicts SEC(".maps");
+#define XDPOS_OWNED_ENTRIES MAX_OWNED
+#include "xdpos_common.h"
 
 static __always_inline int count(struct xdp_md *ctx, __u32 v, int action)
 {
-	struct counter *c = bpf_map_lookup_elem(&verdicts, &v);
-
-	if (c) {
-		c->packets++;
-		c->bytes += ctx->data_end - ctx->data;
-	}
+	add(&verdicts, ctx, v);
 	return action;
-}
-
-static __always_inline int to_socket(struct xdp_md *ctx)
-{
-	__u32 q = ctx->rx_queue_index;
-
-	if (!bpf_map_lookup_elem(&xsks, &q))
-		return count(ctx, V_PASS_NO_SOCKET, XDP_PASS);
-	count(ctx, V_REDIRECT, XDP_PASS);
-	return bpf_redirect_map(&xsks, q, XDP_PASS);
 }
 
 static __always_inline int owned_addr(__u32 addr)
