@@ -7,57 +7,14 @@
 //! also catches that.)
 #![forbid(unsafe_code)]
 
-use std::process::Command;
-
 use xdpos_tests::*;
 
+/// `xdpos bench tcp` at `sizes` for `variants`: every point has a row with some goodput.
 fn bench(args: &[&str], sizes: &[u64], variants: &[&str]) {
-    sweep();
-    // A directory per call: the tests run in parallel, and one removing a shared directory
-    // once it was empty made the other's --json fail.
-    let dir = std::env::temp_dir().join(format!(
-        "xdpos-bench-tcp-{}-{}",
-        std::process::id(),
-        variants.len()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let json = dir.join(format!("tcp-{}.json", variants.len()));
-    let sizes_arg = sizes.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
-    let out = Command::new(xdpos_bin())
-        .args(["bench", "tcp", "--quick", "--sizes", &sizes_arg, "--variants"])
-        .arg(variants.join(","))
-        .args(args)
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .expect("run xdpos bench tcp");
-    let text = || {
-        format!(
-            "{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    };
-    assert!(out.status.success(), "{}", text());
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).expect("valid JSON");
-    std::fs::remove_file(&json).ok();
-    std::fs::remove_dir(&dir).ok();
-    assert_eq!(report["bench"], "tcp");
-    for key in ["cpus", "kernel", "nic", "xdp_mode"] {
-        assert!(!report["machine"][key].is_null(), "machine.{key} missing: {report}");
-    }
-    let rows = report["rows"].as_array().expect("rows");
-    for variant in variants {
-        for &size in sizes {
-            let row = rows
-                .iter()
-                .find(|r| r["variant"] == *variant && r["size"] == size)
-                .unwrap_or_else(|| panic!("no row for {variant} at {size} B: {}", text()));
-            let goodput = row["median"]["goodput_bps"].as_f64().unwrap_or(0.0);
-            assert!(goodput > 1e6, "{variant} {size} B: goodput {goodput}\n{}", text());
-        }
-    }
+    bench_rows("tcp", args, sizes, variants, |variant, size, row, text| {
+        let goodput = row["median"]["goodput_bps"].as_f64().unwrap_or(0.0);
+        assert!(goodput > 1e6, "{variant} {size} B: goodput {goodput}\n{}", text());
+    });
 }
 
 #[test]

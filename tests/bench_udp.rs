@@ -6,55 +6,20 @@
 //! fails its point, so a missing row also catches that.)
 #![forbid(unsafe_code)]
 
-use std::process::Command;
-
 use xdpos_tests::*;
 
+/// `xdpos bench udp` at `sizes` for `variants`: every point has a row with a positive rate,
+/// goodput that matches it and a loss fraction.
 fn bench(args: &[&str], sizes: &[u64], variants: &[&str]) {
-    sweep();
-    let dir = std::env::temp_dir().join(format!("xdpos-bench-udp-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let json = dir.join(format!("udp-{}.json", variants.len()));
-    let sizes_arg = sizes.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
-    let out = Command::new(xdpos_bin())
-        .args(["bench", "udp", "--quick", "--sizes", &sizes_arg, "--variants"])
-        .arg(variants.join(","))
-        .args(args)
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .expect("run xdpos bench udp");
-    let text = || {
-        format!(
-            "{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    };
-    assert!(out.status.success(), "{}", text());
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).expect("valid JSON");
-    std::fs::remove_file(&json).ok();
-    assert_eq!(report["bench"], "udp");
-    for key in ["cpus", "kernel", "nic", "xdp_mode"] {
-        assert!(!report["machine"][key].is_null(), "machine.{key} missing: {report}");
-    }
-    let rows = report["rows"].as_array().expect("rows");
-    for variant in variants {
-        for &size in sizes {
-            let row = rows
-                .iter()
-                .find(|r| r["variant"] == *variant && r["size"] == size)
-                .unwrap_or_else(|| panic!("no row for {variant} at {size} B: {}", text()));
-            let m = &row["median"];
-            let pps = m["pps"].as_f64().unwrap_or(0.0);
-            assert!(pps > 1000.0, "{variant} {size} B: pps {pps}\n{}", text());
-            let goodput = m["goodput_bps"].as_f64().unwrap_or(0.0);
-            assert!((goodput - pps * size as f64 * 8.0).abs() < 1.0, "{variant}: {m}");
-            let loss = m["loss"].as_f64().unwrap_or(-1.0);
-            assert!((0.0..=1.0).contains(&loss), "{variant} {size} B: loss {loss}");
-        }
-    }
+    bench_rows("udp", args, sizes, variants, |variant, size, row, text| {
+        let m = &row["median"];
+        let pps = m["pps"].as_f64().unwrap_or(0.0);
+        assert!(pps > 1000.0, "{variant} {size} B: pps {pps}\n{}", text());
+        let goodput = m["goodput_bps"].as_f64().unwrap_or(0.0);
+        assert!((goodput - pps * size as f64 * 8.0).abs() < 1.0, "{variant}: {m}");
+        let loss = m["loss"].as_f64().unwrap_or(-1.0);
+        assert!((0.0..=1.0).contains(&loss), "{variant} {size} B: loss {loss}");
+    });
 }
 
 #[test]

@@ -205,22 +205,7 @@ fn kernel_udp_echo<'scope>(
 ) -> std::sync::mpsc::Receiver<()> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let ns = Netns::existing(ns.name());
-    s.spawn(move || {
-        ns.run_in(|| {
-            let sock = kernel_udp(ip, port);
-            ready_tx.send(()).unwrap();
-            let mut buf = [0u8; 2048];
-            let deadline = Instant::now() + DEADLINE;
-            let mut k = 0;
-            while k < n && Instant::now() < deadline {
-                if let Ok((len, from)) = sock.recv_from(&mut buf) {
-                    sock.send_to(&buf[..len], from).unwrap();
-                    k += 1;
-                }
-            }
-        })
-        .unwrap()
-    });
+    s.spawn(move || udp_echo(&ns, ip, port, n, ready_tx));
     ready_rx
 }
 

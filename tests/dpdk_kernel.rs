@@ -12,18 +12,13 @@
 #![forbid(unsafe_code)]
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{SocketAddrV4, TcpStream};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustix::process::Signal;
 use xdpos::rig::{Chain, ChainOpts, Netns, Pair, PairOpts};
 use xdpos_tests::*;
-
-/// `n` bytes of a pattern that differs per direction.
-fn pattern(n: usize, salt: u8) -> Vec<u8> {
-    (0..n).map(|i| (i as u8).wrapping_mul(7).wrapping_add(salt ^ (i >> 11) as u8)).collect()
-}
 
 /// Starts `xdpos ARGS` in `ns` and waits for its `ready:` line.
 fn start(ns: &Netns, args: &[&str]) -> Child {
@@ -48,62 +43,13 @@ fn stop(mut c: Child) -> Vec<String> {
     c.seen.clone()
 }
 
-/// Sends `n` datagrams of `size` bytes from a kernel socket in `ns` to `to`, each waiting for
-/// its echo; returns how many came back intact.
-fn udp_echoes(ns: &Netns, from: Ipv4Addr, to: SocketAddrV4, n: u32, size: usize) -> u32 {
-    ns.run_in(|| {
-        let sock = kernel_udp(from, 0);
-        sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        let mut buf = [0u8; 2048];
-        let mut got = 0;
-        for i in 0..n {
-            sock.send_to(&payload(i, size), to).unwrap();
-            if let Ok(len) = sock.recv(&mut buf) {
-                if check_payload(&buf[..len]) == Some(i) {
-                    got += 1;
-                }
-            }
-        }
-        got
-    })
-    .unwrap()
-}
-
 /// UDP through F both ways: a kernel echo on each side, a kernel client on the other, 100
 /// datagrams of 1000 bytes each; how many came back intact, per direction.
 fn udp_both_ways(chain: &Chain) -> Vec<u32> {
-    let mut udp = Vec::new();
-    for (ns_echo, echo_ip, ns_client, client_ip) in [
-        (&chain.ns_b, chain.b.ip, &chain.ns_a, chain.a.ip),
-        (&chain.ns_a, chain.a.ip, &chain.ns_b, chain.b.ip),
-    ] {
-        let got = std::thread::scope(|s| {
-            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-            let echo = s.spawn(move || {
-                ns_echo
-                    .run_in(|| {
-                        let sock = kernel_udp(echo_ip, 9000);
-                        ready_tx.send(()).unwrap();
-                        let mut buf = [0u8; 2048];
-                        let deadline = Instant::now() + DEADLINE;
-                        let mut k = 0;
-                        while k < 100 && Instant::now() < deadline {
-                            if let Ok((len, from)) = sock.recv_from(&mut buf) {
-                                sock.send_to(&buf[..len], from).unwrap();
-                                k += 1;
-                            }
-                        }
-                    })
-                    .unwrap()
-            });
-            ready_rx.recv_timeout(DEADLINE).unwrap();
-            let got = udp_echoes(ns_client, client_ip, SocketAddrV4::new(echo_ip, 9000), 100, 1000);
-            echo.join().unwrap();
-            got
-        });
-        udp.push(got);
-    }
-    udp
+    vec![
+        udp_round_trips(chain, chain.b.ip, 100, 1000),
+        udp_round_trips(chain, chain.a.ip, 100, 1000),
+    ]
 }
 
 #[test]
@@ -196,54 +142,7 @@ fn router_forwards_between_two_dpdk_ports() {
     // A kernel TCP transfer, 2 MiB each way.
     let up = pattern(2 << 20, 1);
     let down = pattern(2 << 20, 2);
-    let addr = SocketAddrV4::new(chain.b.ip, 5001);
-    // By reference: a `move` closure would take the namespace itself and delete it at its end.
-    let ns_b = &chain.ns_b;
-    let (at_b, at_a) = std::thread::scope(|s| {
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let down_ref = &down;
-        let n = up.len();
-        let server = s.spawn(move || {
-            ns_b.run_in(|| {
-                let l = TcpListener::bind(addr).unwrap();
-                l.set_nonblocking(true).unwrap();
-                ready_tx.send(()).unwrap();
-                let deadline = Instant::now() + DEADLINE;
-                let mut conn = loop {
-                    match l.accept() {
-                        Ok((c, _)) => break c,
-                        Err(_) if Instant::now() < deadline => {
-                            std::thread::sleep(Duration::from_millis(5))
-                        }
-                        Err(e) => panic!("no connection through F: {e}"),
-                    }
-                };
-                conn.set_nonblocking(false).unwrap();
-                conn.set_read_timeout(Some(DEADLINE)).unwrap();
-                conn.set_write_timeout(Some(DEADLINE)).unwrap();
-                let mut got = vec![0u8; n];
-                conn.read_exact(&mut got).unwrap();
-                conn.write_all(down_ref).unwrap();
-                got
-            })
-            .unwrap()
-        });
-        ready_rx.recv_timeout(DEADLINE).unwrap();
-        let back = chain
-            .ns_a
-            .run_in(|| {
-                let mut c =
-                    TcpStream::connect_timeout(&addr.into(), Duration::from_secs(10)).unwrap();
-                c.set_read_timeout(Some(DEADLINE)).unwrap();
-                c.set_write_timeout(Some(DEADLINE)).unwrap();
-                c.write_all(&up).unwrap();
-                let mut got = vec![0u8; n];
-                c.read_exact(&mut got).unwrap();
-                got
-            })
-            .unwrap();
-        (server.join().unwrap(), back)
-    });
+    let (at_b, at_a) = tcp_transfer(&chain, &up, &down);
     let ping = chain.ns_a.sh(&format!("ping -c 3 -i 0.2 -W 2 {}", chain.b.ip));
     // The devices' counters on the metrics endpoint (in F's namespace).
     let scrape = chain

@@ -10,8 +10,7 @@
 //! Every test ends with the frame accounting of every worker's UMEM and no XDP program left.
 #![forbid(unsafe_code)]
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,13 +18,9 @@ use std::time::{Duration, Instant};
 use libos::fib::{internet_like, NextHop};
 use libos::forward::FwdDrop;
 use libos::iface::route::Ipv4Cidr;
-use nic::afxdp::{XdpMode, XskConfig};
 use rustix::process::Signal;
 use xdpos::fastpath::FastPathMode;
-use xdpos::forward::{
-    fib_builder, ForwardConfig, ForwardReport, ForwardService, ForwardWorkerConfig, IfaceSpec,
-    Role, RouteSpec,
-};
+use xdpos::forward::{fib_builder, ForwardReport, ForwardService, Role, RouteSpec};
 use xdpos::rig::{mac_str, Chain, ChainOpts};
 use xdpos_tests::*;
 
@@ -38,228 +33,70 @@ fn chain(tag: &str, queues: u32) -> Chain {
     Chain::new(tag, &ChainOpts { queues, ..ChainOpts::default() }).unwrap()
 }
 
-fn ifaces(chain: &Chain) -> Vec<IfaceSpec> {
-    vec![
-        IfaceSpec {
-            name: chain.fa.ifname.clone(),
-            addrs: vec![Ipv4Cidr::new(chain.fa.ip, 24)],
-            mtu: 1500,
-        },
-        IfaceSpec {
-            name: chain.fb.ifname.clone(),
-            addrs: vec![Ipv4Cidr::new(chain.fb.ip, 24)],
-            mtu: 1500,
-        },
-    ]
-}
-
-fn router_cfg(chain: &Chain, queues: u32, role: Role) -> ForwardConfig {
-    ForwardConfig {
-        ifaces: ifaces(chain),
-        role,
-        queues,
-        cpus: Vec::new(),
-        mode: XdpMode::Native,
-        socket: XskConfig::default(),
-        worker: ForwardWorkerConfig::default(),
-        fast_path: FastPathMode::Userspace,
-    }
-}
-
-fn plain_router() -> Role {
-    Role::Router { routes: Vec::new(), neighbors: Vec::new(), fib: None, tcp_listen: None }
-}
-
-/// Starts the service in F.
-fn start(chain: &Chain, cfg: &ForwardConfig) -> ForwardService {
-    chain.ns_f.run_in(|| ForwardService::start(cfg)).unwrap().unwrap()
-}
-
-/// Stops the service, checks every worker's frame accounting and that F has no XDP program
-/// left; returns the reports.
-fn finish(chain: &Chain, svc: ForwardService) -> Vec<ForwardReport> {
-    let reports = svc.join().unwrap();
-    for r in &reports {
-        assert!(r.frames.is_ok(), "worker {}: {:?}", r.queue, r.frames);
-        assert_eq!(r.frames.as_ref().unwrap().held, 0);
-    }
-    assert_no_xdp(&chain.ns_f);
-    reports
-}
-
-fn sum(reports: &[ForwardReport], f: impl Fn(&ForwardReport) -> u64) -> u64 {
-    reports.iter().map(f).sum()
-}
-
-fn drops(reports: &[ForwardReport], why: FwdDrop) -> u64 {
-    sum(reports, |r| r.forward.as_ref().map_or(0, |f| f.drops(why)))
-}
-
-/// FNV-1a over a byte stream.
-fn fnv(h: u64, data: &[u8]) -> u64 {
-    data.iter().fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
-}
-
-const FNV0: u64 = 0xcbf2_9ce4_8422_2325;
-
-/// `n` bytes of a pattern that differs per direction.
-fn pattern(n: usize, salt: u8) -> Vec<u8> {
-    (0..n).map(|i| (i as u8).wrapping_mul(7).wrapping_add(salt ^ (i >> 11) as u8)).collect()
-}
-
-/// UDP datagrams from a kernel socket in `from` to an echo socket in `to`: how many came back
-/// intact.
-fn udp_round_trips(chain: &Chain, echo_ip: Ipv4Addr, n: u32, size: usize) -> u32 {
-    let to_b = echo_ip == chain.b.ip;
-    let (ns_echo, ns_client, client_ip) = if to_b {
-        (&chain.ns_b, &chain.ns_a, chain.a.ip)
-    } else {
-        (&chain.ns_a, &chain.ns_b, chain.b.ip)
-    };
-    std::thread::scope(|s| {
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let echo = s.spawn(move || {
-            ns_echo
-                .run_in(|| {
-                    let sock = kernel_udp(echo_ip, 9000);
-                    ready_tx.send(()).unwrap();
-                    let mut buf = [0u8; 2048];
-                    let deadline = Instant::now() + DEADLINE;
-                    let mut k = 0;
-                    while k < n && Instant::now() < deadline {
-                        if let Ok((len, from)) = sock.recv_from(&mut buf) {
-                            sock.send_to(&buf[..len], from).unwrap();
-                            k += 1;
-                        }
-                    }
-                })
-                .unwrap()
-        });
-        ready_rx.recv_timeout(DEADLINE).unwrap();
-        let got = ns_client
-            .run_in(|| {
-                let sock = kernel_udp(client_ip, 0);
-                sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-                let mut buf = [0u8; 2048];
-                let mut got = 0;
-                for i in 0..n {
-                    sock.send_to(&payload(i, size), SocketAddrV4::new(echo_ip, 9000)).unwrap();
-                    if let Ok(len) = sock.recv(&mut buf) {
-                        if check_payload(&buf[..len]) == Some(i) {
-                            got += 1;
-                        }
-                    }
-                }
-                got
-            })
-            .unwrap();
-        echo.join().unwrap();
-        got
-    })
+/// Starts the userspace router in F with `role` on `queues` queues.
+fn start(chain: &Chain, queues: u32, role: Role) -> ForwardService {
+    start_forward(chain, &router_cfg(chain, queues, role, FastPathMode::Userspace))
 }
 
 /// A kernel TCP transfer A → B and B → A (`bytes` each way) through F, checked with FNV-1a on
 /// both ends; returns whether both directions arrived intact.
-fn tcp_transfer(chain: &Chain, bytes: usize) -> bool {
+fn tcp_checked(chain: &Chain, bytes: usize) -> bool {
     let up = pattern(bytes, 1);
     let down = pattern(bytes, 2);
-    let addr = SocketAddrV4::new(chain.b.ip, 5001);
-    std::thread::scope(|s| {
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let down_ref = &down;
-        let server = s.spawn(move || {
-            chain
-                .ns_b
-                .run_in(|| {
-                    let l = TcpListener::bind(addr).unwrap();
-                    l.set_nonblocking(true).unwrap();
-                    ready_tx.send(()).unwrap();
-                    let deadline = Instant::now() + DEADLINE;
-                    let mut conn = loop {
-                        match l.accept() {
-                            Ok((c, _)) => break c,
-                            Err(_) if Instant::now() < deadline => {
-                                std::thread::sleep(Duration::from_millis(5))
-                            }
-                            Err(e) => panic!("no connection through F: {e}"),
-                        }
-                    };
-                    conn.set_nonblocking(false).unwrap();
-                    conn.set_read_timeout(Some(DEADLINE)).unwrap();
-                    conn.set_write_timeout(Some(DEADLINE)).unwrap();
-                    let mut got = vec![0u8; bytes];
-                    conn.read_exact(&mut got).unwrap();
-                    conn.write_all(down_ref).unwrap();
-                    fnv(FNV0, &got)
-                })
-                .unwrap()
-        });
-        ready_rx.recv_timeout(DEADLINE).unwrap();
-        let (sent_ok, back) = chain
-            .ns_a
-            .run_in(|| {
-                let mut c =
-                    TcpStream::connect_timeout(&addr.into(), Duration::from_secs(10)).unwrap();
-                c.set_read_timeout(Some(DEADLINE)).unwrap();
-                c.set_write_timeout(Some(DEADLINE)).unwrap();
-                c.write_all(&up).unwrap();
-                let mut got = vec![0u8; bytes];
-                c.read_exact(&mut got).unwrap();
-                (true, fnv(FNV0, &got))
-            })
-            .unwrap();
-        let at_b = server.join().unwrap();
-        sent_ok && at_b == fnv(FNV0, &up) && back == fnv(FNV0, &down)
-    })
+    let (at_b, back) = tcp_transfer(chain, &up, &down);
+    fnv(FNV0, &at_b) == fnv(FNV0, &up) && fnv(FNV0, &back) == fnv(FNV0, &down)
 }
 
 #[test]
 fn router_forwards_udp_and_tcp_both_ways_resolving_next_hops_by_arp() {
     let chain = chain("fu", 1);
-    let svc = start(&chain, &router_cfg(&chain, 1, plain_router()));
+    let svc = start(&chain, 1, plain_router());
     let to_b = udp_round_trips(&chain, chain.b.ip, 200, 1000);
     let to_a = udp_round_trips(&chain, chain.a.ip, 100, 64);
-    let tcp = tcp_transfer(&chain, 4 << 20);
+    let tcp = tcp_checked(&chain, 4 << 20);
     // A's and B's kernels learned F's MACs by ARP (F answered on each link).
     let na = chain.ns_a.sh(&format!("ip neigh show {}", chain.fa.ip)).unwrap();
     let nb = chain.ns_b.sh(&format!("ip neigh show {}", chain.fb.ip)).unwrap();
-    let reports = finish(&chain, svc);
+    let reports = finish_forward(&chain, svc);
     let lines: Vec<String> = reports.iter().map(|r| r.line()).collect();
     assert_eq!(to_b, 200, "UDP A -> B -> A through F\n{lines:?}\n{}", chain.dump());
     assert_eq!(to_a, 100, "UDP B -> A -> B through F\n{lines:?}");
     assert!(tcp, "4 MiB each way over kernel TCP, checksums equal\n{lines:?}");
     assert!(na.contains(&mac_str(&chain.fa.mac)), "{na:?}");
     assert!(nb.contains(&mac_str(&chain.fb.mac)), "{nb:?}");
-    let arp_requests = sum(&reports, |r| r.stacks.iter().map(|s| s.arp_requests_sent).sum());
+    let arp_requests = report_sum(&reports, |r| r.stacks.iter().map(|s| s.arp_requests_sent).sum());
     assert!(arp_requests >= 2, "F resolved A and B by ARP (no static neighbours): {lines:?}");
-    assert!(sum(&reports, |r| r.forward.as_ref().unwrap().arp_queued) >= 1, "{lines:?}");
-    assert!(sum(&reports, ForwardReport::forwarded) >= 600 + 2 * 2900, "{lines:?}");
-    assert_eq!(drops(&reports, FwdDrop::NoRoute) + drops(&reports, FwdDrop::BadChecksum), 0);
+    assert!(report_sum(&reports, |r| r.forward.as_ref().unwrap().arp_queued) >= 1, "{lines:?}");
+    assert!(report_sum(&reports, ForwardReport::forwarded) >= 600 + 2 * 2900, "{lines:?}");
+    assert_eq!(
+        report_drops(&reports, FwdDrop::NoRoute) + report_drops(&reports, FwdDrop::BadChecksum),
+        0
+    );
 }
 
 #[test]
 fn ping_goes_through_the_router_and_reaches_both_of_its_addresses() {
     let chain = chain("fp", 1);
-    let svc = start(&chain, &router_cfg(&chain, 1, plain_router()));
+    let svc = start(&chain, 1, plain_router());
     let through = chain.ns_a.sh(&format!("ping -c 3 -i 0.2 -W 2 {}", chain.b.ip));
     let near = chain.ns_a.sh(&format!("ping -c 2 -i 0.2 -W 2 {}", chain.fa.ip));
     let far = chain.ns_a.sh(&format!("ping -c 2 -i 0.2 -W 2 {}", chain.fb.ip));
     let from_b = chain.ns_b.sh(&format!("ping -c 2 -i 0.2 -W 2 {}", chain.fa.ip));
-    let reports = finish(&chain, svc);
+    let reports = finish_forward(&chain, svc);
     let through = through.unwrap_or_else(|e| panic!("ping through F: {e}\n{}", chain.dump()));
     assert!(through.contains("3 received") && through.contains("ttl=63"), "{through}");
     for out in [near, far, from_b] {
         let out = out.unwrap();
         assert!(out.contains("2 received") && out.contains("ttl=64"), "{out}");
     }
-    let replies = sum(&reports, |r| r.stacks.iter().map(|s| s.icmp_echo_replies).sum());
+    let replies = report_sum(&reports, |r| r.stacks.iter().map(|s| s.icmp_echo_replies).sum());
     assert_eq!(replies, 6);
 }
 
 #[test]
 fn ttl_1_gets_time_exceeded_and_an_unknown_route_net_unreachable() {
     let chain = chain("ft", 1);
-    let svc = start(&chain, &router_cfg(&chain, 1, plain_router()));
+    let svc = start(&chain, 1, plain_router());
     // Linux prints ICMP errors about its pings and exits 1: read the output either way.
     let ping = |args: &str| {
         chain
@@ -279,23 +116,23 @@ fn ttl_1_gets_time_exceeded_and_an_unknown_route_net_unreachable() {
         })
         .unwrap();
     std::thread::sleep(Duration::from_millis(100));
-    let reports = finish(&chain, svc);
+    let reports = finish_forward(&chain, svc);
     assert!(ttl.contains("From 10.0.1.1") && ttl.contains("Time to live exceeded"), "{ttl}");
     assert!(
         unreachable.contains("From 10.0.1.1")
             && unreachable.contains("Destination Net Unreachable"),
         "{unreachable}"
     );
-    assert_eq!(drops(&reports, FwdDrop::TtlExceeded), 1);
-    assert_eq!(drops(&reports, FwdDrop::NoRoute), 2);
-    assert_eq!(sum(&reports, |r| r.stacks[0].icmp_errors_sent), 3);
+    assert_eq!(report_drops(&reports, FwdDrop::TtlExceeded), 1);
+    assert_eq!(report_drops(&reports, FwdDrop::NoRoute), 2);
+    assert_eq!(report_sum(&reports, |r| r.stacks[0].icmp_errors_sent), 3);
 }
 
 #[test]
 fn a_million_routes_send_sampled_prefixes_to_the_host_they_name() {
     let chain = chain("fm", 1);
     let prefixes = internet_like(1_000_000, 11);
-    let ifs = ifaces(&chain);
+    let ifs = chain_ifaces(&chain);
     let mut b = fib_builder(&ifs, &[]);
     let via = |i: usize| NextHop::Forward {
         iface: (i % 2) as u16,
@@ -334,7 +171,7 @@ fn a_million_routes_send_sampled_prefixes_to_the_host_they_name() {
         fib: Some(fib),
         tcp_listen: None,
     };
-    let svc = start(&chain, &router_cfg(&chain, 1, role));
+    let svc = start(&chain, 1, role);
     // Ping each sampled address from the host on the other side: the request reaches it only
     // if F sent it to the right host (the other host does not have the address).
     let mut failures = Vec::new();
@@ -345,47 +182,26 @@ fn a_million_routes_send_sampled_prefixes_to_the_host_they_name() {
             failures.push(format!("{addr} (side {side}): {out}"));
         }
     }
-    let reports = finish(&chain, svc);
+    let reports = finish_forward(&chain, svc);
     assert!(
         failures.is_empty(),
         "{failures:#?}\n{:?}",
         reports.iter().map(|r| r.line()).collect::<Vec<_>>()
     );
     // A request and a reply per ping, in place or (the first toward each host) after ARP.
-    let queued = sum(&reports, |r| r.forward.as_ref().unwrap().arp_queued);
-    assert!(sum(&reports, ForwardReport::forwarded) + queued >= 2 * picks.len() as u64);
+    let queued = report_sum(&reports, |r| r.forward.as_ref().unwrap().arp_queued);
+    assert!(report_sum(&reports, ForwardReport::forwarded) + queued >= 2 * picks.len() as u64);
 }
 
 #[test]
 fn two_queues_two_workers_forward_and_share_what_arp_taught_them() {
     let chain = chain("f2", 2);
-    let svc = start(&chain, &router_cfg(&chain, 2, plain_router()));
+    let svc = start(&chain, 2, plain_router());
     // Sixteen kernel sockets in A (different source ports, so A's kernel spreads them over
     // its two transmit queues), each sending to B's echo.
     let n = 16;
-    let got = std::thread::scope(|s| {
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let chain = &chain;
-        let echo = s.spawn(move || {
-            chain
-                .ns_b
-                .run_in(|| {
-                    let sock = kernel_udp(chain.b.ip, 9000);
-                    ready_tx.send(()).unwrap();
-                    let mut buf = [0u8; 2048];
-                    let deadline = Instant::now() + DEADLINE;
-                    let mut k = 0;
-                    while k < n * 10 && Instant::now() < deadline {
-                        if let Ok((len, from)) = sock.recv_from(&mut buf) {
-                            sock.send_to(&buf[..len], from).unwrap();
-                            k += 1;
-                        }
-                    }
-                })
-                .unwrap()
-        });
-        ready_rx.recv_timeout(DEADLINE).unwrap();
-        let got = chain
+    let got = with_udp_echo(&chain.ns_b, chain.b.ip, n * 10, || {
+        chain
             .ns_a
             .run_in(|| {
                 let socks: Vec<_> = (0..n).map(|_| kernel_udp(chain.a.ip, 0)).collect();
@@ -395,7 +211,8 @@ fn two_queues_two_workers_forward_and_share_what_arp_taught_them() {
                     for (k, s) in socks.iter().enumerate() {
                         s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
                         let seq = round * 100 + k as u32;
-                        s.send_to(&payload(seq, 300), SocketAddrV4::new(chain.b.ip, 9000)).unwrap();
+                        let to = SocketAddrV4::new(chain.b.ip, ECHO_PORT);
+                        s.send_to(&payload(seq, 300), to).unwrap();
                         if let Ok(len) = s.recv(&mut buf) {
                             got += u32::from(check_payload(&buf[..len]) == Some(seq));
                         }
@@ -403,11 +220,9 @@ fn two_queues_two_workers_forward_and_share_what_arp_taught_them() {
                 }
                 got
             })
-            .unwrap();
-        echo.join().unwrap();
-        got
+            .unwrap()
     });
-    let reports = finish(&chain, svc);
+    let reports = finish_forward(&chain, svc);
     let lines: Vec<String> = reports.iter().map(|r| r.line()).collect();
     assert_eq!(got, 160, "every datagram echoed through F\n{lines:?}");
     assert_eq!(reports.len(), 2);
@@ -466,21 +281,25 @@ fn a_new_table_moves_traffic_without_a_restart() {
         fib: None,
         tcp_listen: None,
     };
-    let svc = start(&chain, &router_cfg(&chain, 1, role));
+    let svc = start(&chain, 1, role);
     let ping = || chain.ns_a.sh(&format!("ping -c 1 -W 1 {target} 2>&1; true")).unwrap();
     let before = ping();
     let via_b = NextHop::Forward { iface: 1, via: Some(chain.b.ip) };
-    svc.set_fib(Arc::new(fib_builder(&ifaces(&chain), &route(via_b)).build())).unwrap();
+    svc.set_fib(Arc::new(fib_builder(&chain_ifaces(&chain), &route(via_b)).build())).unwrap();
     // The worker takes the table between batches: within a few polls of an idle worker.
     let deadline = Instant::now() + DEADLINE;
     let mut after = ping();
     while !after.contains("1 received") && Instant::now() < deadline {
         after = ping();
     }
-    let reports = finish(&chain, svc);
+    let reports = finish_forward(&chain, svc);
     assert!(before.contains("0 received"), "blackholed at first: {before}");
     assert!(after.contains("1 received"), "routed after the new table: {after}");
     // The first ping, and possibly one sent before the idle worker looked for a new table.
-    assert!((1..=2).contains(&drops(&reports, FwdDrop::Blackhole)), "{:?}", reports[0].line());
-    assert_eq!(sum(&reports, |r| r.fib_swaps), 1);
+    assert!(
+        (1..=2).contains(&report_drops(&reports, FwdDrop::Blackhole)),
+        "{:?}",
+        reports[0].line()
+    );
+    assert_eq!(report_sum(&reports, |r| r.fib_swaps), 1);
 }

@@ -13,8 +13,7 @@
 //! ([`XdpProgram`] in its initial mode) for the duration of each test.
 #![forbid(unsafe_code)]
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,12 +21,9 @@ use std::time::{Duration, Instant};
 use libos::fib::NextHop;
 use libos::forward::FwdDrop;
 use libos::iface::route::Ipv4Cidr;
-use nic::afxdp::{FastPathCounters, FpOutcome, XdpMode, XdpProgram, XskConfig};
+use nic::afxdp::{FastPathCounters, FpOutcome, XdpMode, XdpProgram};
 use xdpos::fastpath::FastPathMode;
-use xdpos::forward::{
-    build_fib, ForwardConfig, ForwardReport, ForwardService, ForwardWorkerConfig, IfaceSpec, Role,
-    RouteSpec,
-};
+use xdpos::forward::{build_fib, ForwardConfig, ForwardReport, ForwardService, Role, RouteSpec};
 use xdpos::rig::{mac_str, Chain, ChainOpts};
 use xdpos_tests::*;
 
@@ -44,40 +40,8 @@ fn chain(tag: &str) -> (Chain, Vec<XdpProgram>) {
     (chain, vec![pa.unwrap(), pb.unwrap()])
 }
 
-fn ifaces(chain: &Chain) -> Vec<IfaceSpec> {
-    vec![
-        IfaceSpec {
-            name: chain.fa.ifname.clone(),
-            addrs: vec![Ipv4Cidr::new(chain.fa.ip, 24)],
-            mtu: 1500,
-        },
-        IfaceSpec {
-            name: chain.fb.ifname.clone(),
-            addrs: vec![Ipv4Cidr::new(chain.fb.ip, 24)],
-            mtu: 1500,
-        },
-    ]
-}
-
-fn router_cfg(chain: &Chain, role: Role, fast_path: FastPathMode) -> ForwardConfig {
-    ForwardConfig {
-        ifaces: ifaces(chain),
-        role,
-        queues: 1,
-        cpus: Vec::new(),
-        mode: XdpMode::Native,
-        socket: XskConfig::default(),
-        worker: ForwardWorkerConfig::default(),
-        fast_path,
-    }
-}
-
-fn plain_router() -> Role {
-    Role::Router { routes: Vec::new(), neighbors: Vec::new(), fib: None, tcp_listen: None }
-}
-
 fn start(chain: &Chain, cfg: &ForwardConfig) -> ForwardService {
-    let svc = chain.ns_f.run_in(|| ForwardService::start(cfg)).unwrap().unwrap();
+    let svc = start_forward(chain, cfg);
     assert_eq!(svc.fast_path(), FastPathMode::Xdp, "veth binds in copy mode: XDP forwards");
     svc
 }
@@ -86,21 +50,7 @@ fn start(chain: &Chain, cfg: &ForwardConfig) -> ForwardService {
 /// accounting and that F has no XDP program left.
 fn finish(chain: &Chain, svc: ForwardService) -> (Vec<ForwardReport>, FastPathCounters) {
     let fp = svc.fast_path_counters().unwrap().expect("the fast path is on");
-    let reports = svc.join().unwrap();
-    for r in &reports {
-        assert!(r.frames.is_ok(), "worker {}: {:?}", r.queue, r.frames);
-        assert_eq!(r.frames.as_ref().unwrap().held, 0);
-    }
-    assert_no_xdp(&chain.ns_f);
-    (reports, fp)
-}
-
-fn sum(reports: &[ForwardReport], f: impl Fn(&ForwardReport) -> u64) -> u64 {
-    reports.iter().map(f).sum()
-}
-
-fn drops(reports: &[ForwardReport], why: FwdDrop) -> u64 {
-    sum(reports, |r| r.forward.as_ref().map_or(0, |f| f.drops(why)))
+    (finish_forward(chain, svc), fp)
 }
 
 fn describe(reports: &[ForwardReport], fp: &FastPathCounters) -> String {
@@ -116,125 +66,22 @@ fn describe(reports: &[ForwardReport], fp: &FastPathCounters) -> String {
     s.join("\n")
 }
 
-/// UDP datagrams from a kernel socket to an echo socket on the other side: how many came back
-/// intact.
-fn udp_round_trips(chain: &Chain, echo_ip: Ipv4Addr, n: u32, size: usize) -> u32 {
-    let to_b = echo_ip == chain.b.ip;
-    let (ns_echo, ns_client, client_ip) = if to_b {
-        (&chain.ns_b, &chain.ns_a, chain.a.ip)
-    } else {
-        (&chain.ns_a, &chain.ns_b, chain.b.ip)
-    };
-    std::thread::scope(|s| {
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let echo = s.spawn(move || {
-            ns_echo
-                .run_in(|| {
-                    let sock = kernel_udp(echo_ip, 9000);
-                    ready_tx.send(()).unwrap();
-                    let mut buf = [0u8; 2048];
-                    let deadline = Instant::now() + DEADLINE;
-                    let mut k = 0;
-                    while k < n && Instant::now() < deadline {
-                        if let Ok((len, from)) = sock.recv_from(&mut buf) {
-                            sock.send_to(&buf[..len], from).unwrap();
-                            k += 1;
-                        }
-                    }
-                })
-                .unwrap()
-        });
-        ready_rx.recv_timeout(DEADLINE).unwrap();
-        let got = ns_client
-            .run_in(|| {
-                let sock = kernel_udp(client_ip, 0);
-                sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-                let mut buf = [0u8; 2048];
-                let mut got = 0;
-                for i in 0..n {
-                    sock.send_to(&payload(i, size), SocketAddrV4::new(echo_ip, 9000)).unwrap();
-                    if let Ok(len) = sock.recv(&mut buf) {
-                        if check_payload(&buf[..len]) == Some(i) {
-                            got += 1;
-                        }
-                    }
-                }
-                got
-            })
-            .unwrap();
-        echo.join().unwrap();
-        got
-    })
-}
-
-/// FNV-1a over a byte stream.
-fn fnv(data: &[u8]) -> u64 {
-    data.iter()
-        .fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
-}
-
 /// A kernel TCP transfer A → B and B → A (`bytes` each way) through F, checked with FNV-1a.
-fn tcp_transfer(chain: &Chain, bytes: usize) -> bool {
+fn tcp_checked(chain: &Chain, bytes: usize) -> bool {
     let up: Vec<u8> = (0..bytes).map(|i| (i as u8).wrapping_mul(7) ^ (i >> 11) as u8).collect();
     let down: Vec<u8> = (0..bytes).map(|i| (i as u8).wrapping_mul(13) ^ (i >> 9) as u8).collect();
-    let addr = SocketAddrV4::new(chain.b.ip, 5001);
-    std::thread::scope(|s| {
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let down_ref = &down;
-        let server = s.spawn(move || {
-            chain
-                .ns_b
-                .run_in(|| {
-                    let l = TcpListener::bind(addr).unwrap();
-                    l.set_nonblocking(true).unwrap();
-                    ready_tx.send(()).unwrap();
-                    let deadline = Instant::now() + DEADLINE;
-                    let mut conn = loop {
-                        match l.accept() {
-                            Ok((c, _)) => break c,
-                            Err(_) if Instant::now() < deadline => {
-                                std::thread::sleep(Duration::from_millis(5))
-                            }
-                            Err(e) => panic!("no connection through F: {e}"),
-                        }
-                    };
-                    conn.set_nonblocking(false).unwrap();
-                    conn.set_read_timeout(Some(DEADLINE)).unwrap();
-                    conn.set_write_timeout(Some(DEADLINE)).unwrap();
-                    let mut got = vec![0u8; bytes];
-                    conn.read_exact(&mut got).unwrap();
-                    conn.write_all(down_ref).unwrap();
-                    fnv(&got)
-                })
-                .unwrap()
-        });
-        ready_rx.recv_timeout(DEADLINE).unwrap();
-        let back = chain
-            .ns_a
-            .run_in(|| {
-                let mut c =
-                    TcpStream::connect_timeout(&addr.into(), Duration::from_secs(10)).unwrap();
-                c.set_read_timeout(Some(DEADLINE)).unwrap();
-                c.set_write_timeout(Some(DEADLINE)).unwrap();
-                c.write_all(&up).unwrap();
-                let mut got = vec![0u8; bytes];
-                c.read_exact(&mut got).unwrap();
-                fnv(&got)
-            })
-            .unwrap();
-        let at_b = server.join().unwrap();
-        at_b == fnv(&up) && back == fnv(&down)
-    })
+    let (at_b, back) = tcp_transfer(chain, &up, &down);
+    fnv(FNV0, &at_b) == fnv(FNV0, &up) && fnv(FNV0, &back) == fnv(FNV0, &down)
 }
 
 #[test]
 fn xdp_router_forwards_udp_and_tcp_both_ways_after_arp_in_the_library_os() {
     let (chain, _peers) = chain("xu");
-    let svc = start(&chain, &router_cfg(&chain, plain_router(), FastPathMode::Xdp));
+    let svc = start(&chain, &router_cfg(&chain, 1, plain_router(), FastPathMode::Xdp));
     let to_b = udp_round_trips(&chain, chain.b.ip, 200, 1000);
     let early = svc.fast_path_counters().unwrap().unwrap();
     let to_a = udp_round_trips(&chain, chain.a.ip, 100, 64);
-    let tcp = tcp_transfer(&chain, 4 << 20);
+    let tcp = tcp_checked(&chain, 4 << 20);
     let na = chain.ns_a.sh(&format!("ip neigh show {}", chain.fa.ip)).unwrap();
     let nb = chain.ns_b.sh(&format!("ip neigh show {}", chain.fb.ip)).unwrap();
     let (reports, fp) = finish(&chain, svc);
@@ -245,23 +92,26 @@ fn xdp_router_forwards_udp_and_tcp_both_ways_after_arp_in_the_library_os() {
     assert!(na.contains(&mac_str(&chain.fa.mac)), "{na:?}");
     assert!(nb.contains(&mac_str(&chain.fb.mac)), "{nb:?}");
     // ARP went to the library OS (requests from A and B, F's own resolutions and replies).
-    let arp_requests = sum(&reports, |r| r.stacks.iter().map(|s| s.arp_requests_sent).sum());
+    let arp_requests = report_sum(&reports, |r| r.stacks.iter().map(|s| s.arp_requests_sent).sum());
     assert!(arp_requests >= 2, "F resolved A and B by ARP: {d}");
     assert!(fp.get(FpOutcome::NotIpv4).packets >= 2, "ARP punted: {d}");
     // The first datagram toward an unresolved next hop was punted, parked by the library OS
     // until ARP answered, and forwarded from userspace.
     assert!(fp.get(FpOutcome::NoNeighbor).packets >= 1, "{d}");
-    assert!(sum(&reports, |r| r.forward.as_ref().unwrap().arp_queued) >= 1, "{d}");
+    assert!(report_sum(&reports, |r| r.forward.as_ref().unwrap().arp_queued) >= 1, "{d}");
     // Then the XDP program forwarded: at least half of the 400 UDP frames of the first
     // exchange, and
     // the TCP transfer (about 2,900 full segments each way) and its ACKs.
     assert!(early.forwarded() >= 200, "fast path after ARP: {d}");
     assert!(fp.forwarded() >= 600 + 2 * 2900, "{d}");
     assert!(
-        sum(&reports, ForwardReport::forwarded) < fp.forwarded() / 10,
+        report_sum(&reports, ForwardReport::forwarded) < fp.forwarded() / 10,
         "userspace forwarded only the stragglers: {d}"
     );
-    assert_eq!(drops(&reports, FwdDrop::NoRoute) + drops(&reports, FwdDrop::BadChecksum), 0);
+    assert_eq!(
+        report_drops(&reports, FwdDrop::NoRoute) + report_drops(&reports, FwdDrop::BadChecksum),
+        0
+    );
     assert_eq!(fp.get(FpOutcome::Malformed).packets, 0, "{d}");
 }
 
@@ -269,7 +119,7 @@ fn xdp_router_forwards_udp_and_tcp_both_ways_after_arp_in_the_library_os() {
 fn xdp_router_auto_pings_through_with_ttl_63_and_the_library_os_answers_its_addresses() {
     let (chain, _peers) = chain("xp");
     // veth binds AF_XDP in copy mode only: auto takes the XDP fast path (asserted by start).
-    let svc = start(&chain, &router_cfg(&chain, plain_router(), FastPathMode::Auto));
+    let svc = start(&chain, &router_cfg(&chain, 1, plain_router(), FastPathMode::Auto));
     let through = chain.ns_a.sh(&format!("ping -c 3 -i 0.2 -W 2 {}", chain.b.ip));
     let near = chain.ns_a.sh(&format!("ping -c 2 -i 0.2 -W 2 {}", chain.fa.ip));
     let far = chain.ns_a.sh(&format!("ping -c 2 -i 0.2 -W 2 {}", chain.fb.ip));
@@ -282,14 +132,14 @@ fn xdp_router_auto_pings_through_with_ttl_63_and_the_library_os_answers_its_addr
         let out = out.unwrap();
         assert!(out.contains("2 received") && out.contains("ttl=64"), "{out}\n{d}");
     }
-    let replies = sum(&reports, |r| r.stacks.iter().map(|s| s.icmp_echo_replies).sum());
+    let replies = report_sum(&reports, |r| r.stacks.iter().map(|s| s.icmp_echo_replies).sum());
     assert_eq!(replies, 6, "{d}");
     assert_eq!(fp.get(FpOutcome::Local).packets, 6, "pings to F punted: {d}");
     // Three requests and three replies through F; the first of each direction may have waited
     // for ARP in the library OS (parked, then sent) or been forwarded from userspace, the rest
     // went through XDP.
-    let userspace = sum(&reports, ForwardReport::forwarded);
-    let parked = sum(&reports, |r| r.forward.as_ref().unwrap().arp_queued);
+    let userspace = report_sum(&reports, ForwardReport::forwarded);
+    let parked = report_sum(&reports, |r| r.forward.as_ref().unwrap().arp_queued);
     assert_eq!(fp.forwarded() + userspace + parked, 6, "{d}");
     assert!(fp.forwarded() >= 4, "{d}");
 }
@@ -297,7 +147,7 @@ fn xdp_router_auto_pings_through_with_ttl_63_and_the_library_os_answers_its_addr
 #[test]
 fn xdp_router_punts_ttl_1_and_no_route_and_the_library_os_answers() {
     let (chain, _peers) = chain("xt");
-    let svc = start(&chain, &router_cfg(&chain, plain_router(), FastPathMode::Xdp));
+    let svc = start(&chain, &router_cfg(&chain, 1, plain_router(), FastPathMode::Xdp));
     let ping = |args: &str| {
         chain
             .ns_a
@@ -320,9 +170,9 @@ fn xdp_router_punts_ttl_1_and_no_route_and_the_library_os_answers() {
     );
     assert_eq!(fp.get(FpOutcome::Ttl).packets, 1, "{d}");
     assert_eq!(fp.get(FpOutcome::NoRoute).packets, 1, "{d}");
-    assert_eq!(drops(&reports, FwdDrop::TtlExceeded), 1, "{d}");
-    assert_eq!(drops(&reports, FwdDrop::NoRoute), 1, "{d}");
-    assert_eq!(sum(&reports, |r| r.stacks[0].icmp_errors_sent), 2, "{d}");
+    assert_eq!(report_drops(&reports, FwdDrop::TtlExceeded), 1, "{d}");
+    assert_eq!(report_drops(&reports, FwdDrop::NoRoute), 1, "{d}");
+    assert_eq!(report_sum(&reports, |r| r.stacks[0].icmp_errors_sent), 2, "{d}");
 }
 
 #[test]
@@ -333,7 +183,7 @@ fn xdp_route_changes_under_traffic_move_packets_with_no_packet_seeing_a_mix() {
         chain.ns_b.sh(&format!("ip addr add {a}/32 dev {}", chain.b.ifname)).unwrap();
     }
     chain.ns_a.sh(&format!("ip route add 10.8.0.0/15 via {}", chain.fa.ip)).unwrap();
-    let ifs = ifaces(&chain);
+    let ifs = chain_ifaces(&chain);
     let via_b = NextHop::Forward { iface: 1, via: Some(chain.b.ip) };
     // Table X: 10.9/16 to B, 10.8/16 a blackhole; table Y: the other way round.
     let table = |to_b: Ipv4Addr| {
@@ -354,7 +204,7 @@ fn xdp_route_changes_under_traffic_move_packets_with_no_packet_seeing_a_mix() {
         fib: Some(tx.clone()),
         tcp_listen: None,
     };
-    let svc = start(&chain, &router_cfg(&chain, role, FastPathMode::Xdp));
+    let svc = start(&chain, &router_cfg(&chain, 1, role, FastPathMode::Xdp));
     let flips = 6;
     let done = AtomicBool::new(false);
     let (received, sent) = std::thread::scope(|s| {
@@ -462,11 +312,11 @@ fn xdp_router_mirrors_static_neighbours_and_obeys_a_new_table_with_a_blackhole()
         fib: None,
         tcp_listen: None,
     };
-    let svc = start(&chain, &router_cfg(&chain, role, FastPathMode::Xdp));
+    let svc = start(&chain, &router_cfg(&chain, 1, role, FastPathMode::Xdp));
     let first = udp_round_trips(&chain, chain.b.ip, 50, 100);
     let fp0 = svc.fast_path_counters().unwrap().unwrap();
     let fwd0 = fp0.forwarded();
-    let ifs = ifaces(&chain);
+    let ifs = chain_ifaces(&chain);
     let shut = build_fib(
         &ifs,
         &[RouteSpec { prefix: Ipv4Cidr::new(ip("10.0.2.0"), 25), next_hop: NextHop::Blackhole }],
@@ -541,7 +391,7 @@ fn xdp_router_auto_between_plain_kernel_peers_forwards_in_userspace_what_they_wo
     let accepts =
         |name: &str| chain.ns_f.run_in(|| nic::netdev::accepts_xdp_redirect(name)).unwrap();
     assert_eq!(accepts(&chain.fa.ifname), Some(false), "A has no NAPI");
-    let svc = start(&chain, &router_cfg(&chain, plain_router(), FastPathMode::Auto));
+    let svc = start(&chain, &router_cfg(&chain, 1, plain_router(), FastPathMode::Auto));
     let ping = chain.ns_a.sh(&format!("ping -c 20 -i 0.2 -W 1 {}; true", chain.b.ip)).unwrap();
     let stats = chain
         .ns_f
@@ -564,7 +414,7 @@ fn xdp_router_auto_between_plain_kernel_peers_forwards_in_userspace_what_they_wo
     // What leaves toward A and B is punted and forwarded by the library OS.
     assert_eq!(fp.forwarded(), 0, "{d}");
     assert!(fp.get(FpOutcome::PortDisabled).packets >= 2 * 18 + 4 * 98, "{d}");
-    assert!(sum(&reports, ForwardReport::forwarded) >= 2 * 18 + 4 * 98, "{d}");
+    assert!(report_sum(&reports, ForwardReport::forwarded) >= 2 * 18 + 4 * 98, "{d}");
 }
 
 #[test]
@@ -572,7 +422,7 @@ fn xdp_router_auto_redirects_to_kernel_peers_with_gro_on_and_follows_a_peer_turn
     // GRO on A and B turns their veth NAPI on: redirects arrive, no port is switched off.
     // B turning GRO off switches port 1 to userspace within the watch's period; on again, back.
     let chain = plain_chain("xo", true);
-    let svc = start(&chain, &router_cfg(&chain, plain_router(), FastPathMode::Auto));
+    let svc = start(&chain, &router_cfg(&chain, 1, plain_router(), FastPathMode::Auto));
     let first = udp_round_trips(&chain, chain.b.ip, 200, 200);
     let fp1 = svc.fast_path_counters().unwrap().unwrap();
     let usable1 = [0, 1].map(|p| svc.fast_path_port_usable(p).unwrap().unwrap());

@@ -2,19 +2,29 @@
 //! deadline, kernel-side UDP helpers, the checks every test ends with (no XDP program left,
 //! frame accounting), and the daemon (`xdpos run --config`) with its metrics endpoint.
 //!
+//! On the `chain` rig (A —veth— F —veth— B): the forwarding service's configuration, start and
+//! checked stop, and kernel UDP echo and TCP transfers through F. The benchmark runner
+//! (`xdpos bench KIND --json`) with its checks of the report.
+//!
 //! The rig itself (namespaces, veth pairs, cleanup) is `xdpos::rig`, shared with the benchmark
 //! harness and the demo.
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use nic::afxdp::XskPort;
+use libos::forward::FwdDrop;
+use libos::iface::route::Ipv4Cidr;
+use nic::afxdp::{XdpMode, XskConfig, XskPort};
 use nic::{FrameCounts, Port};
-use xdpos::rig::{Netns, Pair};
+use xdpos::fastpath::FastPathMode;
+use xdpos::forward::{
+    ForwardConfig, ForwardReport, ForwardService, ForwardWorkerConfig, IfaceSpec, Role,
+};
+use xdpos::rig::{Chain, Netns, Pair};
 
 /// Every test waits at most this long for anything.
 pub const DEADLINE: Duration = Duration::from_secs(20);
@@ -447,4 +457,266 @@ pub fn server_toml(
         s += &format!("\n[[services]]\nkind = \"{kind}\"\nlisten = \"{addr}:{port}\"\n");
     }
     s
+}
+
+/// The router's two interfaces on the `chain` rig: F's address toward A and toward B, /24, MTU
+/// 1500.
+pub fn chain_ifaces(chain: &Chain) -> Vec<IfaceSpec> {
+    vec![
+        IfaceSpec {
+            name: chain.fa.ifname.clone(),
+            addrs: vec![Ipv4Cidr::new(chain.fa.ip, 24)],
+            mtu: 1500,
+        },
+        IfaceSpec {
+            name: chain.fb.ifname.clone(),
+            addrs: vec![Ipv4Cidr::new(chain.fb.ip, 24)],
+            mtu: 1500,
+        },
+    ]
+}
+
+/// A forwarding service in F on the `chain` rig ([`chain_ifaces`]), native XDP mode, default
+/// sockets and workers, `queues` queues and the given role and fast path.
+pub fn router_cfg(
+    chain: &Chain,
+    queues: u32,
+    role: Role,
+    fast_path: FastPathMode,
+) -> ForwardConfig {
+    ForwardConfig {
+        ifaces: chain_ifaces(chain),
+        role,
+        queues,
+        cpus: Vec::new(),
+        mode: XdpMode::Native,
+        socket: XskConfig::default(),
+        worker: ForwardWorkerConfig::default(),
+        fast_path,
+    }
+}
+
+/// A router with no static routes or neighbours, no table and no TCP listener.
+pub fn plain_router() -> Role {
+    Role::Router { routes: Vec::new(), neighbors: Vec::new(), fib: None, tcp_listen: None }
+}
+
+/// Starts the forwarding service in F.
+pub fn start_forward(chain: &Chain, cfg: &ForwardConfig) -> ForwardService {
+    chain.ns_f.run_in(|| ForwardService::start(cfg)).unwrap().unwrap()
+}
+
+/// Stops the forwarding service, checks every worker's frame accounting and that F has no XDP
+/// program left; returns the reports.
+pub fn finish_forward(chain: &Chain, svc: ForwardService) -> Vec<ForwardReport> {
+    let reports = svc.join().unwrap();
+    for r in &reports {
+        assert!(r.frames.is_ok(), "worker {}: {:?}", r.queue, r.frames);
+        assert_eq!(r.frames.as_ref().unwrap().held, 0);
+    }
+    assert_no_xdp(&chain.ns_f);
+    reports
+}
+
+/// `f` summed over the workers' reports.
+pub fn report_sum(reports: &[ForwardReport], f: impl Fn(&ForwardReport) -> u64) -> u64 {
+    reports.iter().map(f).sum()
+}
+
+/// The forwarding drops for `why`, summed over the workers' reports.
+pub fn report_drops(reports: &[ForwardReport], why: FwdDrop) -> u64 {
+    report_sum(reports, |r| r.forward.as_ref().map_or(0, |f| f.drops(why)))
+}
+
+/// The FNV-1a offset basis.
+pub const FNV0: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a over a byte stream, continuing from `h` ([`FNV0`] to start).
+pub fn fnv(h: u64, data: &[u8]) -> u64 {
+    data.iter().fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+}
+
+/// `n` bytes of a pattern that differs per direction (`salt`).
+pub fn pattern(n: usize, salt: u8) -> Vec<u8> {
+    (0..n).map(|i| (i as u8).wrapping_mul(7).wrapping_add(salt ^ (i >> 11) as u8)).collect()
+}
+
+/// The UDP port of [`with_udp_echo`]'s kernel echo.
+pub const ECHO_PORT: u16 = 9000;
+
+/// A kernel UDP echo on `ip:port` in `ns`, in the calling thread: signals `ready` once its
+/// socket is bound, then answers up to `n` datagrams (or until [`DEADLINE`]).
+pub fn udp_echo(ns: &Netns, ip: Ipv4Addr, port: u16, n: u32, ready: mpsc::Sender<()>) {
+    ns.run_in(|| {
+        let sock = kernel_udp(ip, port);
+        ready.send(()).unwrap();
+        let mut buf = [0u8; 2048];
+        let deadline = Instant::now() + DEADLINE;
+        let mut k = 0;
+        while k < n && Instant::now() < deadline {
+            if let Ok((len, from)) = sock.recv_from(&mut buf) {
+                sock.send_to(&buf[..len], from).unwrap();
+                k += 1;
+            }
+        }
+    })
+    .unwrap()
+}
+
+/// Runs `client` while a [`udp_echo`] on `echo_ip:`[`ECHO_PORT`] in `ns` answers up to `n`
+/// datagrams; `client` starts once the echo's socket is bound, and the echo is joined before
+/// this returns `client`'s result.
+pub fn with_udp_echo<R>(ns: &Netns, echo_ip: Ipv4Addr, n: u32, client: impl FnOnce() -> R) -> R {
+    std::thread::scope(|s| {
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let echo = s.spawn(move || udp_echo(ns, echo_ip, ECHO_PORT, n, ready_tx));
+        ready_rx.recv_timeout(DEADLINE).unwrap();
+        let got = client();
+        echo.join().unwrap();
+        got
+    })
+}
+
+/// Sends `n` datagrams of `size` bytes ([`payload`]) from a kernel socket on `from` in `ns` to
+/// `to`, each waiting (2 s at most) for its echo; returns how many came back intact.
+pub fn udp_echoes(ns: &Netns, from: Ipv4Addr, to: SocketAddrV4, n: u32, size: usize) -> u32 {
+    ns.run_in(|| {
+        let sock = kernel_udp(from, 0);
+        sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut buf = [0u8; 2048];
+        let mut got = 0;
+        for i in 0..n {
+            sock.send_to(&payload(i, size), to).unwrap();
+            if let Ok(len) = sock.recv(&mut buf) {
+                if check_payload(&buf[..len]) == Some(i) {
+                    got += 1;
+                }
+            }
+        }
+        got
+    })
+    .unwrap()
+}
+
+/// UDP through F on the `chain` rig: `n` datagrams of `size` bytes from the host on the other
+/// side to a kernel echo on `echo_ip` (A's or B's); how many came back intact.
+pub fn udp_round_trips(chain: &Chain, echo_ip: Ipv4Addr, n: u32, size: usize) -> u32 {
+    let (ns_echo, ns_client, client_ip) = if echo_ip == chain.b.ip {
+        (&chain.ns_b, &chain.ns_a, chain.a.ip)
+    } else {
+        (&chain.ns_a, &chain.ns_b, chain.b.ip)
+    };
+    let to = SocketAddrV4::new(echo_ip, ECHO_PORT);
+    with_udp_echo(ns_echo, echo_ip, n, || udp_echoes(ns_client, client_ip, to, n, size))
+}
+
+/// A kernel TCP transfer through F on the `chain` rig: A connects to B's port 5001, sends `up`
+/// and reads as many bytes back, while B reads `up.len()` bytes and sends `down` (the same
+/// length). Returns what B received and what A received.
+pub fn tcp_transfer(chain: &Chain, up: &[u8], down: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let addr = SocketAddrV4::new(chain.b.ip, 5001);
+    // By reference: a `move` closure would take the namespace itself and delete it at its end.
+    let ns_b = &chain.ns_b;
+    let n = up.len();
+    std::thread::scope(|s| {
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let server = s.spawn(move || {
+            ns_b.run_in(|| {
+                let l = TcpListener::bind(addr).unwrap();
+                l.set_nonblocking(true).unwrap();
+                ready_tx.send(()).unwrap();
+                let deadline = Instant::now() + DEADLINE;
+                let mut conn = loop {
+                    match l.accept() {
+                        Ok((c, _)) => break c,
+                        Err(_) if Instant::now() < deadline => {
+                            std::thread::sleep(Duration::from_millis(5))
+                        }
+                        Err(e) => panic!("no connection through F: {e}"),
+                    }
+                };
+                conn.set_nonblocking(false).unwrap();
+                conn.set_read_timeout(Some(DEADLINE)).unwrap();
+                conn.set_write_timeout(Some(DEADLINE)).unwrap();
+                let mut got = vec![0u8; n];
+                conn.read_exact(&mut got).unwrap();
+                conn.write_all(down).unwrap();
+                got
+            })
+            .unwrap()
+        });
+        ready_rx.recv_timeout(DEADLINE).unwrap();
+        let back = chain
+            .ns_a
+            .run_in(|| {
+                let mut c =
+                    TcpStream::connect_timeout(&addr.into(), Duration::from_secs(10)).unwrap();
+                c.set_read_timeout(Some(DEADLINE)).unwrap();
+                c.set_write_timeout(Some(DEADLINE)).unwrap();
+                c.write_all(up).unwrap();
+                let mut got = vec![0u8; n];
+                c.read_exact(&mut got).unwrap();
+                got
+            })
+            .unwrap();
+        (server.join().unwrap(), back)
+    })
+}
+
+/// `xdpos bench KIND --quick --sizes SIZES --variants VARIANTS ARGS --json FILE` (a directory
+/// per call in the temporary directory: the tests run in parallel), asserting that it succeeds
+/// and that the JSON names the bench and the machine. Calls `check_row` for each variant at
+/// each size with its row and the command's output (for messages); panics if a row is missing.
+pub fn bench_rows(
+    kind: &str,
+    args: &[&str],
+    sizes: &[u64],
+    variants: &[&str],
+    check_row: impl Fn(&str, u64, &serde_json::Value, &dyn Fn() -> String),
+) {
+    sweep();
+    // A directory per call: the tests run in parallel, and one removing a shared directory
+    // once it was empty made the other's --json fail.
+    let dir = std::env::temp_dir().join(format!(
+        "xdpos-bench-{kind}-{}-{}",
+        std::process::id(),
+        variants.len()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join(format!("{kind}-{}.json", variants.len()));
+    let sizes_arg = sizes.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    let out = std::process::Command::new(xdpos_bin())
+        .args(["bench", kind, "--quick", "--sizes", &sizes_arg, "--variants"])
+        .arg(variants.join(","))
+        .args(args)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap_or_else(|e| panic!("run xdpos bench {kind}: {e}"));
+    let text = || {
+        format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    assert!(out.status.success(), "{}", text());
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).expect("valid JSON");
+    std::fs::remove_file(&json).ok();
+    std::fs::remove_dir(&dir).ok();
+    assert_eq!(report["bench"], kind);
+    for key in ["cpus", "kernel", "nic", "xdp_mode"] {
+        assert!(!report["machine"][key].is_null(), "machine.{key} missing: {report}");
+    }
+    let rows = report["rows"].as_array().expect("rows");
+    for variant in variants {
+        for &size in sizes {
+            let row = rows
+                .iter()
+                .find(|r| r["variant"] == *variant && r["size"] == size)
+                .unwrap_or_else(|| panic!("no row for {variant} at {size} B: {}", text()));
+            check_row(variant, size, row, &text);
+        }
+    }
 }
