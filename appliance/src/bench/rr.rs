@@ -674,7 +674,7 @@ fn xdpos_client(
         Err(e) => return fail(&ready, e.context("xdpos client")),
     };
     let _ = ready.send(Ok(()));
-    let (mode, app) = run_host(c, prog, w)?;
+    let (mode, app, _) = run_host(c, prog, w)?;
     if let Some(e) = app.error {
         return Err(anyhow!("xdpos client: {e}"));
     }

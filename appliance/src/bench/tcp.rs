@@ -13,7 +13,11 @@
 //! | `kernel-to-xdpos` | kernel socket as `kernel-nooffload`, and checksums complete (`tx off`: xdpos verifies them) | xdpos TCP sink | `kernel-nooffload` |
 //!
 //! Metric: `goodput_bps` (payload bits read by the receiving application per second). The
-//! table adds the writes per second of the sender and the CPU shares.
+//! table adds the writes per second of the sender, the CPU shares, and `retx%`: the segments
+//! the sender retransmitted per 100 it sent over the whole connection, warm-up included (the
+//! kernel's `RetransSegs`/`OutSegs` in A's namespace, or the xdpos stack's counters), which
+//! shows loss on the way (veth's NAPI ring, the backlog, an AF_XDP ring) that the receiver's
+//! count cannot.
 //!
 //! The xdpos ends are hosts with their own addresses (10.0.0.11 on A, 10.0.0.12 on B; the
 //! kernels keep 10.0.0.1 and 10.0.0.2), resolving each other by ARP. Both run
@@ -645,7 +649,7 @@ impl TcpBench {
             let cpu = cpu0.shares(&CpuTimes::now());
             let foreign = foreign0.since(secs);
             stop.store(true, Ordering::Relaxed);
-            let r_tx = tx.join().map_err(|_| anyhow!("the sender panicked"))??;
+            let (r_tx, loss) = tx.join().map_err(|_| anyhow!("the sender panicked"))??;
             let r_rx = rx.join().map_err(|_| anyhow!("the receiver panicked"))??;
             anyhow::ensure!(full || plan.stop.requested(), "window cut short");
             let bytes = g1.saturating_sub(g0) as f64;
@@ -654,6 +658,7 @@ impl TcpBench {
                 ("goodput_bps", bytes * 8.0 / secs),
                 ("writes_per_s", w1.saturating_sub(w0) as f64 / secs),
                 ("foreign%", foreign.0),
+                ("retx%", loss.percent()),
             ];
             for (i, c) in cpu.iter().enumerate().take(2) {
                 m.push((["cpu0_busy%", "cpu1_busy%"][i], c.busy));
@@ -736,7 +741,7 @@ fn kernel_source(
     size: usize,
     writes: Arc<AtomicU64>,
     ready: mpsc::Sender<anyhow::Result<()>>,
-) -> anyhow::Result<Option<String>> {
+) -> anyhow::Result<(Option<String>, SenderLoss)> {
     let setup = || -> anyhow::Result<TcpStream> {
         c.enter()?;
         let s = TcpStream::connect_timeout(&SocketAddr::V4(dst), Duration::from_secs(5))
@@ -749,6 +754,8 @@ fn kernel_source(
         Err(e) => return fail(&ready, e.context("kernel sender")),
     };
     let _ = ready.send(Ok(()));
+    // A's namespace holds only this connection: its counters are the connection's.
+    let before = SenderLoss::of_this_netns()?;
     let buf = vec![0x5au8; size];
     let mut n = 0u64;
     let mut i = 0u64;
@@ -769,7 +776,48 @@ fn kernel_source(
             Err(e) => return Err(anyhow!("write: {e}")),
         }
     }
-    Ok(None)
+    Ok((None, SenderLoss::of_this_netns()?.since(before)))
+}
+
+/// How many segments a sender sent and how many of them were retransmissions (the `retx%`
+/// column): loss anywhere between the ends (veth's ring, the backlog, an AF_XDP ring) shows
+/// up here, since the receivers count only what reached them.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct SenderLoss {
+    pub(crate) segs: u64,
+    pub(crate) retrans: u64,
+}
+
+impl SenderLoss {
+    /// `OutSegs` and `RetransSegs` of the calling thread's network namespace.
+    fn of_this_netns() -> anyhow::Result<SenderLoss> {
+        let snmp = std::fs::read_to_string("/proc/thread-self/net/snmp")
+            .context("read /proc/thread-self/net/snmp")?;
+        SenderLoss::parse_snmp(&snmp).ok_or_else(|| anyhow!("no Tcp OutSegs/RetransSegs in snmp"))
+    }
+
+    /// The `Tcp:` header and value lines of `/proc/net/snmp`.
+    fn parse_snmp(snmp: &str) -> Option<SenderLoss> {
+        let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
+        let (names, values) = (tcp.next()?, tcp.next()?);
+        let field = |name: &str| {
+            let i = names.split_whitespace().position(|n| n == name)?;
+            values.split_whitespace().nth(i)?.parse::<u64>().ok()
+        };
+        Some(SenderLoss { segs: field("OutSegs")?, retrans: field("RetransSegs")? })
+    }
+
+    fn since(self, earlier: SenderLoss) -> SenderLoss {
+        SenderLoss {
+            segs: self.segs.saturating_sub(earlier.segs),
+            retrans: self.retrans.saturating_sub(earlier.retrans),
+        }
+    }
+
+    /// Retransmitted segments per 100 sent.
+    pub(crate) fn percent(self) -> f64 {
+        100.0 * self.retrans as f64 / self.segs.max(1) as f64
+    }
 }
 
 /// [`Services`] plus counters another thread can read: bytes read by the services and writes
@@ -830,7 +878,7 @@ pub(crate) fn run_host<A: App>(
     c: &EndCtx<'_>,
     prog: XdpProgram,
     mut w: Worker<OffloadPort<XskPort>, A>,
-) -> anyhow::Result<(Option<String>, A)> {
+) -> anyhow::Result<(Option<String>, A, SenderLoss)> {
     w.run_loop(c.stop, Some(c.deadline));
     prog.steer_none()?;
     let r = w.finish();
@@ -869,9 +917,10 @@ pub(crate) fn run_host<A: App>(
         "xdpos end"
     );
     r.frames.map_err(|e| anyhow!("frame accounting broken: {e}"))?;
+    let loss = SenderLoss { segs: t.segs_out, retrans: t.retransmits };
     let (_, _, app) = w.into_parts();
     drop(prog);
-    Ok((Some(mode), app))
+    Ok((Some(mode), app, loss))
 }
 
 /// The TCP configuration of the benchmark's xdpos hosts.
@@ -912,7 +961,7 @@ fn xdpos_source(
     offload: OffloadArgs,
     writes: Arc<AtomicU64>,
     ready: mpsc::Sender<anyhow::Result<()>>,
-) -> anyhow::Result<Option<String>> {
+) -> anyhow::Result<(Option<String>, SenderLoss)> {
     let host = xdpos_host(c, XDPOS_A, burst, bench_tcp(buffer), offload, |stack| {
         let mut services =
             Services::new(&ServicesConfig::default(), stack).map_err(|e| anyhow!("{e}"))?;
@@ -931,7 +980,8 @@ fn xdpos_source(
         Err(e) => return fail(&ready, e.context("xdpos sender")),
     };
     let _ = ready.send(Ok(()));
-    Ok(run_host(c, prog, w)?.0)
+    let (mode, _, loss) = run_host(c, prog, w)?;
+    Ok((mode, loss))
 }
 
 /// `xdpos bench tcp`.
@@ -945,6 +995,22 @@ pub fn run(args: &TcpArgs, stop: &Stop) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sender_loss_reads_tcp_out_and_retrans_segments_from_snmp() {
+        let snmp = "Ip: Forwarding DefaultTTL\nIp: 1 64\n\
+            Tcp: RtoAlgorithm RtoMin RtoMax MaxConn ActiveOpens PassiveOpens AttemptFails \
+            EstabResets CurrEstab InSegs OutSegs RetransSegs InErrs OutRsts InCsumErrors\n\
+            Tcp: 1 200 120000 -1 3 0 0 0 1 8285 514241 24714 0 2 0\n";
+        let l = SenderLoss::parse_snmp(snmp).unwrap();
+        assert_eq!(l, SenderLoss { segs: 514241, retrans: 24714 });
+        let d = l.since(SenderLoss { segs: 14241, retrans: 4714 });
+        assert_eq!(d, SenderLoss { segs: 500000, retrans: 20000 });
+        assert!((d.percent() - 4.0).abs() < 1e-9);
+        assert_eq!(SenderLoss::default().percent(), 0.0);
+        assert_eq!(SenderLoss::parse_snmp("Ip: 1\nIp: 2\n"), None);
+        assert_eq!(SenderLoss::parse_snmp("Tcp: OutSegs\nTcp: x\n"), None);
+    }
 
     #[test]
     fn placements_parse_and_print() {
