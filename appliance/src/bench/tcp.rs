@@ -75,8 +75,10 @@ pub struct TcpArgs {
     /// Frames per batch of the xdpos workers (and `burst` of their sockets).
     #[arg(long, default_value_t = 64)]
     pub burst: usize,
-    /// Receive and send buffer of every xdpos connection, bytes.
-    #[arg(long, default_value_t = 1 << 20)]
+    /// Receive and send buffer of every xdpos connection, bytes (default: the stack's,
+    /// `TcpConfig::default()`; a window much larger than the path's queues only fills veth's
+    /// 256-frame NAPI ring and loses segments, docs/tcp.md).
+    #[arg(long, default_value_t = TcpConfig::default().rx_buffer)]
     pub buffer: usize,
     /// Measure every placement of B's receive work of every variant as a variant of its own
     /// (`name[B=place]`, each compared with its baseline in the baseline's best placement).
