@@ -20,10 +20,12 @@
 //!    the receiving interface (every stack carries the other interfaces' addresses as /32s, so
 //!    a ping to the far side's address is answered back out of the link it came in on);
 //!    [`NextHop::Blackhole`] → dropped.
-//! 4. TTL ≤ 1 → ICMP time exceeded. Options (IHL > 5) are checked: a source route
-//!    (LSRR/SSRR) is dropped (Linux's `accept_source_route = 0`), record route gets the
-//!    egress address, anything else is forwarded unchanged. Fragments are forwarded as they
-//!    are (never reassembled on the way).
+//! 4. Options (IHL > 5) are checked first, as Linux checks them on receipt (see
+//!    `scan_options`): a malformed one → ICMP parameter problem; a source route (LSRR/SSRR)
+//!    is dropped (Linux's `accept_source_route = 0`), record route gets the egress address, a
+//!    timestamp the receiving interface's address where asked and a timestamp (see
+//!    `timestamp`), anything else is forwarded unchanged. Then TTL ≤ 1 → ICMP time
+//!    exceeded. Fragments are forwarded as they are (never reassembled on the way).
 //! 5. Larger than the egress MTU: with DF, ICMP fragmentation needed with the egress MTU
 //!    (RFC 1191); without, the packet is copied into a bounded fragmentation queue and leaves
 //!    as fragments (RFC 791) from `poll_tx`.
@@ -49,8 +51,8 @@
 //! [`crate::DropReason`] in that stack's counters).
 //!
 //! Not done (see docs/forwarding.md): ICMP redirects, host unreachable when ARP fails (the
-//! waiting packets are dropped and counted `arp_failed`), timestamp options (forwarded
-//! unchanged), VLAN interfaces, multicast routing.
+//! waiting packets are dropped and counted `arp_failed`), echoing an offender's options in an
+//! ICMP error's header, VLAN interfaces, multicast routing.
 //!
 //! References: RFC 1812 (router requirements: §4.2.2.9 TTL, §5.2.2 header checks, §5.3.1
 //! TTL, §5.3.4 link broadcasts, §4.3.2.8 ICMP rate limiting), RFC 791 (options,
@@ -392,31 +394,76 @@ fn martian_source(a: u32) -> bool {
     top == 0 || top == 127 || top >= 224
 }
 
-/// Checks the options of a header; returns the offset (in the options) of a record-route
-/// option, if any.
-fn scan_options(opts: &[u8]) -> Result<Option<usize>, FwdDrop> {
-    let mut rr = None;
+/// The options a forwarded header carries that the router writes into: offsets (in the
+/// options) of a record-route and a timestamp option.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Options {
+    rr: Option<usize>,
+    ts: Option<usize>,
+}
+
+/// Why a header's options stop it: the drop, and for a parameter problem the offset of the
+/// offending octet in the header (the ICMP error's pointer).
+type OptionError = (FwdDrop, Option<u8>);
+
+/// Checks the options of a header (RFC 791 §3.1) as Linux checks a received packet's
+/// (`ip_options_compile`), so that the parameter problems match a Linux router's: an option
+/// length below 2 or past the header, a record route or timestamp given twice, too short for
+/// its pointer, or with a pointer below its first slot or into a slot cut short, and a
+/// timestamp overflow counter that would pass 15. Source routes are dropped without an
+/// error (Linux's `accept_source_route = 0`). Other options are forwarded untouched.
+fn scan_options(opts: &[u8]) -> Result<Options, OptionError> {
+    let problem = |i: usize| Err((FwdDrop::Malformed, Some((IPV4_HEADER_LEN + i) as u8)));
+    let mut found = Options::default();
     let mut i = 0;
     while i < opts.len() {
         match opts[i] {
             0 => break,
             1 => i += 1,
             t => {
-                let len = usize::from(*opts.get(i + 1).ok_or(FwdDrop::Malformed)?);
+                let len = usize::from(opts.get(i + 1).copied().unwrap_or(0));
                 if len < 2 || i + len > opts.len() {
-                    return Err(FwdDrop::Malformed);
+                    return problem(i);
                 }
+                let ptr = usize::from(opts.get(i + 2).copied().unwrap_or(0));
                 match t {
-                    131 | 137 => return Err(FwdDrop::SourceRoute),
-                    7 if len >= 3 => rr = Some(i),
-                    7 => return Err(FwdDrop::Malformed),
+                    131 | 137 => return Err((FwdDrop::SourceRoute, None)),
+                    7 => {
+                        if found.rr.is_some() {
+                            return problem(i);
+                        }
+                        if len < 3 {
+                            return problem(i + 1);
+                        }
+                        if ptr < 4 || (ptr <= len && ptr + 3 > len) {
+                            return problem(i + 2);
+                        }
+                        found.rr = Some(i);
+                    }
+                    68 => {
+                        if found.ts.is_some() {
+                            return problem(i);
+                        }
+                        if len < 4 {
+                            return problem(i + 1);
+                        }
+                        let flag = opts[i + 3] & 0x0f;
+                        let slot = if matches!(flag, 1 | 3) { 8 } else { 4 };
+                        if ptr < 5 || (ptr <= len && ptr + slot - 1 > len) {
+                            return problem(i + 2);
+                        }
+                        if ptr > len && flag != 3 && opts[i + 3] >> 4 == 15 {
+                            return problem(i + 3);
+                        }
+                        found.ts = Some(i);
+                    }
                     _ => {}
                 }
                 i += len;
             }
         }
     }
-    Ok(rr)
+    Ok(found)
 }
 
 /// Writes one fragment of the IPv4 datagram `packet` (header of `hl` bytes) into `out`: the
@@ -693,20 +740,26 @@ impl Router {
         hdr: NetHdr,
     ) -> Decision {
         const L2: usize = ETHERNET_HEADER_LEN;
+        // Options first, as Linux checks them on receipt, before the TTL.
+        let options = if hl > IPV4_HEADER_LEN {
+            match scan_options(&frame[L2 + IPV4_HEADER_LEN..L2 + hl]) {
+                Ok(o) => o,
+                Err((why, pointer)) => {
+                    if let Some(p) = pointer {
+                        self.icmp_error(now, port, frame, hl, total, ErrorKind::ParamProblem(p));
+                    }
+                    return Decision::Drop(why);
+                }
+            }
+        } else {
+            Options::default()
+        };
         let ttl = frame[L2 + 8];
         if ttl <= 1 {
             let why = Icmpv4TimeExceeded::TtlExpired;
             self.icmp_error(now, port, frame, hl, total, ErrorKind::TimeExceeded(why));
             return Decision::Drop(FwdDrop::TtlExceeded);
         }
-        let rr = if hl > IPV4_HEADER_LEN {
-            match scan_options(&frame[L2 + IPV4_HEADER_LEN..L2 + hl]) {
-                Ok(rr) => rr,
-                Err(r) => return Decision::Drop(r),
-            }
-        } else {
-            None
-        };
         let o = usize::from(out);
         let Some(egress) = self.ifaces.get(o) else {
             return Decision::Drop(FwdDrop::NoInterface);
@@ -725,8 +778,18 @@ impl Router {
         let c = checksum::update16(be16(ip, 10), old, old - 0x100);
         ip[10..12].copy_from_slice(&c.to_be_bytes());
         if hl > IPV4_HEADER_LEN {
-            if let Some(at) = rr {
-                record_route(&mut ip[IPV4_HEADER_LEN..hl], at, egress_addr);
+            let opts = &mut ip[IPV4_HEADER_LEN..hl];
+            let mut changed = false;
+            if let Some(at) = options.rr {
+                changed |= record_route(opts, at, egress_addr);
+            }
+            if let Some(at) = options.ts {
+                let ingress = self.ifaces[port].addr;
+                let ifaces = &self.ifaces;
+                let ours = |a: Ipv4Addr| ifaces.iter().any(|i| i.addr == a);
+                changed |= record_timestamp(opts, at, ingress, ours, timestamp(now));
+            }
+            if changed {
                 ip[10..12].copy_from_slice(&[0, 0]);
                 let c = checksum::checksum(&ip[..hl]);
                 ip[10..12].copy_from_slice(&c.to_be_bytes());
@@ -951,14 +1014,69 @@ fn fragment_len(packet: &[u8], hl: usize, off: usize, chunk: usize) -> usize {
 
 /// Writes `addr` into the record-route option at `at` of `opts` (checked by
 /// [`scan_options`]) and advances its pointer; a full option is left as it is (RFC 791).
-fn record_route(opts: &mut [u8], at: usize, addr: Ipv4Addr) {
+fn record_route(opts: &mut [u8], at: usize, addr: Ipv4Addr) -> bool {
     let len = usize::from(opts[at + 1]);
     let ptr = usize::from(opts[at + 2]);
     if ptr >= 4 && ptr + 3 <= len {
         let w = at + ptr - 1;
         opts[w..w + 4].copy_from_slice(&addr.octets());
         opts[at + 2] = (ptr + 4) as u8;
+        return true;
     }
+    false
+}
+
+/// The timestamp a router writes: RFC 791 asks for milliseconds since midnight UT, and allows
+/// any other time with the high-order bit set. The forwarder has a monotonic clock only, so it
+/// writes its milliseconds modulo a day with that bit set.
+fn timestamp(now: Instant) -> [u8; 4] {
+    let ms = (now.as_nanos() / 1_000_000 % 86_400_000) as u32;
+    (ms | 0x8000_0000).to_be_bytes()
+}
+
+/// Fills this router's entry of a timestamp option [`scan_options`] accepted (RFC 791 §3.1):
+/// flag 0, a timestamp; flag 1, `ingress` (the address of the interface it arrived on, as
+/// Linux writes) and a timestamp; flag 3, a timestamp where the pre-specified address is
+/// ours. A full option counts the overflow instead (not for flag 3). Returns whether the
+/// option changed.
+fn record_timestamp(
+    opts: &mut [u8],
+    at: usize,
+    ingress: Ipv4Addr,
+    ours: impl Fn(Ipv4Addr) -> bool,
+    stamp: [u8; 4],
+) -> bool {
+    let (len, ptr, flag) =
+        (usize::from(opts[at + 1]), usize::from(opts[at + 2]), opts[at + 3] & 0x0f);
+    if ptr > len {
+        if flag == 3 {
+            return false;
+        }
+        opts[at + 3] = ((opts[at + 3] >> 4) + 1) << 4 | flag;
+        return true;
+    }
+    let w = at + ptr - 1;
+    match flag {
+        0 => {
+            opts[w..w + 4].copy_from_slice(&stamp);
+            opts[at + 2] = (ptr + 4) as u8;
+        }
+        1 => {
+            opts[w..w + 4].copy_from_slice(&ingress.octets());
+            opts[w + 4..w + 8].copy_from_slice(&stamp);
+            opts[at + 2] = (ptr + 8) as u8;
+        }
+        3 => {
+            let addr = Ipv4Addr::new(opts[w], opts[w + 1], opts[w + 2], opts[w + 3]);
+            if !ours(addr) {
+                return false;
+            }
+            opts[w + 4..w + 8].copy_from_slice(&stamp);
+            opts[at + 2] = (ptr + 8) as u8;
+        }
+        _ => return false,
+    }
+    true
 }
 
 #[cfg(test)]
@@ -1049,6 +1167,47 @@ mod tests {
 
     fn resolve_b(r: &mut Router) {
         r.stack_mut(1).add_static_neighbor(ip("10.0.2.2"), HB);
+    }
+
+    #[test]
+    fn options_are_checked_as_linux_checks_them() {
+        let ok = |o: &[u8]| scan_options(o).unwrap();
+        let pointer = |o: &[u8]| scan_options(o).unwrap_err().1;
+        assert_eq!(ok(&[1, 1, 1, 0]), Options::default());
+        assert_eq!(ok(&[1, 7, 7, 4, 0, 0, 0, 0]).rr, Some(1));
+        assert_eq!(ok(&[68, 8, 9, 0x10, 0, 0, 0, 1]).ts, Some(0), "full: the overflow counts");
+        assert_eq!(pointer(&[7, 1, 0, 0]), Some(20), "length below 2");
+        assert_eq!(pointer(&[1, 7, 40, 4, 0, 0, 0, 0]), Some(21), "past the header");
+        assert_eq!(pointer(&[7, 7, 3, 0, 0, 0, 0, 0]), Some(22), "pointer below the first slot");
+        assert_eq!(pointer(&[68, 8, 5, 1, 0, 0, 0, 0]), Some(22), "address slot cut short");
+        assert_eq!(pointer(&[68, 8, 9, 0xf0, 0, 0, 0, 1]), Some(23), "overflow past 15");
+        assert_eq!(pointer(&[7, 7, 4, 0, 0, 0, 0, 7, 7, 4, 0, 0, 0, 0]), Some(27), "twice");
+        assert_eq!(scan_options(&[131, 7, 4, 10, 0, 2, 2, 0]), Err((FwdDrop::SourceRoute, None)));
+    }
+
+    #[test]
+    fn timestamps_are_marked_as_not_midnight_ut_and_fill_their_slots() {
+        let day_ms = 86_400_000u64;
+        let t = Instant::from_millis(day_ms + 1234);
+        assert_eq!(
+            timestamp(t),
+            (0x8000_0000u32 | 1234).to_be_bytes(),
+            "a day later, high bit set"
+        );
+        let us = Ipv4Addr::new(10, 0, 1, 1);
+        let ours = |a: Ipv4Addr| a == us;
+        let stamp = [0x80, 0, 0, 7];
+        let mut o = [68, 12, 5, 1, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert!(record_timestamp(&mut o, 0, us, ours, stamp));
+        assert_eq!(o, [68, 12, 13, 1, 10, 0, 1, 1, 0x80, 0, 0, 7]);
+        assert!(record_timestamp(&mut o, 0, us, ours, stamp), "full: the overflow counts");
+        assert_eq!(o[3], 0x11);
+        let mut o = [68, 12, 5, 3, 1, 2, 3, 4, 0, 0, 0, 0];
+        assert!(!record_timestamp(&mut o, 0, us, ours, stamp), "not our address: untouched");
+        assert_eq!(o, [68, 12, 5, 3, 1, 2, 3, 4, 0, 0, 0, 0]);
+        let mut o = [68, 12, 5, 3, 10, 0, 1, 1, 0, 0, 0, 0];
+        assert!(record_timestamp(&mut o, 0, us, ours, stamp));
+        assert_eq!(o, [68, 12, 13, 3, 10, 0, 1, 1, 0x80, 0, 0, 7]);
     }
 
     #[test]

@@ -127,6 +127,8 @@ pub enum ErrorKind {
     Unreachable(Icmpv4DstUnreachable),
     /// Time exceeded.
     TimeExceeded(Icmpv4TimeExceeded),
+    /// Parameter problem, with the offset of the offending octet in the original header.
+    ParamProblem(u8),
 }
 
 /// One queued error.

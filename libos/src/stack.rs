@@ -1256,6 +1256,9 @@ impl Stack {
                 ErrorKind::TimeExceeded(reason) => {
                     Icmpv4Repr::TimeExceeded { reason, original: &err.quote[..err.quote_len] }
                 }
+                ErrorKind::ParamProblem(pointer) => {
+                    Icmpv4Repr::ParamProblem { pointer, original: &err.quote[..err.quote_len] }
+                }
             };
             let mut msg = [0u8; 8 + icmp::QUOTE_MAX];
             let Ok(n) = repr.emit(&mut msg) else {

@@ -65,6 +65,8 @@ pub enum Icmpv4Message {
     EchoRequest,
     /// Time exceeded, type 11.
     TimeExceeded,
+    /// Parameter problem, type 12.
+    ParamProblem,
     /// Any other type.
     Unknown(u8),
 }
@@ -76,6 +78,7 @@ impl From<u8> for Icmpv4Message {
             3 => Icmpv4Message::DstUnreachable,
             8 => Icmpv4Message::EchoRequest,
             11 => Icmpv4Message::TimeExceeded,
+            12 => Icmpv4Message::ParamProblem,
             other => Icmpv4Message::Unknown(other),
         }
     }
@@ -88,6 +91,7 @@ impl From<Icmpv4Message> for u8 {
             Icmpv4Message::DstUnreachable => 3,
             Icmpv4Message::EchoRequest => 8,
             Icmpv4Message::TimeExceeded => 11,
+            Icmpv4Message::ParamProblem => 12,
             Icmpv4Message::Unknown(v) => v,
         }
     }
@@ -326,6 +330,14 @@ pub enum Icmpv4Repr<'a> {
         /// The original datagram's IPv4 header and at least 8 bytes of what followed it.
         original: &'a [u8],
     },
+    /// Parameter problem, code 0 (RFC 792): the octet of the original header where the
+    /// problem was found.
+    ParamProblem {
+        /// Offset of the offending octet from the start of the original IPv4 header.
+        pointer: u8,
+        /// The original datagram's IPv4 header and at least 8 bytes of what followed it.
+        original: &'a [u8],
+    },
 }
 
 impl<'a> Icmpv4Repr<'a> {
@@ -334,8 +346,8 @@ impl<'a> Icmpv4Repr<'a> {
     ///
     /// The code of an echo message is ignored (RFC 792 says 0; Linux answers any). Errors:
     /// [`Error::Truncated`] if an error message quotes less than an IPv4 header and 8 bytes;
-    /// [`Error::Malformed`] for another type, a time-exceeded code above 1, or a quoted header
-    /// that is not IPv4.
+    /// [`Error::Malformed`] for another type, a time-exceeded code above 1, a parameter-problem
+    /// code other than 0, or a quoted header that is not IPv4.
     pub fn parse<T: AsRef<[u8]> + ?Sized>(packet: &Icmpv4Packet<&'a T>) -> Result<Icmpv4Repr<'a>> {
         packet.check_len()?;
         let data = packet.data();
@@ -365,6 +377,14 @@ impl<'a> Icmpv4Repr<'a> {
                 };
                 Ok(Icmpv4Repr::TimeExceeded { reason, original: data })
             }
+            Icmpv4Message::ParamProblem => {
+                check_original(data)?;
+                if packet.msg_code() != 0 {
+                    return Err(Error::Malformed);
+                }
+                let pointer = packet.buffer.as_ref()[field::REST][0];
+                Ok(Icmpv4Repr::ParamProblem { pointer, original: data })
+            }
             Icmpv4Message::Unknown(_) => Err(Error::Malformed),
         }
     }
@@ -377,7 +397,8 @@ impl<'a> Icmpv4Repr<'a> {
                     data.len()
                 }
                 Icmpv4Repr::DstUnreachable { original, .. }
-                | Icmpv4Repr::TimeExceeded { original, .. } => original.len(),
+                | Icmpv4Repr::TimeExceeded { original, .. }
+                | Icmpv4Repr::ParamProblem { original, .. } => original.len(),
             }
     }
 
@@ -410,6 +431,10 @@ impl<'a> Icmpv4Repr<'a> {
             Icmpv4Repr::TimeExceeded { reason, original } => {
                 check_original(original)?;
                 (Icmpv4Message::TimeExceeded, reason.code(), [0; 4], original)
+            }
+            Icmpv4Repr::ParamProblem { pointer, original } => {
+                check_original(original)?;
+                (Icmpv4Message::ParamProblem, 0, [pointer, 0, 0, 0], original)
             }
         };
         let out = buf.get_mut(..len).ok_or(Error::Truncated)?;
@@ -551,6 +576,24 @@ mod tests {
     }
 
     #[test]
+    fn param_problem_round_trip() {
+        // A parameter problem about the port-unreachable fixture's quote, pointer 22 (RFC 792:
+        // type 12, code 0, the pointer in the first byte after the checksum).
+        let original = &PORT_UNREACHABLE[8..];
+        let repr = Icmpv4Repr::ParamProblem { pointer: 22, original };
+        let mut out = [0u8; 64];
+        let n = repr.emit(&mut out).unwrap();
+        assert_eq!(n, 8 + original.len());
+        assert_eq!(out[..8][..2], [12, 0]);
+        assert_eq!(out[4..8], [22, 0, 0, 0]);
+        let p = Icmpv4Packet::new_checked(&out[..n]).unwrap();
+        assert!(p.verify_checksum());
+        assert_eq!(p.msg_type(), Icmpv4Message::ParamProblem);
+        assert_eq!(Icmpv4Repr::parse(&p), Ok(repr));
+        assert_eq!(u8::from(Icmpv4Message::ParamProblem), 12);
+    }
+
+    #[test]
     fn rejects_what_it_cannot_represent() {
         assert_eq!(Icmpv4Packet::new_checked(&PING[..7]).err(), Some(Error::Truncated));
         fn parse(b: &[u8]) -> Result<Icmpv4Repr<'_>> {
@@ -567,6 +610,9 @@ mod tests {
         v = PORT_UNREACHABLE;
         v[0] = 5;
         assert_eq!(parse(&v), Err(Error::Malformed), "redirect");
+        v = PORT_UNREACHABLE;
+        (v[0], v[1]) = (12, 1);
+        assert_eq!(parse(&v), Err(Error::Malformed), "parameter problem code 1");
         v = PORT_UNREACHABLE;
         v[1] = 13;
         assert_eq!(
@@ -638,12 +684,13 @@ mod tests {
             })
     }
 
-    /// Variant (0..4), ident, seq_no, echo data, quoted datagram, code, next-hop MTU.
+    /// Variant (0..5), ident, seq_no, echo data, quoted datagram, code, next-hop MTU (its low
+    /// byte is a parameter problem's pointer).
     type Parts = (u8, u16, u16, Vec<u8>, Vec<u8>, u8, u16);
 
     fn repr_parts() -> impl Strategy<Value = Parts> {
         (
-            0u8..4,
+            0u8..5,
             any::<u16>(),
             any::<u16>(),
             proptest::collection::vec(any::<u8>(), 0..64),
@@ -661,6 +708,7 @@ mod tests {
                 reason: Icmpv4DstUnreachable::from_code(*code, *mtu),
                 original,
             },
+            4 => Icmpv4Repr::ParamProblem { pointer: *mtu as u8, original },
             _ => Icmpv4Repr::TimeExceeded {
                 reason: if code & 1 == 0 {
                     Icmpv4TimeExceeded::TtlExpired
