@@ -1131,6 +1131,22 @@ fn router_answers(chain: &Chain) -> Vec<(String, Vec<String>)> {
     captured_answers(&chain.ns_a, &chain.a.ifname, &m, peer, &probes, describe_icmp_error)
 }
 
+/// A chain whose F is a Linux router: F's addresses as the appliance would have them,
+/// forwarding on and its ICMP rate limits off.
+fn linux_router(tag: &str) -> Chain {
+    let chain = Chain::new(tag, &ChainOpts::default()).unwrap();
+    let (fa, fb) = (&chain.fa, &chain.fb);
+    chain
+        .ns_f
+        .sh(&format!(
+            "ip addr add {}/24 dev {} && ip addr add {}/24 dev {} && \
+             sysctl -qw net.ipv4.ip_forward=1 net.ipv4.icmp_ratelimit=0 net.ipv4.icmp_msgs_per_sec=100000",
+            fa.ip, fa.ifname, fb.ip, fb.ifname
+        ))
+        .unwrap();
+    chain
+}
+
 /// Time exceeded (TTL 1 and 0), net unreachable (no route) and fragmentation needed (DF, egress
 /// MTU smaller than the packet) from the router role, against a Linux router given the same
 /// packets: F with the same addresses, forwarding on and its ICMP rate limits off.
@@ -1138,16 +1154,8 @@ fn router_answers(chain: &Chain) -> Vec<(String, Vec<String>)> {
 fn the_routers_icmp_errors_are_a_linux_routers() {
     let _turn = serial();
     sweep();
-    let kchain = Chain::new("hlk", &ChainOpts::default()).unwrap();
-    let (fa, fb) = (&kchain.fa, &kchain.fb);
-    kchain
-        .ns_f
-        .sh(&format!(
-            "ip addr add {}/24 dev {} && ip addr add {}/24 dev {} && ip link set {} mtu {EGRESS_MTU} && \
-             sysctl -qw net.ipv4.ip_forward=1 net.ipv4.icmp_ratelimit=0 net.ipv4.icmp_msgs_per_sec=100000",
-            fa.ip, fa.ifname, fb.ip, fb.ifname, fb.ifname
-        ))
-        .unwrap();
+    let kchain = linux_router("hlk");
+    kchain.ns_f.sh(&format!("ip link set {} mtu {EGRESS_MTU}", kchain.fb.ifname)).unwrap();
     let kernel = router_answers(&kchain);
     drop(kchain);
 
@@ -1362,18 +1370,8 @@ fn option_answers(chain: &Chain) -> Vec<(String, Vec<String>)> {
 fn the_routers_handling_of_ip_options_is_a_linux_routers() {
     let _turn = serial();
     sweep();
-    let kchain = Chain::new("hok", &ChainOpts::default()).unwrap();
-    let (fa, fb) = (&kchain.fa, &kchain.fb);
-    kchain
-        .ns_f
-        .sh(&format!(
-            "ip addr add {}/24 dev {} && ip addr add {}/24 dev {} && \
-             sysctl -qw net.ipv4.ip_forward=1 net.ipv4.icmp_ratelimit=0 net.ipv4.icmp_msgs_per_sec=100000",
-            fa.ip, fa.ifname, fb.ip, fb.ifname
-        ))
-        .unwrap();
-    let kernel = option_answers(&kchain);
-    drop(kchain);
+    // The Linux chain is gone (dropped) before the xdpos one is made.
+    let kernel = option_answers(&linux_router("hok"));
 
     let xchain = Chain::new("hox", &ChainOpts::default()).unwrap();
     let d = Daemon::start(&xchain.ns_f, "hostile-hox", &router_config(&xchain, "auto"));
