@@ -24,7 +24,8 @@
 //! path forwards or drops itself, and those the steering program passes to the kernel).
 //!
 //! Filter ([`Filter`]): words joined by `and`: `arp`, `ip`, `icmp`, `udp`, `tcp`,
-//! `host A.B.C.D`, `src A.B.C.D`, `dst A.B.C.D`, `port N`; empty matches every frame.
+//! `host A.B.C.D`, `src [host] A.B.C.D`, `dst [host] A.B.C.D`, `port N`, `src port N`,
+//! `dst port N` (tcpdump's words for the same tests); empty matches every frame.
 //! Frames are captured as received, before the stack (the verdicts rewrite them in place).
 //!
 //! Format: classic pcap (`a1b2c3d4`, version 2.4, link type 1 Ethernet), microsecond
@@ -48,6 +49,8 @@ pub struct Filter {
     src: Option<Ipv4Addr>,
     dst: Option<Ipv4Addr>,
     port: Option<u16>,
+    sport: Option<u16>,
+    dport: Option<u16>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,29 +67,38 @@ impl std::str::FromStr for Filter {
 
     fn from_str(s: &str) -> Result<Filter, String> {
         let mut f = Filter::default();
-        let mut words = s.split_whitespace().filter(|w| *w != "and");
+        let mut words = s.split_whitespace().filter(|w| *w != "and").peekable();
         while let Some(w) = words.next() {
-            let mut addr = |what: &str| -> Result<Ipv4Addr, String> {
-                let a = words.next().ok_or_else(|| format!("filter: `{what}` needs an address"))?;
+            // `src`/`dst` take `port N`, `host A` or a bare address, as in tcpdump.
+            let port_of = matches!(w, "src" | "dst") && words.peek() == Some(&"port");
+            if matches!(w, "src" | "dst") && matches!(words.peek(), Some(&"port" | &"host")) {
+                words.next();
+            }
+            let what = if port_of { "port" } else { w };
+            let mut next = || words.next().ok_or_else(|| format!("filter: `{what}` needs a value"));
+            let addr = |a: &str| -> Result<Ipv4Addr, String> {
                 a.parse().map_err(|_| format!("filter: {a:?} is not an IPv4 address"))
             };
-            match w {
-                "arp" => f.proto = Some(Proto::Arp),
-                "ip" => f.proto = Some(Proto::Ip),
-                "icmp" => f.proto = Some(Proto::Icmp),
-                "udp" => f.proto = Some(Proto::Udp),
-                "tcp" => f.proto = Some(Proto::Tcp),
-                "host" => f.host = Some(addr("host")?),
-                "src" => f.src = Some(addr("src")?),
-                "dst" => f.dst = Some(addr("dst")?),
-                "port" => {
-                    let p = words.next().ok_or("filter: `port` needs a number")?;
-                    f.port = Some(p.parse().map_err(|_| format!("filter: bad port {p:?}"))?);
-                }
+            let port = |p: &str| -> Result<u16, String> {
+                p.parse().map_err(|_| format!("filter: bad port {p:?}"))
+            };
+            match (w, port_of) {
+                ("arp", _) => f.proto = Some(Proto::Arp),
+                ("ip", _) => f.proto = Some(Proto::Ip),
+                ("icmp", _) => f.proto = Some(Proto::Icmp),
+                ("udp", _) => f.proto = Some(Proto::Udp),
+                ("tcp", _) => f.proto = Some(Proto::Tcp),
+                ("host", _) => f.host = Some(addr(next()?)?),
+                ("src", false) => f.src = Some(addr(next()?)?),
+                ("dst", false) => f.dst = Some(addr(next()?)?),
+                ("src", true) => f.sport = Some(port(next()?)?),
+                ("dst", true) => f.dport = Some(port(next()?)?),
+                ("port", _) => f.port = Some(port(next()?)?),
                 _ => {
                     return Err(format!(
-                        "filter: unknown word {w:?} (arp, ip, icmp, udp, tcp, host A, src A, dst A, port N, and)"
-                    ))
+                    "filter: unknown word {w:?} (arp, ip, icmp, udp, tcp, host A, src [host] A, \
+                         dst [host] A, port N, src port N, dst port N, and)"
+                ))
                 }
             }
         }
@@ -112,7 +124,8 @@ impl Filter {
         }
         if ethertype == 0x0806 {
             let addrs = self.host.is_some() || self.src.is_some() || self.dst.is_some();
-            return matches!(self.proto, None | Some(Proto::Arp)) && !addrs && self.port.is_none();
+            let ports = self.port.is_some() || self.sport.is_some() || self.dport.is_some();
+            return matches!(self.proto, None | Some(Proto::Arp)) && !addrs && !ports;
         }
         if ethertype != 0x0800 || self.proto == Some(Proto::Arp) {
             return false;
@@ -134,7 +147,7 @@ impl Filter {
         {
             return false;
         }
-        if let Some(port) = self.port {
+        if self.port.is_some() || self.sport.is_some() || self.dport.is_some() {
             let first_fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff == 0;
             let l4 = l3 + usize::from(ip[0] & 0x0f) * 4;
             let Some(ports) = frame.get(l4..l4 + 4) else { return false };
@@ -142,7 +155,11 @@ impl Filter {
                 u16::from_be_bytes([ports[0], ports[1]]),
                 u16::from_be_bytes([ports[2], ports[3]]),
             );
-            return first_fragment && (proto == 6 || proto == 17) && (sp == port || dp == port);
+            return first_fragment
+                && (proto == 6 || proto == 17)
+                && self.port.is_none_or(|p| sp == p || dp == p)
+                && self.sport.is_none_or(|p| sp == p)
+                && self.dport.is_none_or(|p| dp == p);
         }
         true
     }
@@ -442,6 +459,14 @@ mod tests {
         );
         assert!("udp port".parse::<Filter>().is_err() && "bogus".parse::<Filter>().is_err());
         assert!("host 1.2.3".parse::<Filter>().is_err());
+        // tcpdump's directional forms.
+        assert!(f("udp and dst port 7").matches(&udp) && !f("udp and src port 7").matches(&udp));
+        assert!(f("src port 4000 and dst port 7").matches(&udp));
+        assert!(!f("dst port 4000").matches(&udp) && !f("src port 7").matches(&ping));
+        assert!(f("src host 10.0.0.1 and dst host 10.0.0.2").matches(&udp));
+        assert!(!f("dst host 10.0.0.1").matches(&udp) && !f("dst port 7").matches(&arp));
+        assert!("src port".parse::<Filter>().is_err() && "dst port x".parse::<Filter>().is_err());
+        assert!("src host".parse::<Filter>().is_err() && "dst".parse::<Filter>().is_err());
     }
 
     #[test]
@@ -510,8 +535,8 @@ pub struct CaptureArgs {
     /// Queue of the interface.
     #[arg(long, default_value_t = 0)]
     pub queue: u32,
-    /// Filter: `arp`, `ip`, `icmp`, `udp`, `tcp`, `host A`, `src A`, `dst A`, `port N`, joined
-    /// by `and` (default: every frame).
+    /// Filter: `arp`, `ip`, `icmp`, `udp`, `tcp`, `host A`, `src [host] A`, `dst [host] A`,
+    /// `port N`, `src port N`, `dst port N`, joined by `and` (default: every frame).
     #[arg(long, default_value = "")]
     pub filter: String,
     /// Bytes kept of each frame.
