@@ -756,6 +756,125 @@ fn udp_of(frame: &[u8]) -> (std::net::Ipv4Addr, std::net::Ipv4Addr, u16, u16, u8
     )
 }
 
+/// `xdpos capture` from a cross-connect daemon (the L2 role, its own forwarding loop): frames
+/// A sends to B through it are captured on each side's interface as they arrive, before they
+/// are passed on (TTL untouched: nothing in an L2 cross-connect changes them), while the
+/// traffic keeps flowing.
+#[test]
+fn capture_from_the_daemon_xconnect_while_it_forwards() {
+    sweep();
+    let opts = ChainOpts {
+        a_cidr: (std::net::Ipv4Addr::new(10, 0, 0, 1), 24),
+        b_cidr: (std::net::Ipv4Addr::new(10, 0, 0, 2), 24),
+        gateways: None,
+        ..ChainOpts::default()
+    };
+    let chain = Chain::new("mcx", &opts).unwrap();
+    let cfg = TempFile::new("capture-xconnect.toml");
+    std::fs::write(
+        &cfg.0,
+        format!(
+            "[[interfaces]]\nname = \"xf0\"\nframes = 2112\nring_size = 1024\n\n\
+             [[interfaces]]\nname = \"xf1\"\nframes = 2112\nring_size = 1024\n\n\
+             [[workers]]\ncpu = 1\nqueues = [\"xf0:0\", \"xf1:0\"]\n\n\
+             [role]\nkind = \"xconnect\"\n\n[[role.xconnect]]\na = \"xf0\"\nb = \"xf1\"\n\n\
+             [metrics]\nlisten = \"{METRICS}\"\n"
+        ),
+    )
+    .unwrap();
+    let mut cmd = chain.ns_f.cmd(xdpos_bin().to_str().unwrap());
+    cmd.arg("run").arg("--config").arg(&cfg.0);
+    let mut d = Child::spawn(cmd);
+    assert!(d.wait_line("ready:", DEADLINE).is_some(), "daemon not ready: {:?}", d.seen);
+    let capture = |iface: &str, filter: &str, count: u32, file: &Path| {
+        let mut cmd = chain.ns_f.cmd(xdpos_bin().to_str().unwrap());
+        cmd.args(["capture", "--from", METRICS, "--interface", iface, "--queue", "0"])
+            .args(["--filter", filter, "--snaplen", "128", "--count", &count.to_string()])
+            .args(["--seconds", "15", "-w"])
+            .arg(file)
+            .stderr(Stdio::piped());
+        let (ok, out) = output(&mut cmd);
+        assert!(ok, "xdpos capture {iface}: {out}");
+        std::fs::read(file).unwrap()
+    };
+    let (a, b) = (chain.a.ip, chain.b.ip);
+    let stop = AtomicBool::new(false);
+    let echoed = std::sync::atomic::AtomicU64::new(0);
+    let (pcap_a, pcap_b, during) = std::thread::scope(|s| {
+        let (stop_ref, echoed_ref) = (&stop, &echoed);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let nb = Netns::existing(chain.ns_b.name());
+        s.spawn(move || {
+            nb.run_in(|| {
+                let sock = kernel_udp(b, 9000);
+                sock.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+                ready_tx.send(()).unwrap();
+                let mut buf = [0u8; 2048];
+                let t = Instant::now();
+                while !stop_ref.load(Ordering::Relaxed) && t.elapsed() < Duration::from_secs(60) {
+                    if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                        let _ = sock.send_to(&buf[..n], from);
+                    }
+                }
+            })
+            .unwrap()
+        });
+        ready_rx.recv_timeout(DEADLINE).expect("B's echo ready");
+        let na = Netns::existing(chain.ns_a.name());
+        s.spawn(move || {
+            na.run_in(|| {
+                let sock = kernel_udp(a, 40000);
+                sock.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+                let (mut sent, mut buf) = (0u32, [0u8; 2048]);
+                let t = Instant::now();
+                while !stop_ref.load(Ordering::Relaxed) && t.elapsed() < Duration::from_secs(60) {
+                    let _ = sock.send_to(&payload(sent, 100), SocketAddrV4::new(b, 9000));
+                    sent += 1;
+                    while let Ok(n) = sock.recv(&mut buf) {
+                        if check_payload(&buf[..n]).is_some() {
+                            echoed_ref.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })
+            .unwrap()
+        });
+        let t = Instant::now();
+        while echoed.load(Ordering::Relaxed) < 20 && t.elapsed() < DEADLINE {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let before = echoed.load(Ordering::Relaxed);
+        assert!(before >= 20, "no echoes through the cross-connect\n{}", chain.dump());
+        let file_a = TempFile::new("capture-xc-xf0.pcap");
+        let pcap_a = capture("xf0", "udp and dst port 9000", 10, &file_a.0);
+        let file_b = TempFile::new("capture-xc-xf1.pcap");
+        let pcap_b = capture("xf1", "udp and src port 9000", 10, &file_b.0);
+        let during = echoed.load(Ordering::Relaxed) - before;
+        stop.store(true, Ordering::Relaxed);
+        (pcap_a, pcap_b, during)
+    });
+    assert!(during >= 10, "only {during} echoes during the captures: forwarding stopped?");
+    // 14 + 20 + 8 + 100 bytes, whole (snap length 128 cuts them to 128).
+    for (pcap, (src, dst, sport, dport)) in
+        [(&pcap_a, (a, b, 40000, 9000)), (&pcap_b, (b, a, 9000, 40000))]
+    {
+        let recs = pcap_records(pcap, 128);
+        assert_eq!(recs.len(), 10, "count honoured");
+        for (_, orig, data) in &recs {
+            assert_eq!((*orig, data.len()), (142, 128), "snaplen honoured");
+            assert_eq!(udp_of(data), (src, dst, sport, dport, 64), "as the sender sent it");
+        }
+    }
+    d.signal(Signal::TERM);
+    let st = d.wait(DEADLINE).expect("exits after SIGTERM");
+    assert!(st.success(), "{st:?} {:?}", d.seen);
+    for l in d.seen.iter().filter(|l| l.starts_with("worker ")) {
+        assert!(l.contains("frames ok"), "frame accounting: {l}");
+    }
+    assert_no_xdp(&chain.ns_f);
+}
+
 /// `xdpos capture` against the daemon (`xdpos run`, router role, default fast path `auto`
 /// between plain kernel peers, so the worker forwards everything) while UDP flows from A to
 /// B's kernel echo and back: a capture of xf0 queue 0 takes exactly `count` frames of the
