@@ -756,6 +756,100 @@ fn udp_of(frame: &[u8]) -> (std::net::Ipv4Addr, std::net::Ipv4Addr, u16, u16, u8
     )
 }
 
+/// `xdpos capture` from each queue of a two-queue server (one worker per queue): each capture
+/// holds the datagrams its queue received, and since A's kernel keeps a flow on one transmit
+/// queue (B's receive queue on veth), the two captures share no flow.
+#[test]
+fn capture_from_each_queue_of_a_two_worker_server() {
+    sweep();
+    let pair = Pair::new("mmq", &PairOpts { queues: 2, ..PairOpts::default() }).unwrap();
+    let cfg = TempFile::new("capture-server.toml");
+    std::fs::write(
+        &cfg.0,
+        format!(
+            "[[interfaces]]\nname = \"xb0\"\nqueues = 2\naddresses = [\"10.0.0.2/24\"]\n\
+             frames = 2112\nring_size = 1024\n\n[[workers]]\ncpu = 0\nqueues = [\"xb0:0\"]\n\n\
+             [[workers]]\ncpu = 1\nqueues = [\"xb0:1\"]\n\n[role]\nkind = \"server\"\n\n\
+             [[services]]\nkind = \"udp-echo\"\nlisten = \"0.0.0.0:7\"\n\n\
+             [metrics]\nlisten = \"{METRICS}\"\n"
+        ),
+    )
+    .unwrap();
+    let mut cmd = pair.ns_b.cmd(xdpos_bin().to_str().unwrap());
+    cmd.arg("run").arg("--config").arg(&cfg.0);
+    let mut d = Child::spawn(cmd);
+    assert!(d.wait_line("ready:", DEADLINE).is_some(), "daemon not ready: {:?}", d.seen);
+    let capture = |queue: u32, file: &Path| {
+        let mut cmd = pair.ns_b.cmd(xdpos_bin().to_str().unwrap());
+        cmd.args(["capture", "--from", METRICS, "--interface", "xb0", "--queue"])
+            .arg(queue.to_string())
+            .args(["--filter", "udp and dst port 7", "--snaplen", "128", "--count", "10"])
+            .args(["--seconds", "15", "-w"])
+            .arg(file)
+            .stderr(Stdio::piped());
+        let (ok, out) = output(&mut cmd);
+        assert!(ok, "xdpos capture xb0 queue {queue}: {out}");
+        std::fs::read(file).unwrap()
+    };
+    let (a, b) = (pair.a.ip, pair.b.ip);
+    let stop = AtomicBool::new(false);
+    let echoed = std::sync::atomic::AtomicU64::new(0);
+    let (pcap0, pcap1) = std::thread::scope(|s| {
+        let (stop_ref, echoed_ref) = (&stop, &echoed);
+        let na = Netns::existing(pair.ns_a.name());
+        s.spawn(move || {
+            na.run_in(|| {
+                // Sixteen flows (source ports), a datagram each every few milliseconds.
+                let socks: Vec<_> = (0..16).map(|k| kernel_udp(a, 41000 + k)).collect();
+                for s in &socks {
+                    s.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+                }
+                let (mut seq, mut buf) = (0u32, [0u8; 2048]);
+                let t = Instant::now();
+                while !stop_ref.load(Ordering::Relaxed) && t.elapsed() < Duration::from_secs(60) {
+                    for s in &socks {
+                        let _ = s.send_to(&payload(seq, 100), SocketAddrV4::new(b, 7));
+                        seq += 1;
+                        if let Ok(n) = s.recv(&mut buf) {
+                            if check_payload(&buf[..n]).is_some() {
+                                echoed_ref.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })
+            .unwrap()
+        });
+        let t = Instant::now();
+        while echoed.load(Ordering::Relaxed) < 32 && t.elapsed() < DEADLINE {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(echoed.load(Ordering::Relaxed) >= 32, "no echoes from the server");
+        let (f0, f1) = (TempFile::new("capture-q0.pcap"), TempFile::new("capture-q1.pcap"));
+        let pcaps = (capture(0, &f0.0), capture(1, &f1.0));
+        stop.store(true, Ordering::Relaxed);
+        pcaps
+    });
+    let mut flows = [std::collections::BTreeSet::new(), std::collections::BTreeSet::new()];
+    for (q, pcap) in [&pcap0, &pcap1].into_iter().enumerate() {
+        let recs = pcap_records(pcap, 128);
+        assert_eq!(recs.len(), 10, "queue {q}: count honoured");
+        for (_, orig, data) in &recs {
+            assert_eq!((*orig, data.len()), (142, 128), "queue {q}: snaplen honoured");
+            let (src, dst, sport, dport, ttl) = udp_of(data);
+            assert_eq!((src, dst, dport, ttl), (a, b, 7, 64), "queue {q}: as A sent it");
+            assert!((41000..41016).contains(&sport), "queue {q}: one of A's flows: {sport}");
+            flows[q].insert(sport);
+        }
+    }
+    assert!(flows[0].is_disjoint(&flows[1]), "a flow seen on both queues: {flows:?}");
+    d.signal(Signal::TERM);
+    let st = d.wait(DEADLINE).expect("exits after SIGTERM");
+    assert!(st.success(), "{st:?} {:?}", d.seen);
+    assert_no_xdp(&pair.ns_b);
+}
+
 /// `xdpos capture` from a cross-connect daemon (the L2 role, its own forwarding loop): frames
 /// A sends to B through it are captured on each side's interface as they arrive, before they
 /// are passed on (TTL untouched: nothing in an L2 cross-connect changes them), while the
