@@ -12,7 +12,8 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, SocketAddrV4, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
@@ -338,10 +339,7 @@ fn echo_exposition_under_traffic_passes_promtool_and_counts_the_traffic() {
         .sum();
     assert_eq!(Some(umem), sample(&text, "xdpos_umem_size_frames", &[]), "UMEM states add up");
     assert_eq!(sample(&text, "xdpos_ready", &[]), Some(1.0));
-    echo.signal(Signal::TERM);
-    let st = echo.wait(DEADLINE).expect("exits after SIGTERM");
-    assert!(st.success(), "{st:?} {:?}", echo.seen);
-    assert_no_xdp(&pair.ns_b);
+    stop_cleanly(&mut echo, &pair.ns_b);
 }
 
 /// A worker that stalls (made to by the test hook `XDPOS_TEST_STALL_WORKER`: worker 0 sleeps
@@ -409,10 +407,7 @@ fn a_stalled_worker_fails_readyz_and_shows_in_metrics_until_it_resumes() {
         sample(&text, "xdpos_rx_packets_total", &["queue=\"0\""]).unwrap() > 0.0,
         "the worker served traffic around its stall"
     );
-    echo.signal(Signal::TERM);
-    let st = echo.wait(DEADLINE).expect("exits after SIGTERM");
-    assert!(st.success(), "{st:?} {:?}", echo.seen);
-    assert_no_xdp(&pair.ns_b);
+    stop_cleanly(&mut echo, &pair.ns_b);
 }
 
 /// A `prometheus` scraping `METRICS` every second in `ns`, its data in a temporary directory
@@ -756,6 +751,118 @@ fn udp_of(frame: &[u8]) -> (std::net::Ipv4Addr, std::net::Ipv4Addr, u16, u16, u8
     )
 }
 
+/// Stops an instance with SIGTERM: it must exit 0, every worker line must report its frames
+/// accounted for, and no XDP program may be left in `ns`.
+fn stop_cleanly(d: &mut Child, ns: &Netns) {
+    d.signal(Signal::TERM);
+    let st = d.wait(DEADLINE).expect("exits after SIGTERM");
+    assert!(st.success(), "{st:?} {:?}", d.seen);
+    for l in d.seen.iter().filter(|l| l.starts_with("worker ")) {
+        assert!(l.contains("frames ok"), "frame accounting: {l}");
+    }
+    assert_no_xdp(ns);
+}
+
+/// Starts `xdpos run` in `ns` with the configuration `toml` (written to `file`) and waits
+/// for its `ready:` line.
+fn capture_daemon(ns: &Netns, file: &TempFile, toml: &str) -> Child {
+    std::fs::write(&file.0, toml).unwrap();
+    let mut cmd = ns.cmd(xdpos_bin().to_str().unwrap());
+    cmd.arg("run").arg("--config").arg(&file.0);
+    let mut d = Child::spawn(cmd);
+    assert!(d.wait_line("ready:", DEADLINE).is_some(), "daemon not ready: {:?}", d.seen);
+    d
+}
+
+/// `xdpos capture` against the daemon in `ns` (its endpoint at [`METRICS`]): `count` frames
+/// of `iface` queue `queue` that match `filter`, cut at `snaplen`, into `file`; returns the
+/// pcap.
+fn capture_pcap(
+    ns: &Netns,
+    (iface, queue): (&str, u32),
+    filter: &str,
+    (snaplen, count): (u32, u32),
+    file: &Path,
+) -> Vec<u8> {
+    let mut cmd = ns.cmd(xdpos_bin().to_str().unwrap());
+    cmd.args(["capture", "--from", METRICS, "--interface", iface, "--queue"])
+        .arg(queue.to_string())
+        .args(["--filter", filter, "--snaplen", &snaplen.to_string()])
+        .args(["--count", &count.to_string(), "--seconds", "15", "-w"])
+        .arg(file)
+        .stderr(Stdio::piped());
+    let (ok, out) = output(&mut cmd);
+    assert!(ok, "xdpos capture {iface} queue {queue}: {out}");
+    std::fs::read(file).unwrap()
+}
+
+/// A kernel UDP echo at `at` in namespace `ns`, until `stop` (at most 60 s); `ready` once
+/// bound.
+fn kernel_echo_until(ns: &str, at: SocketAddrV4, stop: &AtomicBool, ready: mpsc::Sender<()>) {
+    Netns::existing(ns)
+        .run_in(|| {
+            let sock = kernel_udp(*at.ip(), at.port());
+            sock.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+            ready.send(()).unwrap();
+            let mut buf = [0u8; 2048];
+            let t = Instant::now();
+            while !stop.load(Ordering::Relaxed) && t.elapsed() < Duration::from_secs(60) {
+                if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                    let _ = sock.send_to(&buf[..n], from);
+                }
+            }
+        })
+        .unwrap()
+}
+
+/// Kernel UDP clients in namespace `ns`, one socket per source port of `sports` at `from`:
+/// every ~2 ms each sends a datagram of `size` bytes to each of `to` and reads what came back,
+/// counting intact echoes in `echoed`, until `stop` (at most 60 s). Returns the rounds.
+fn udp_rounds(
+    ns: &str,
+    (from, sports): (std::net::Ipv4Addr, std::ops::Range<u16>),
+    to: &[SocketAddrV4],
+    size: usize,
+    (stop, echoed): (&AtomicBool, &AtomicU64),
+) -> u32 {
+    Netns::existing(ns)
+        .run_in(|| {
+            let socks: Vec<_> = sports.map(|p| kernel_udp(from, p)).collect();
+            for s in &socks {
+                s.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+            }
+            let (mut round, mut buf) = (0u32, [0u8; 2048]);
+            let t = Instant::now();
+            while !stop.load(Ordering::Relaxed) && t.elapsed() < Duration::from_secs(60) {
+                for s in &socks {
+                    for dst in to {
+                        let _ = s.send_to(&payload(round, size), *dst);
+                    }
+                    while let Ok(n) = s.recv(&mut buf) {
+                        if check_payload(&buf[..n]).is_some() {
+                            echoed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                round += 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            round
+        })
+        .unwrap()
+}
+
+/// Waits (bounded) until `echoed` reaches `n`; panics with `what` if it does not.
+fn wait_echoes(echoed: &AtomicU64, n: u64, what: &str) -> u64 {
+    let t = Instant::now();
+    while echoed.load(Ordering::Relaxed) < n && t.elapsed() < DEADLINE {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let got = echoed.load(Ordering::Relaxed);
+    assert!(got >= n, "{what}: {got} echoes");
+    got
+}
+
 /// `xdpos capture` from each queue of a two-queue server (one worker per queue): each capture
 /// holds the datagrams its queue received, and since A's kernel keeps a flow on one transmit
 /// queue (B's receive queue on veth), the two captures share no flow.
@@ -764,72 +871,32 @@ fn capture_from_each_queue_of_a_two_worker_server() {
     sweep();
     let pair = Pair::new("mmq", &PairOpts { queues: 2, ..PairOpts::default() }).unwrap();
     let cfg = TempFile::new("capture-server.toml");
-    std::fs::write(
-        &cfg.0,
-        format!(
+    let mut d = capture_daemon(
+        &pair.ns_b,
+        &cfg,
+        &format!(
             "[[interfaces]]\nname = \"xb0\"\nqueues = 2\naddresses = [\"10.0.0.2/24\"]\n\
              frames = 2112\nring_size = 1024\n\n[[workers]]\ncpu = 0\nqueues = [\"xb0:0\"]\n\n\
              [[workers]]\ncpu = 1\nqueues = [\"xb0:1\"]\n\n[role]\nkind = \"server\"\n\n\
              [[services]]\nkind = \"udp-echo\"\nlisten = \"0.0.0.0:7\"\n\n\
              [metrics]\nlisten = \"{METRICS}\"\n"
         ),
-    )
-    .unwrap();
-    let mut cmd = pair.ns_b.cmd(xdpos_bin().to_str().unwrap());
-    cmd.arg("run").arg("--config").arg(&cfg.0);
-    let mut d = Child::spawn(cmd);
-    assert!(d.wait_line("ready:", DEADLINE).is_some(), "daemon not ready: {:?}", d.seen);
-    let capture = |queue: u32, file: &Path| {
-        let mut cmd = pair.ns_b.cmd(xdpos_bin().to_str().unwrap());
-        cmd.args(["capture", "--from", METRICS, "--interface", "xb0", "--queue"])
-            .arg(queue.to_string())
-            .args(["--filter", "udp and dst port 7", "--snaplen", "128", "--count", "10"])
-            .args(["--seconds", "15", "-w"])
-            .arg(file)
-            .stderr(Stdio::piped());
-        let (ok, out) = output(&mut cmd);
-        assert!(ok, "xdpos capture xb0 queue {queue}: {out}");
-        std::fs::read(file).unwrap()
-    };
+    );
     let (a, b) = (pair.a.ip, pair.b.ip);
-    let stop = AtomicBool::new(false);
-    let echoed = std::sync::atomic::AtomicU64::new(0);
+    let (stop, echoed) = (AtomicBool::new(false), AtomicU64::new(0));
     let (pcap0, pcap1) = std::thread::scope(|s| {
-        let (stop_ref, echoed_ref) = (&stop, &echoed);
-        let na = Netns::existing(pair.ns_a.name());
-        s.spawn(move || {
-            na.run_in(|| {
-                // Sixteen flows (source ports), a datagram each every few milliseconds.
-                let socks: Vec<_> = (0..16).map(|k| kernel_udp(a, 41000 + k)).collect();
-                for s in &socks {
-                    s.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
-                }
-                let (mut seq, mut buf) = (0u32, [0u8; 2048]);
-                let t = Instant::now();
-                while !stop_ref.load(Ordering::Relaxed) && t.elapsed() < Duration::from_secs(60) {
-                    for s in &socks {
-                        let _ = s.send_to(&payload(seq, 100), SocketAddrV4::new(b, 7));
-                        seq += 1;
-                        if let Ok(n) = s.recv(&mut buf) {
-                            if check_payload(&buf[..n]).is_some() {
-                                echoed_ref.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                    }
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-            })
-            .unwrap()
-        });
-        let t = Instant::now();
-        while echoed.load(Ordering::Relaxed) < 32 && t.elapsed() < DEADLINE {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert!(echoed.load(Ordering::Relaxed) >= 32, "no echoes from the server");
+        let (stop, echoed) = (&stop, &echoed);
+        let ns_a = pair.ns_a.name();
+        // Sixteen flows (source ports 41000..41016) to the echo service.
+        let to = [SocketAddrV4::new(b, 7)];
+        s.spawn(move || udp_rounds(ns_a, (a, 41000..41016), &to, 100, (stop, echoed)));
+        wait_echoes(echoed, 32, "the server echoes");
         let (f0, f1) = (TempFile::new("capture-q0.pcap"), TempFile::new("capture-q1.pcap"));
-        let pcaps = (capture(0, &f0.0), capture(1, &f1.0));
+        let filter = "udp and dst port 7";
+        let pcap0 = capture_pcap(&pair.ns_b, ("xb0", 0), filter, (128, 10), &f0.0);
+        let pcap1 = capture_pcap(&pair.ns_b, ("xb0", 1), filter, (128, 10), &f1.0);
         stop.store(true, Ordering::Relaxed);
-        pcaps
+        (pcap0, pcap1)
     });
     let mut flows = [std::collections::BTreeSet::new(), std::collections::BTreeSet::new()];
     for (q, pcap) in [&pcap0, &pcap1].into_iter().enumerate() {
@@ -844,10 +911,7 @@ fn capture_from_each_queue_of_a_two_worker_server() {
         }
     }
     assert!(flows[0].is_disjoint(&flows[1]), "a flow seen on both queues: {flows:?}");
-    d.signal(Signal::TERM);
-    let st = d.wait(DEADLINE).expect("exits after SIGTERM");
-    assert!(st.success(), "{st:?} {:?}", d.seen);
-    assert_no_xdp(&pair.ns_b);
+    stop_cleanly(&mut d, &pair.ns_b);
 }
 
 /// `xdpos capture` from a cross-connect daemon (the L2 role, its own forwarding loop): frames
@@ -865,85 +929,33 @@ fn capture_from_the_daemon_xconnect_while_it_forwards() {
     };
     let chain = Chain::new("mcx", &opts).unwrap();
     let cfg = TempFile::new("capture-xconnect.toml");
-    std::fs::write(
-        &cfg.0,
-        format!(
+    let mut d = capture_daemon(
+        &chain.ns_f,
+        &cfg,
+        &format!(
             "[[interfaces]]\nname = \"xf0\"\nframes = 2112\nring_size = 1024\n\n\
              [[interfaces]]\nname = \"xf1\"\nframes = 2112\nring_size = 1024\n\n\
              [[workers]]\ncpu = 1\nqueues = [\"xf0:0\", \"xf1:0\"]\n\n\
              [role]\nkind = \"xconnect\"\n\n[[role.xconnect]]\na = \"xf0\"\nb = \"xf1\"\n\n\
              [metrics]\nlisten = \"{METRICS}\"\n"
         ),
-    )
-    .unwrap();
-    let mut cmd = chain.ns_f.cmd(xdpos_bin().to_str().unwrap());
-    cmd.arg("run").arg("--config").arg(&cfg.0);
-    let mut d = Child::spawn(cmd);
-    assert!(d.wait_line("ready:", DEADLINE).is_some(), "daemon not ready: {:?}", d.seen);
-    let capture = |iface: &str, filter: &str, count: u32, file: &Path| {
-        let mut cmd = chain.ns_f.cmd(xdpos_bin().to_str().unwrap());
-        cmd.args(["capture", "--from", METRICS, "--interface", iface, "--queue", "0"])
-            .args(["--filter", filter, "--snaplen", "128", "--count", &count.to_string()])
-            .args(["--seconds", "15", "-w"])
-            .arg(file)
-            .stderr(Stdio::piped());
-        let (ok, out) = output(&mut cmd);
-        assert!(ok, "xdpos capture {iface}: {out}");
-        std::fs::read(file).unwrap()
-    };
+    );
     let (a, b) = (chain.a.ip, chain.b.ip);
-    let stop = AtomicBool::new(false);
-    let echoed = std::sync::atomic::AtomicU64::new(0);
+    let (stop, echoed) = (AtomicBool::new(false), AtomicU64::new(0));
     let (pcap_a, pcap_b, during) = std::thread::scope(|s| {
-        let (stop_ref, echoed_ref) = (&stop, &echoed);
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let nb = Netns::existing(chain.ns_b.name());
-        s.spawn(move || {
-            nb.run_in(|| {
-                let sock = kernel_udp(b, 9000);
-                sock.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-                ready_tx.send(()).unwrap();
-                let mut buf = [0u8; 2048];
-                let t = Instant::now();
-                while !stop_ref.load(Ordering::Relaxed) && t.elapsed() < Duration::from_secs(60) {
-                    if let Ok((n, from)) = sock.recv_from(&mut buf) {
-                        let _ = sock.send_to(&buf[..n], from);
-                    }
-                }
-            })
-            .unwrap()
-        });
+        let (stop, echoed) = (&stop, &echoed);
+        let (ns_a, ns_b) = (chain.ns_a.name(), chain.ns_b.name());
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let echo_at = SocketAddrV4::new(b, 9000);
+        s.spawn(move || kernel_echo_until(ns_b, echo_at, stop, ready_tx));
         ready_rx.recv_timeout(DEADLINE).expect("B's echo ready");
-        let na = Netns::existing(chain.ns_a.name());
-        s.spawn(move || {
-            na.run_in(|| {
-                let sock = kernel_udp(a, 40000);
-                sock.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
-                let (mut sent, mut buf) = (0u32, [0u8; 2048]);
-                let t = Instant::now();
-                while !stop_ref.load(Ordering::Relaxed) && t.elapsed() < Duration::from_secs(60) {
-                    let _ = sock.send_to(&payload(sent, 100), SocketAddrV4::new(b, 9000));
-                    sent += 1;
-                    while let Ok(n) = sock.recv(&mut buf) {
-                        if check_payload(&buf[..n]).is_some() {
-                            echoed_ref.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-            })
-            .unwrap()
-        });
-        let t = Instant::now();
-        while echoed.load(Ordering::Relaxed) < 20 && t.elapsed() < DEADLINE {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let before = echoed.load(Ordering::Relaxed);
-        assert!(before >= 20, "no echoes through the cross-connect\n{}", chain.dump());
-        let file_a = TempFile::new("capture-xc-xf0.pcap");
-        let pcap_a = capture("xf0", "udp and dst port 9000", 10, &file_a.0);
-        let file_b = TempFile::new("capture-xc-xf1.pcap");
-        let pcap_b = capture("xf1", "udp and src port 9000", 10, &file_b.0);
+        s.spawn(move || udp_rounds(ns_a, (a, 40000..40001), &[echo_at], 100, (stop, echoed)));
+        let before = wait_echoes(echoed, 20, "echoes through the cross-connect");
+        let (fa, fb) = (TempFile::new("capture-xc-xf0.pcap"), TempFile::new("capture-xc-xf1.pcap"));
+        let pcap_a =
+            capture_pcap(&chain.ns_f, ("xf0", 0), "udp and dst port 9000", (128, 10), &fa.0);
+        let pcap_b =
+            capture_pcap(&chain.ns_f, ("xf1", 0), "udp and src port 9000", (128, 10), &fb.0);
         let during = echoed.load(Ordering::Relaxed) - before;
         stop.store(true, Ordering::Relaxed);
         (pcap_a, pcap_b, during)
@@ -960,13 +972,7 @@ fn capture_from_the_daemon_xconnect_while_it_forwards() {
             assert_eq!(udp_of(data), (src, dst, sport, dport, 64), "as the sender sent it");
         }
     }
-    d.signal(Signal::TERM);
-    let st = d.wait(DEADLINE).expect("exits after SIGTERM");
-    assert!(st.success(), "{st:?} {:?}", d.seen);
-    for l in d.seen.iter().filter(|l| l.starts_with("worker ")) {
-        assert!(l.contains("frames ok"), "frame accounting: {l}");
-    }
-    assert_no_xdp(&chain.ns_f);
+    stop_cleanly(&mut d, &chain.ns_f);
 }
 
 /// `xdpos capture` against the daemon (`xdpos run`, router role, default fast path `auto`
@@ -981,84 +987,35 @@ fn capture_from_the_daemon_router_while_it_forwards() {
     sweep();
     let chain = Chain::new("mcr", &ChainOpts::default()).unwrap();
     let cfg = TempFile::new("capture-router.toml");
-    std::fs::write(
-        &cfg.0,
-        format!(
+    let mut d = capture_daemon(
+        &chain.ns_f,
+        &cfg,
+        &format!(
             "[[interfaces]]\nname = \"xf0\"\naddresses = [\"10.0.1.1/24\"]\nframes = 2112\n\
              ring_size = 1024\n\n[[interfaces]]\nname = \"xf1\"\naddresses = [\"10.0.2.1/24\"]\n\
              frames = 2112\nring_size = 1024\n\n[[workers]]\ncpu = 1\nqueues = [\"xf0:0\", \
              \"xf1:0\"]\n\n[role]\nkind = \"router\"\n\n[metrics]\nlisten = \"{METRICS}\"\n"
         ),
-    )
-    .unwrap();
-    let mut cmd = chain.ns_f.cmd(xdpos_bin().to_str().unwrap());
-    cmd.arg("run").arg("--config").arg(&cfg.0);
-    let mut d = Child::spawn(cmd);
-    assert!(d.wait_line("ready:", DEADLINE).is_some(), "daemon not ready: {:?}", d.seen);
+    );
     let t0 = std::time::SystemTime::now();
     let capture = |iface: &str, filter: &str, snaplen: u32, count: u32, file: &Path| {
-        let mut cmd = chain.ns_f.cmd(xdpos_bin().to_str().unwrap());
-        cmd.args(["capture", "--from", METRICS, "--interface", iface, "--queue", "0"])
-            .args(["--filter", filter, "--snaplen", &snaplen.to_string()])
-            .args(["--count", &count.to_string(), "--seconds", "15", "-w"])
-            .arg(file)
-            .stderr(Stdio::piped());
-        let (ok, out) = output(&mut cmd);
-        assert!(ok, "xdpos capture {iface}: {out}");
-        std::fs::read(file).unwrap()
+        capture_pcap(&chain.ns_f, (iface, 0), filter, (snaplen, count), file)
     };
-    let stop = AtomicBool::new(false);
-    let echoed = std::sync::atomic::AtomicU64::new(0);
+    let (stop, echoed) = (AtomicBool::new(false), AtomicU64::new(0));
     let (pcap_a, pcap_b, during, sent, echoed) = std::thread::scope(|s| {
+        let (stop, echoed) = (&stop, &echoed);
+        let (ns_a, ns_b) = (chain.ns_a.name(), chain.ns_b.name());
+        let b = std::net::Ipv4Addr::new(10, 0, 2, 2);
         // B's kernel echoes port 9000; port 9001 has no socket (B answers port unreachable).
-        let b = Netns::existing(chain.ns_b.name());
-        let (stop_ref, echoed_ref) = (&stop, &echoed);
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        s.spawn(move || {
-            b.run_in(|| {
-                let sock = kernel_udp(std::net::Ipv4Addr::new(10, 0, 2, 2), 9000);
-                ready_tx.send(()).unwrap();
-                let mut buf = [0u8; 2048];
-                let t = Instant::now();
-                while !stop_ref.load(Ordering::Relaxed) && t.elapsed() < Duration::from_secs(60) {
-                    if let Ok((n, from)) = sock.recv_from(&mut buf) {
-                        let _ = sock.send_to(&buf[..n], from);
-                    }
-                }
-            })
-            .unwrap()
-        });
+        let (ready_tx, ready_rx) = mpsc::channel();
+        s.spawn(move || kernel_echo_until(ns_b, SocketAddrV4::new(b, 9000), stop, ready_tx));
         ready_rx.recv_timeout(DEADLINE).expect("B's echo ready");
         // A sends 200-byte datagrams from port 40000 to both ports, counting intact echoes.
-        let a = Netns::existing(chain.ns_a.name());
-        let load = s.spawn(move || {
-            a.run_in(|| {
-                let s = kernel_udp(std::net::Ipv4Addr::new(10, 0, 1, 2), 40000);
-                s.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
-                let (mut sent, mut buf) = (0u32, [0u8; 2048]);
-                let t = Instant::now();
-                while !stop_ref.load(Ordering::Relaxed) && t.elapsed() < Duration::from_secs(60) {
-                    let b = std::net::Ipv4Addr::new(10, 0, 2, 2);
-                    let _ = s.send_to(&payload(sent, 200), SocketAddrV4::new(b, 9001));
-                    let _ = s.send_to(&payload(sent, 200), SocketAddrV4::new(b, 9000));
-                    sent += 1;
-                    while let Ok(n) = s.recv(&mut buf) {
-                        if check_payload(&buf[..n]).is_some() {
-                            echoed_ref.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                sent
-            })
-            .unwrap()
-        });
+        let a = std::net::Ipv4Addr::new(10, 0, 1, 2);
+        let to = [SocketAddrV4::new(b, 9001), SocketAddrV4::new(b, 9000)];
+        let load = s.spawn(move || udp_rounds(ns_a, (a, 40000..40001), &to, 200, (stop, echoed)));
         // Traffic flows before the capture starts.
-        let t = Instant::now();
-        while echoed.load(Ordering::Relaxed) < 20 && t.elapsed() < DEADLINE {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let before = echoed.load(Ordering::Relaxed);
+        let before = wait_echoes(echoed, 20, "echoes through the router");
         let file_a = TempFile::new("capture-xf0.pcap");
         let pcap_a = capture("xf0", "udp and port 9000", 60, 25, &file_a.0);
         let during = echoed.load(Ordering::Relaxed) - before;
@@ -1125,11 +1082,5 @@ fn capture_from_the_daemon_router_while_it_forwards() {
     }
     let (ok, lint) = promtool_check_metrics(&text);
     assert!(ok && lint.trim().is_empty(), "promtool check metrics (router daemon):\n{lint}");
-    d.signal(Signal::TERM);
-    let st = d.wait(DEADLINE).expect("exits after SIGTERM");
-    assert!(st.success(), "{st:?} {:?}", d.seen);
-    for l in d.seen.iter().filter(|l| l.starts_with("worker ")) {
-        assert!(l.contains("frames ok"), "frame accounting: {l}");
-    }
-    assert_no_xdp(&chain.ns_f);
+    stop_cleanly(&mut d, &chain.ns_f);
 }
