@@ -213,7 +213,7 @@ fn stack_values(s: &Stats) -> [u64; STACK_N] {
 const UDP_ERRORS: [DropReason; 3] =
     [DropReason::NoSocket, DropReason::SocketFull, DropReason::TooBig];
 
-const TCP_N: usize = 28;
+const TCP_N: usize = 29;
 const TCP: [(&str, &str); TCP_N] = [
     ("xdpos_tcp_active_opens_total", "Connections started by connect."),
     ("xdpos_tcp_passive_opens_total", "Connections started by a SYN to a listener."),
@@ -230,6 +230,10 @@ const TCP: [(&str, &str); TCP_N] = [
     ("xdpos_tcp_fast_retransmits_total", "TCP fast retransmits."),
     ("xdpos_tcp_sack_recoveries_total", "TCP recoveries driven by SACK."),
     ("xdpos_tcp_lost_retransmits_total", "TCP retransmissions found lost by SACK."),
+    (
+        "xdpos_tcp_dsack_undos_total",
+        "TCP congestion responses undone: every retransmission of the episode was D-SACKed.",
+    ),
     ("xdpos_tcp_tail_loss_probes_total", "TCP tail-loss probes sent."),
     ("xdpos_tcp_window_probes_total", "TCP zero-window probes sent."),
     ("xdpos_tcp_keepalive_probes_total", "TCP keep-alive probes sent."),
@@ -268,6 +272,7 @@ fn tcp_values(t: &TcpStats) -> [u64; TCP_N] {
         t.fast_retransmits,
         t.sack_recoveries,
         t.lost_retransmits,
+        t.dsack_undos,
         t.tail_loss_probes,
         t.window_probes,
         t.keepalive_probes,

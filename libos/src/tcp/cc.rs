@@ -301,6 +301,14 @@ impl Cc {
         self.w.cwnd = self.w.cwnd.max(mss);
     }
 
+    /// Undoes a congestion response found unnecessary (every retransmission of the episode
+    /// D-SACKed, RFC 2883 §5, as Linux's `tcp_undo_cwnd_reduction`): the window and threshold
+    /// go back to at least what they were before it.
+    pub fn undo(&mut self, cwnd: u32, ssthresh: u32) {
+        self.w.cwnd = self.w.cwnd.max(cwnd);
+        self.w.ssthresh = self.w.ssthresh.max(ssthresh);
+    }
+
     /// Sets the window directly (NewReno's inflation and deflation during recovery, the
     /// restart window after idle).
     pub fn set_cwnd(&mut self, cwnd: u32, mss: u32) {

@@ -499,6 +499,9 @@ pub struct TcpStats {
     pub sack_recoveries: u64,
     /// Retransmissions found lost by SACK (resent without waiting for a timeout).
     pub lost_retransmits: u64,
+    /// Congestion responses undone: every retransmission of the episode came back D-SACKed
+    /// (RFC 2883 §5), so nothing had been lost.
+    pub dsack_undos: u64,
     /// Tail-loss probes sent (RFC 8985 §7).
     pub tail_loss_probes: u64,
     /// Zero-window probes sent.

@@ -81,6 +81,83 @@ pub(crate) enum Owner {
     Orphan,
 }
 
+/// Retransmitted ranges an [`Undo`] remembers; an episode that retransmits more pieces cannot
+/// be undone.
+const UNDO_RANGES: usize = 8;
+
+/// The state a loss episode (a fast recovery or a retransmission timeout) saves so that its
+/// congestion response can be undone if it turns out unnecessary (RFC 2883 §5; Linux's
+/// `undo_marker` and `undo_retrans`): the window before it, and the ranges it retransmitted
+/// that the peer has not yet reported as duplicates. Only a D-SACK inside a range this episode
+/// retransmitted counts, so a duplicate the network made does not undo a real loss.
+#[derive(Debug, Clone, Copy)]
+struct Undo {
+    cwnd: u32,
+    ssthresh: u32,
+    ranges: [(u32, u32); UNDO_RANGES],
+    n: usize,
+    /// More retransmitted pieces than `ranges` holds: never undone.
+    overflow: bool,
+    /// Retransmitted segments not (yet) D-SACKed.
+    retrans: u64,
+    /// D-SACKs that matched a retransmission.
+    dsacked: u32,
+}
+
+impl Undo {
+    /// Before the congestion response of an episode that begins now.
+    fn new(c: &Conn) -> Undo {
+        Undo {
+            cwnd: c.cc.cwnd(),
+            ssthresh: c.cc.ssthresh(),
+            ranges: [(0, 0); UNDO_RANGES],
+            n: 0,
+            overflow: false,
+            retrans: 0,
+            dsacked: 0,
+        }
+    }
+
+    /// `segs` segments retransmitted over `start..end`.
+    fn retransmitted(&mut self, start: u32, end: u32, segs: u64) {
+        if self.n == UNDO_RANGES {
+            self.overflow = true;
+            return;
+        }
+        self.ranges[self.n] = (start, end);
+        self.n += 1;
+        self.retrans += segs;
+    }
+
+    /// A D-SACK of `start..end`: if it lies inside a retransmitted range, its segments were
+    /// unnecessary; that part of the range is taken out so it counts once.
+    fn dsack(&mut self, start: u32, end: u32, mss: u32) {
+        let Some(i) = (0..self.n)
+            .find(|&i| seq::ge(start, self.ranges[i].0) && seq::le(end, self.ranges[i].1))
+        else {
+            return;
+        };
+        let r = &mut self.ranges[i];
+        if r.0 == start {
+            r.0 = end;
+        } else if r.1 == end {
+            r.1 = start;
+        }
+        if r.0 == r.1 {
+            self.n -= 1;
+            self.ranges[i] = self.ranges[self.n];
+        }
+        let segs = u64::from(seq::dist(start, end).div_ceil(mss.max(1)));
+        self.retrans = self.retrans.saturating_sub(segs);
+        self.dsacked += 1;
+    }
+
+    /// Every retransmission of the episode came back as a duplicate.
+    fn unnecessary(&self) -> bool {
+        !self.overflow && self.retrans == 0 && self.dsacked > 0
+    }
+}
+
 /// Loss-recovery mode.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) enum Mode {
@@ -319,6 +396,9 @@ pub(crate) struct Conn {
     last_send: Instant,
     last_oow: Option<Instant>,
 
+    /// What the current (or last) loss episode saved to undo its congestion response.
+    undo: Option<Undo>,
+
     // ACK state.
     ack_now: bool,
     /// A duplicate segment's range, reported as the first SACK block of the next ACK only
@@ -439,6 +519,7 @@ impl Conn {
             last_rx: now,
             last_send: now,
             last_oow: None,
+            undo: None,
             ack_now: false,
             dsack: None,
             extra_acks: 0,
@@ -946,6 +1027,11 @@ impl Conn {
                 self.stats.rto_events += 1;
                 let mss = u32::from(self.mss);
                 if self.mode != Mode::Loss || self.rtt.backoffs() == 0 {
+                    // A timeout during a recovery keeps that episode's saved state (the window
+                    // before the first reduction), as Linux keeps its undo marker.
+                    if self.mode == Mode::Open || self.undo.is_none() {
+                        self.undo = self.sack_ok.then(|| Undo::new(self));
+                    }
                     let flight = self.pipe();
                     self.cc.on_rto(now, flight, mss);
                 } else {
@@ -1081,6 +1167,7 @@ impl Conn {
     fn enter_recovery(&mut self, env: &mut Env<'_>) {
         let mss = u32::from(self.mss);
         let flight = self.pipe();
+        self.undo = self.sack_ok.then(|| Undo::new(self));
         self.recovery_point = self.snd_max;
         self.recover = self.snd_max;
         self.cc.on_congestion(env.now, flight, mss);
@@ -1420,6 +1507,7 @@ impl Conn {
             self.snd_wl2 = ack;
             self.max_snd_wnd = self.max_snd_wnd.max(wnd);
         }
+        self.note_dsack_received(ack, seg.sack.as_slice());
         let sack_news = self.sack_ok
             && !seg.sack.is_empty()
             && self.sb.update(seq::max(ack, self.snd_una), self.snd_max, seg.sack.as_slice());
@@ -1560,6 +1648,27 @@ impl Conn {
             if self.dupacks >= DUP_THRESH || sack_lost {
                 self.enter_recovery(env);
             }
+        }
+        // Undo once the episode is over and every one of its retransmissions was D-SACKed
+        // (during it, the recovery's own window rules still hold).
+        if self.mode == Mode::Open {
+            if let Some(u) = self.undo.filter(Undo::unnecessary) {
+                self.cc.undo(u.cwnd, u.ssthresh);
+                self.undo = None;
+                env.stats.dsack_undos += 1;
+            }
+        }
+    }
+
+    /// A D-SACK in an ACK (RFC 2883 §4: a first block below the cumulative ACK, or inside
+    /// the second block) goes to the loss episode's [`Undo`].
+    fn note_dsack_received(&mut self, ack: u32, blocks: &[(u32, u32)]) {
+        let mss = u32::from(self.mss);
+        let Some(u) = &mut self.undo else { return };
+        let Some(&(s, e)) = blocks.first() else { return };
+        let inside_second = blocks.get(1).is_some_and(|&(s2, e2)| seq::ge(s, s2) && seq::le(e, e2));
+        if seq::lt(s, e) && (seq::le(e, ack) || inside_second) {
+            u.dsack(s, e, mss);
         }
     }
 
@@ -1969,6 +2078,9 @@ impl Conn {
             self.high_rxt = seq::max(self.high_rxt, end);
             env.stats.retransmits += segs;
             self.stats.retransmits += segs;
+            if let Some(u) = &mut self.undo {
+                u.retransmitted(s, end, segs);
+            }
             if self.rtt_at.is_some() && seq::in_range(self.rtt_seq, s, end) {
                 self.rtt_at = None;
                 self.rtt_karn = true;

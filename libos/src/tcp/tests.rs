@@ -903,6 +903,56 @@ fn sack_recovery_retransmits_only_the_holes() {
     assert_eq!(h.s.tcp().stats().retransmits, 2);
 }
 
+/// Segment 2 is reordered, not lost: the SACKs above it start a recovery and it is
+/// retransmitted, then the original and the retransmission both arrive and the receiver
+/// reports the second as a duplicate (RFC 2883 D-SACK). The window reduction is undone once
+/// the recovery is over (RFC 2883 §5, as Linux's `tcp_try_undo_dsack`).
+#[test]
+#[allow(non_snake_case)]
+fn a_dsacked_fast_retransmit_undoes_its_window_reduction() {
+    let mut h = ten_in_flight(true, true);
+    let M = u32::from(h.conn().mss());
+    let before = h.s.tcp().info(h.h).unwrap();
+    let start = h.sent_out.len();
+    ack_at(&mut h, M, &[(2 * M, 5 * M)]);
+    ack_at(&mut h, M, &[(2 * M, 10 * M)]);
+    h.tx();
+    assert_eq!(data_segs(&h, start), [(M, M as usize)], "the hole resent");
+    let during = h.s.tcp().info(h.h).unwrap();
+    assert!(during.cwnd < before.cwnd, "reduced: {} -> {}", before.cwnd, during.cwnd);
+    // The original arrived late: everything is acknowledged and the resent copy D-SACKed.
+    ack_at(&mut h, 10 * M, &[(M, 2 * M)]);
+    assert_eq!(h.conn().mode(), conn::Mode::Open);
+    let after = h.s.tcp().info(h.h).unwrap();
+    assert!(after.cwnd >= before.cwnd, "undone: {} -> {}", before.cwnd, after.cwnd);
+    assert_eq!(after.ssthresh, before.ssthresh);
+    assert_eq!(h.s.tcp().stats().dsack_undos, 1);
+}
+
+/// A real loss is not undone: the retransmission is never D-SACKed, and a D-SACK of a
+/// segment the network duplicated (never retransmitted) does not count for it.
+#[test]
+#[allow(non_snake_case)]
+fn a_real_loss_is_not_undone_by_a_dsack_of_a_network_duplicate() {
+    let mut h = ten_in_flight(true, true);
+    let M = u32::from(h.conn().mss());
+    let before = h.s.tcp().info(h.h).unwrap();
+    ack_at(&mut h, M, &[(2 * M, 5 * M)]);
+    ack_at(&mut h, M, &[(2 * M, 10 * M)]);
+    h.tx();
+    // The retransmission repairs the hole; segment 4 arrived twice (the network's copy).
+    ack_at(&mut h, 10 * M, &[(3 * M, 4 * M)]);
+    assert_eq!(h.conn().mode(), conn::Mode::Open);
+    let after = h.s.tcp().info(h.h).unwrap();
+    assert!(after.cwnd < before.cwnd, "kept reduced: {} -> {}", before.cwnd, after.cwnd);
+    assert!(after.ssthresh < before.ssthresh);
+    assert_eq!(h.s.tcp().stats().dsack_undos, 0);
+    // A D-SACK of the resent segment itself arriving much later (a second copy of the
+    // retransmission) does undo it: that retransmission was in fact unnecessary.
+    ack_at(&mut h, 10 * M, &[(M, 2 * M)]);
+    assert_eq!(h.s.tcp().stats().dsack_undos, 1);
+}
+
 #[test]
 #[allow(non_snake_case)]
 fn rto_after_sack_loss_resends_everything_unacknowledged() {
