@@ -907,17 +907,25 @@ fn sack_recovery_retransmits_only_the_holes() {
 /// retransmitted, then the original and the retransmission both arrive and the receiver
 /// reports the second as a duplicate (RFC 2883 D-SACK). The window reduction is undone once
 /// the recovery is over (RFC 2883 §5, as Linux's `tcp_try_undo_dsack`).
+/// Ten segments in flight with SACK; the receiver SACKs all but segment 2, which is resent in
+/// a recovery. Returns the harness, the MSS and the window before the recovery.
+fn segment_two_resent_in_recovery() -> (Harness, u32, TcpInfo) {
+    let mut h = ten_in_flight(true, true);
+    let m = u32::from(h.conn().mss());
+    let before = h.s.tcp().info(h.h).unwrap();
+    let start = h.sent_out.len();
+    ack_at(&mut h, m, &[(2 * m, 5 * m)]);
+    ack_at(&mut h, m, &[(2 * m, 10 * m)]);
+    h.tx();
+    assert_eq!(data_segs(&h, start), [(m, m as usize)], "the hole resent");
+    assert_eq!(h.conn().mode(), conn::Mode::Recovery);
+    (h, m, before)
+}
+
 #[test]
 #[allow(non_snake_case)]
 fn a_dsacked_fast_retransmit_undoes_its_window_reduction() {
-    let mut h = ten_in_flight(true, true);
-    let M = u32::from(h.conn().mss());
-    let before = h.s.tcp().info(h.h).unwrap();
-    let start = h.sent_out.len();
-    ack_at(&mut h, M, &[(2 * M, 5 * M)]);
-    ack_at(&mut h, M, &[(2 * M, 10 * M)]);
-    h.tx();
-    assert_eq!(data_segs(&h, start), [(M, M as usize)], "the hole resent");
+    let (mut h, M, before) = segment_two_resent_in_recovery();
     let during = h.s.tcp().info(h.h).unwrap();
     assert!(during.cwnd < before.cwnd, "reduced: {} -> {}", before.cwnd, during.cwnd);
     // The original arrived late: everything is acknowledged and the resent copy D-SACKed.
@@ -934,12 +942,7 @@ fn a_dsacked_fast_retransmit_undoes_its_window_reduction() {
 #[test]
 #[allow(non_snake_case)]
 fn a_real_loss_is_not_undone_by_a_dsack_of_a_network_duplicate() {
-    let mut h = ten_in_flight(true, true);
-    let M = u32::from(h.conn().mss());
-    let before = h.s.tcp().info(h.h).unwrap();
-    ack_at(&mut h, M, &[(2 * M, 5 * M)]);
-    ack_at(&mut h, M, &[(2 * M, 10 * M)]);
-    h.tx();
+    let (mut h, M, before) = segment_two_resent_in_recovery();
     // The retransmission repairs the hole; segment 4 arrived twice (the network's copy).
     ack_at(&mut h, 10 * M, &[(3 * M, 4 * M)]);
     assert_eq!(h.conn().mode(), conn::Mode::Open);
