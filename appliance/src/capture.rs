@@ -62,6 +62,10 @@ enum Proto {
     Tcp,
 }
 
+/// The filter's words, for its error messages.
+const WORDS: &str = "arp, ip, icmp, udp, tcp, host A, src [host] A, dst [host] A, port N, \
+                     src port N, dst port N, and";
+
 impl std::str::FromStr for Filter {
     type Err = String;
 
@@ -70,11 +74,13 @@ impl std::str::FromStr for Filter {
         let mut words = s.split_whitespace().filter(|w| *w != "and").peekable();
         while let Some(w) = words.next() {
             // `src`/`dst` take `port N`, `host A` or a bare address, as in tcpdump.
-            let port_of = matches!(w, "src" | "dst") && words.peek() == Some(&"port");
-            if matches!(w, "src" | "dst") && matches!(words.peek(), Some(&"port" | &"host")) {
-                words.next();
-            }
-            let what = if port_of { "port" } else { w };
+            let qualifier = if matches!(w, "src" | "dst") {
+                words.next_if(|q| matches!(*q, "port" | "host"))
+            } else {
+                None
+            };
+            let port_of = qualifier == Some("port");
+            let what = qualifier.unwrap_or(w);
             let mut next = || words.next().ok_or_else(|| format!("filter: `{what}` needs a value"));
             let addr = |a: &str| -> Result<Ipv4Addr, String> {
                 a.parse().map_err(|_| format!("filter: {a:?} is not an IPv4 address"))
@@ -94,12 +100,7 @@ impl std::str::FromStr for Filter {
                 ("src", true) => f.sport = Some(port(next()?)?),
                 ("dst", true) => f.dport = Some(port(next()?)?),
                 ("port", _) => f.port = Some(port(next()?)?),
-                _ => {
-                    return Err(format!(
-                    "filter: unknown word {w:?} (arp, ip, icmp, udp, tcp, host A, src [host] A, \
-                         dst [host] A, port N, src port N, dst port N, and)"
-                ))
-                }
+                _ => return Err(format!("filter: unknown word {w:?} ({WORDS})")),
             }
         }
         Ok(f)
@@ -107,6 +108,11 @@ impl std::str::FromStr for Filter {
 }
 
 impl Filter {
+    /// Whether the filter tests TCP/UDP ports.
+    fn on_ports(&self) -> bool {
+        self.port.is_some() || self.sport.is_some() || self.dport.is_some()
+    }
+
     /// Whether `frame` (Ethernet, optionally one VLAN tag) matches.
     pub fn matches(&self, frame: &[u8]) -> bool {
         if *self == Filter::default() {
@@ -124,8 +130,7 @@ impl Filter {
         }
         if ethertype == 0x0806 {
             let addrs = self.host.is_some() || self.src.is_some() || self.dst.is_some();
-            let ports = self.port.is_some() || self.sport.is_some() || self.dport.is_some();
-            return matches!(self.proto, None | Some(Proto::Arp)) && !addrs && !ports;
+            return matches!(self.proto, None | Some(Proto::Arp)) && !addrs && !self.on_ports();
         }
         if ethertype != 0x0800 || self.proto == Some(Proto::Arp) {
             return false;
@@ -147,7 +152,7 @@ impl Filter {
         {
             return false;
         }
-        if self.port.is_some() || self.sport.is_some() || self.dport.is_some() {
+        if self.on_ports() {
             let first_fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff == 0;
             let l4 = l3 + usize::from(ip[0] & 0x0f) * 4;
             let Some(ports) = frame.get(l4..l4 + 4) else { return false };
