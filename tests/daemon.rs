@@ -175,26 +175,6 @@ fn pings(ns: &Netns, dst: Ipv4Addr) -> Result<String, String> {
     }
 }
 
-/// `n` datagrams from a kernel socket in `from_ns` (bound to `from`) to `to:port`, each
-/// waiting for its echo: how many came back intact.
-fn udp_echoes(from_ns: &Netns, from: Ipv4Addr, to: SocketAddrV4, n: u32, size: usize) -> u32 {
-    from_ns
-        .run_in(|| {
-            let s = kernel_udp(from, 0);
-            s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
-            let mut buf = [0u8; 2048];
-            let mut got = 0;
-            for i in 0..n {
-                s.send_to(&payload(i, size), to).unwrap();
-                if let Ok(len) = s.recv(&mut buf) {
-                    got += u32::from(check_payload(&buf[..len]) == Some(i));
-                }
-            }
-            got
-        })
-        .unwrap()
-}
-
 /// A kernel UDP echo on `ip:port` in `ns` for `n` datagrams (or the deadline), in a thread.
 fn kernel_udp_echo<'scope>(
     s: &'scope std::thread::Scope<'scope, '_>,

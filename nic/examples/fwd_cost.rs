@@ -50,18 +50,9 @@ fn frame() -> Vec<u8> {
     let mut f = udp_frame(&spec, 64).expect("template");
     f[14 + 8] = 255;
     f[14 + 10..14 + 12].fill(0);
-    let sum = ip_sum(&f[14..34]);
-    f[14 + 10..14 + 12].copy_from_slice(&(!sum).to_be_bytes());
+    let c = libos::wire::checksum::checksum(&f[14..34]);
+    f[14 + 10..14 + 12].copy_from_slice(&c.to_be_bytes());
     f
-}
-
-/// The one's-complement sum of a header (RFC 1071), folded.
-fn ip_sum(h: &[u8]) -> u16 {
-    let mut s: u32 = h.chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum();
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    s as u16
 }
 
 #[derive(Clone, Copy)]
@@ -112,7 +103,7 @@ fn fwd_probe(route: Route, tbl24: &mut [u32], tbl8: &mut Vec<u32>, f: &[u8]) -> 
     assert_eq!(r.frame[0..6], mac, "{name}: destination MAC");
     assert_eq!(r.frame[6..12], OUT_MAC, "{name}: source MAC");
     assert_eq!(r.frame[14 + 8], 254, "{name}: TTL");
-    assert_eq!(ip_sum(&r.frame[14..34]), 0xffff, "{name}: header checksum");
+    assert_eq!(libos::wire::checksum::sum(&r.frame[14..34]), 0xffff, "{name}: header checksum");
     n.set(1, GW, IN_MAC).expect("gateway neighbour");
     n.set(1, DST, IN_MAC).expect("host neighbour");
     p
@@ -126,7 +117,7 @@ fn check_forwarded(name: &str, r: &ProbeRun) {
     assert_eq!(r.frame[0..6], IN_MAC, "{name}: destination MAC");
     assert_eq!(r.frame[6..12], OUT_MAC, "{name}: source MAC");
     assert_eq!(r.frame[14 + 8], (255 - REPEAT) as u8, "{name}: TTL");
-    assert_eq!(ip_sum(&r.frame[14..34]), 0xffff, "{name}: header checksum");
+    assert_eq!(libos::wire::checksum::sum(&r.frame[14..34]), 0xffff, "{name}: header checksum");
 }
 
 /// Two veth pairs, down, in the calling namespace: devices no packet arrives on, to hold the
