@@ -1651,10 +1651,9 @@ impl Conn {
         }
         // Undo once the episode is over and every one of its retransmissions was D-SACKed
         // (during it, the recovery's own window rules still hold).
-        if self.mode == Mode::Open {
-            if let Some(u) = self.undo.filter(Undo::unnecessary) {
+        if self.mode == Mode::Open && self.undo.as_ref().is_some_and(Undo::unnecessary) {
+            if let Some(u) = self.undo.take() {
                 self.cc.undo(u.cwnd, u.ssthresh);
-                self.undo = None;
                 env.stats.dsack_undos += 1;
             }
         }
