@@ -19,6 +19,11 @@
 //! shows loss on the way (veth's NAPI ring, the backlog, an AF_XDP ring) that the receiver's
 //! count cannot.
 //!
+//! The kernel's TCP runs CUBIC in both namespaces whatever the host's default (`--kernel-cc`):
+//! the xdpos stack's algorithm and Linux's own default, and the kernel's faster one here (a host
+//! default of BBR paces the sender by timer on veth and halved the baseline's goodput at small
+//! writes, docs/tcp.md).
+//!
 //! The xdpos ends are hosts with their own addresses (10.0.0.11 on A, 10.0.0.12 on B; the
 //! kernels keep 10.0.0.1 and 10.0.0.2), resolving each other by ARP. Both run
 //! [`crate::services::Services`]: the sender a [`Role::Source`] client connection, the
@@ -33,7 +38,7 @@
 //! repetition (the `alt` column: 1 where the second won): the kernel's TCP receive on CPU 1 by
 //! RPS or in the softirq default; xdpos's XDP receive on CPU 1 by RPS (the steering program in
 //! SKB mode, which runs after RPS); a kernel sender into xdpos with B's NAPI in a kthread on
-//! the sender's CPU or SKB-mode XDP behind RPS to CPU 1. `--explore` measures every placement
+//! the sender's CPU or deferred (re-armed by a timer). `--explore` measures every placement
 //! as a variant of its own, `--rx-place` forces one.
 //!
 //! Shared machines: `--max-foreign PCT` measures a point again when other processes used more
@@ -95,6 +100,13 @@ pub struct TcpArgs {
     /// Attempts per point beyond the first, with `--max-foreign`.
     #[arg(long, default_value_t = 3)]
     pub retries: u32,
+    /// Congestion control of the kernel's TCP in both namespaces (`net.ipv4.tcp_congestion_control`,
+    /// one of `tcp_available_congestion_control`). CUBIC by default: Linux's own default and the
+    /// xdpos stack's, so both sides of every ratio run the same algorithm whatever the host's
+    /// sysctl says (a host default of BBR paces the sender with a timer per burst on veth and
+    /// lowers the kernel's own goodput here, docs/tcp.md).
+    #[arg(long, default_value = "cubic")]
+    pub kernel_cc: String,
     /// Worker options of the xdpos ends (offloads): see `xdpos echo --help`.
     #[command(flatten)]
     pub offload: OffloadArgs,
@@ -187,10 +199,11 @@ impl Kind {
         match self {
             Kind::KernelNoOffload | Kind::Kernel => vec![RxPlace::Rps(DUT_CPU), RxPlace::Softirq],
             Kind::Xdpos => vec![RxPlace::SkbRps(DUT_CPU)],
-            // Quiet-machine explore runs (2026-11-30 12:00): B's NAPI on the sender's CPU won
-            // from 1 to 4 KiB, SKB-mode XDP behind RPS to CPU 1 at 64 KiB; B's NAPI on CPU 1,
-            // the choice of loaded runs, was the worst from 4 KiB up.
-            Kind::KernelToXdpos => vec![RxPlace::Napi(GEN_CPU), RxPlace::SkbRps(DUT_CPU)],
+            // Quiet-machine explore runs with a CUBIC sender (2026-11-30 16:00): B's NAPI on
+            // the sender's CPU won from 4 KiB up, deferred NAPI from 64 B to 1 KiB; SKB-mode
+            // XDP behind RPS to CPU 1 (the winner at 64 KiB against a BBR sender) and B's NAPI
+            // on CPU 1 won nowhere.
+            Kind::KernelToXdpos => vec![RxPlace::Napi(GEN_CPU), RxPlace::Defer],
         }
     }
 
@@ -206,8 +219,8 @@ impl Kind {
             // into the AF_XDP socket run on the receiver's CPU, off the sender's.
             Kind::Xdpos => RxPlace::SkbRps(DUT_CPU),
             // A kernel sender into xdpos: B's NAPI in a kthread on the sender's CPU, so the
-            // receiver's CPU runs only the worker (with SKB-mode XDP behind RPS to CPU 1 also
-            // measured in default runs: `candidates`).
+            // receiver's CPU runs only the worker (with deferred NAPI also measured in default
+            // runs: `candidates`).
             Kind::KernelToXdpos => RxPlace::Napi(GEN_CPU),
         }
     }
@@ -367,8 +380,28 @@ impl TcpBench {
         }
         let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         anyhow::ensure!(cpus > DUT_CPU, "bench tcp pins to CPUs 0 and 1; this machine has {cpus}");
+        let cc = &args.kernel_cc;
+        anyhow::ensure!(
+            !cc.is_empty() && cc.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+            "--kernel-cc {cc:?}: not a congestion control name"
+        );
         let pair = Pair::new("tcp", &PairOpts { b_kernel_ip: true, ..Default::default() })
             .context("build the pair rig")?;
+        for ns in [&pair.ns_a, &pair.ns_b] {
+            ns.sh(&format!("sysctl -qw net.ipv4.tcp_congestion_control={cc}")).with_context(
+                || {
+                    format!(
+                        "--kernel-cc {cc}: set it in {} (available: {})",
+                        ns.name(),
+                        std::fs::read_to_string(
+                            "/proc/sys/net/ipv4/tcp_available_congestion_control"
+                        )
+                        .unwrap_or_default()
+                        .trim()
+                    )
+                },
+            )?;
+        }
         let mut variants = Vec::new();
         for kind in Kind::ALL {
             if args.explore {
@@ -434,8 +467,9 @@ impl Benchmark for TcpBench {
             .collect();
         vec![
             format!(
-                "sender on CPU {GEN_CPU}, receiver on CPU {DUT_CPU}; xdpos: burst {}, buffers {} B, \
-                 tso {}, gro {}",
+                "sender on CPU {GEN_CPU}, receiver on CPU {DUT_CPU}; kernel TCP: {}; xdpos: burst {}, \
+                 buffers {} B, tso {}, gro {}",
+                self.args.kernel_cc,
                 self.args.burst,
                 self.args.buffer,
                 self.args.offload.tso,
