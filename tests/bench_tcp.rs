@@ -40,3 +40,38 @@ fn every_placement_of_an_xdpos_receiver_streams() {
         ],
     );
 }
+
+#[test]
+fn the_kernel_senders_run_the_congestion_control_asked_for() {
+    // Reno is built into every kernel and is not the bench's default: a point whose sender's
+    // connection `ss` shows with another algorithm fails, and its row goes missing.
+    bench(&["--kernel-cc", "reno"], &[65535], &["kernel-nooffload", "kernel-to-xdpos"]);
+}
+
+#[test]
+fn an_unknown_kernel_congestion_control_fails_clearly() {
+    sweep();
+    let out = std::process::Command::new(xdpos_bin())
+        .args(["bench", "tcp", "--quick", "--sizes", "64", "--kernel-cc", "no_such_cc"])
+        .output()
+        .expect("run xdpos bench tcp");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "an unknown algorithm was accepted: {err}");
+    assert!(
+        err.contains("--kernel-cc no_such_cc")
+            && err.contains("available: ")
+            && err.contains("reno"),
+        "the error names neither the flag nor the algorithms there are: {err}"
+    );
+    for bad in ["", "cubic;true", "../bbr"] {
+        let out = std::process::Command::new(xdpos_bin())
+            .args(["bench", "tcp", "--quick", "--sizes", "64", "--kernel-cc", bad])
+            .output()
+            .expect("run xdpos bench tcp");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("not a congestion control name"),
+            "--kernel-cc {bad:?}: {err}"
+        );
+    }
+}

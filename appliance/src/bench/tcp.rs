@@ -684,10 +684,25 @@ impl TcpBench {
             let secs = t0.elapsed().as_secs_f64().max(1e-6);
             let cpu = cpu0.shares(&CpuTimes::now());
             let foreign = foreign0.since(secs);
+            // The kernel sender's connection, still up: it runs the congestion control asked for
+            // (`ss` names the algorithm of each socket).
+            let cc_check = (kind != Kind::Xdpos).then(|| {
+                let cc = &args.kernel_cc;
+                let ss = pair.ns_a.sh(&format!("ss -tin state established '( dport = :{PORT} )'"));
+                match ss {
+                    Ok(ss) if ss.split_whitespace().any(|w| w == cc) => Ok(()),
+                    Ok(ss) => {
+                        Err(anyhow!("the kernel sender does not run {cc}: `ss -ti` says {ss}"))
+                    }
+                    Err(e) => Err(anyhow::Error::new(e)
+                        .context("read the kernel sender's congestion control")),
+                }
+            });
             stop.store(true, Ordering::Relaxed);
             let (r_tx, loss) = tx.join().map_err(|_| anyhow!("the sender panicked"))??;
             let r_rx = rx.join().map_err(|_| anyhow!("the receiver panicked"))??;
             anyhow::ensure!(full || plan.stop.requested(), "window cut short");
+            cc_check.transpose()?;
             let bytes = g1.saturating_sub(g0) as f64;
             anyhow::ensure!(bytes > 0.0, "nothing arrived");
             let mut m: Metrics = vec![
