@@ -130,6 +130,8 @@ pub struct CpuShare {
     pub softirq: f64,
     /// User space.
     pub user: f64,
+    /// Taken by the hypervisor for other guests (`steal`; 0 where it does not report it).
+    pub steal: f64,
 }
 
 impl CpuTimes {
@@ -166,6 +168,7 @@ impl CpuTimes {
                     busy: pct(total - d[3] - d[4]),
                     softirq: pct(d[5] + d[6]),
                     user: pct(d[0] + d[1]),
+                    steal: pct(d[7]),
                 }
             })
             .collect()
@@ -257,9 +260,9 @@ mod tests {
     #[test]
     fn cpu_shares_add_up() {
         let a = CpuTimes(vec![[0; 8]]);
-        let b = CpuTimes(vec![[10, 0, 20, 50, 0, 0, 20, 0]]);
+        let b = CpuTimes(vec![[10, 0, 20, 50, 0, 0, 10, 10]]);
         let s = a.shares(&b)[0];
-        assert_eq!((s.busy, s.softirq, s.user), (50.0, 20.0, 10.0));
+        assert_eq!((s.busy, s.softirq, s.user, s.steal), (50.0, 10.0, 10.0, 10.0));
         assert!(!CpuTimes::now().0.is_empty());
     }
 }

@@ -17,7 +17,8 @@
 //! the sender retransmitted per 100 it sent over the whole connection, warm-up included (the
 //! kernel's `RetransSegs`/`OutSegs` in A's namespace, or the xdpos stack's counters), which
 //! shows loss on the way (veth's NAPI ring, the backlog, an AF_XDP ring) that the receiver's
-//! count cannot.
+//! count cannot. `steal%` is the time the hypervisor gave our two CPUs to other guests (in % of
+//! one CPU), which the guest sees nowhere else.
 //!
 //! The kernel's TCP runs CUBIC in both namespaces whatever the host's default (`--kernel-cc`):
 //! the xdpos stack's algorithm and Linux's own default, and the kernel's faster one here (a host
@@ -710,6 +711,9 @@ impl TcpBench {
                 ("writes_per_s", w1.saturating_sub(w0) as f64 / secs),
                 ("foreign%", foreign.0),
                 ("retx%", loss.percent()),
+                // The host's share of our CPUs (% of one CPU, both together): a slow period
+                // the guest cannot see otherwise.
+                ("steal%", cpu.iter().take(2).map(|c| c.steal).sum()),
             ];
             for (i, c) in cpu.iter().enumerate().take(2) {
                 m.push((["cpu0_busy%", "cpu1_busy%"][i], c.busy));
