@@ -15,7 +15,8 @@
 //! around its two system calls; the xdpos client uses its worker's per-iteration clock (the
 //! request leaves in the iteration that wrote it; the response is stamped by the iteration
 //! that received it). Latencies go into a fixed log-linear histogram ([`Hist`]: 32 buckets per
-//! power of two, about 3% resolution, no allocation per sample).
+//! power of two, about 3% resolution, no allocation per sample). The kernel's TCP runs CUBIC
+//! in both namespaces, as in `bench tcp` (`--kernel-cc`).
 //!
 //! What it owns: the rig for the run, and per point the threads of both ends; all gone when a
 //! point returns. Every loop is bounded by the point's stop flag and deadline; a lost UDP
@@ -55,6 +56,10 @@ pub struct RrArgs {
     /// Frames per batch of the xdpos workers.
     #[arg(long, default_value_t = 64)]
     pub burst: usize,
+    /// Congestion control of the kernel's TCP in both namespaces, as in `bench tcp` (CUBIC,
+    /// the xdpos stack's, whatever the host's default).
+    #[arg(long, default_value = "cubic")]
+    pub kernel_cc: String,
 }
 
 /// Who plays what.
@@ -176,8 +181,10 @@ impl RrBench {
             ));
             variants.push((Variant::new(format!("{p}-xdpos"), Some(&base)), proto, Who::Xdpos));
         }
+        super::tcp::check_cc_name(&args.kernel_cc)?;
         let pair = Pair::new("rr", &PairOpts { b_kernel_ip: true, ..Default::default() })
             .context("build the pair rig")?;
+        super::tcp::set_kernel_cc(&pair, &args.kernel_cc)?;
         Ok(RrBench { args: args.clone(), pair, variants, xdp_mode: "native-copy".into() })
     }
 }
@@ -210,8 +217,8 @@ impl Benchmark for RrBench {
     fn notes(&self) -> Vec<String> {
         vec![format!(
             "client on CPU {GEN_CPU}, server on CPU {DUT_CPU}; one transaction in flight; sizes \
-             are request = response bytes; xdpos workers: burst {}",
-            self.args.burst
+             are request = response bytes; kernel TCP: {}; xdpos workers: burst {}",
+            self.args.kernel_cc, self.args.burst
         )]
     }
 

@@ -343,6 +343,32 @@ fn apply_place(ns: &Netns, dev: &str, p: RxPlace) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--kernel-cc`'s value is a plain name (it goes into a shell command line).
+pub(crate) fn check_cc_name(cc: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !cc.is_empty() && cc.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+        "--kernel-cc {cc:?}: not a congestion control name"
+    );
+    Ok(())
+}
+
+/// Sets the kernel's TCP congestion control in both namespaces of `pair` (new namespaces
+/// inherit the host's default).
+pub(crate) fn set_kernel_cc(pair: &Pair, cc: &str) -> anyhow::Result<()> {
+    let available = || {
+        std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_congestion_control")
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    for ns in [&pair.ns_a, &pair.ns_b] {
+        ns.sh(&format!("sysctl -qw net.ipv4.tcp_congestion_control={cc}")).with_context(|| {
+            format!("--kernel-cc {cc}: set it in {} (available: {})", ns.name(), available())
+        })?;
+    }
+    Ok(())
+}
+
 /// Undoes any placement of B's receive work (errors ignored: the device may have no NAPI).
 fn reset_place(ns: &Netns, dev: &str) {
     let _ = ns.sh(&format!(
@@ -381,28 +407,10 @@ impl TcpBench {
         }
         let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         anyhow::ensure!(cpus > DUT_CPU, "bench tcp pins to CPUs 0 and 1; this machine has {cpus}");
-        let cc = &args.kernel_cc;
-        anyhow::ensure!(
-            !cc.is_empty() && cc.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
-            "--kernel-cc {cc:?}: not a congestion control name"
-        );
+        check_cc_name(&args.kernel_cc)?;
         let pair = Pair::new("tcp", &PairOpts { b_kernel_ip: true, ..Default::default() })
             .context("build the pair rig")?;
-        for ns in [&pair.ns_a, &pair.ns_b] {
-            ns.sh(&format!("sysctl -qw net.ipv4.tcp_congestion_control={cc}")).with_context(
-                || {
-                    format!(
-                        "--kernel-cc {cc}: set it in {} (available: {})",
-                        ns.name(),
-                        std::fs::read_to_string(
-                            "/proc/sys/net/ipv4/tcp_available_congestion_control"
-                        )
-                        .unwrap_or_default()
-                        .trim()
-                    )
-                },
-            )?;
-        }
+        set_kernel_cc(&pair, &args.kernel_cc)?;
         let mut variants = Vec::new();
         for kind in Kind::ALL {
             if args.explore {
