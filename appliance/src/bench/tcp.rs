@@ -18,7 +18,10 @@
 //! kernel's `RetransSegs`/`OutSegs` in A's namespace, or the xdpos stack's counters), which
 //! shows loss on the way (veth's NAPI ring, the backlog, an AF_XDP ring) that the receiver's
 //! count cannot. `steal%` is the time the hypervisor gave our two CPUs to other guests (in % of
-//! one CPU), which the guest sees nowhere else.
+//! one CPU), which the guest sees nowhere else, and `c2c_ns` the round trip of a cache line
+//! between CPUs 0 and 1 just before the point: on a VM it says whether the host's cores under
+//! them share a cache (~80 ns here) or not (~400 ns, when every xdpos variant runs ~0.7× as fast:
+//! docs/tcp.md).
 //!
 //! The kernel's TCP runs CUBIC in both namespaces whatever the host's default (`--kernel-cc`):
 //! the xdpos stack's algorithm and Linux's own default, and the kernel's faster one here (a host
@@ -315,6 +318,9 @@ impl RxPlace {
         }
     }
 }
+
+/// Hand-offs of the cache-line probe before each point (~10 ms at ~80 ns a round trip).
+const C2C_ROUNDS: u32 = 100_000;
 
 /// `napi_defer_hard_irqs` of [`RxPlace::Defer`].
 const DEFER_COUNT: u32 = 2;
@@ -617,6 +623,8 @@ impl TcpBench {
         size: usize,
         plan: &Plan,
     ) -> anyhow::Result<Metrics> {
+        // Where the host put our two vCPUs, just before the point (-1: could not measure).
+        let c2c = place::cache_line_round_trip_ns(GEN_CPU, DUT_CPU, C2C_ROUNDS).unwrap_or(-1.0);
         let deadline = Instant::now() + plan.warmup + plan.window + SLACK;
         let stop = AtomicBool::new(false);
         let pair = &self.pair;
@@ -722,6 +730,7 @@ impl TcpBench {
                 // The host's share of our CPUs (% of one CPU, both together): a slow period
                 // the guest cannot see otherwise.
                 ("steal%", cpu.iter().take(2).map(|c| c.steal).sum()),
+                ("c2c_ns", c2c),
             ];
             for (i, c) in cpu.iter().enumerate().take(2) {
                 m.push((["cpu0_busy%", "cpu1_busy%"][i], c.busy));
