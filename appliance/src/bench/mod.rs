@@ -67,6 +67,66 @@ pub enum BenchCmd {
     Plot(PlotArgs),
 }
 
+/// `--kernel-cc`: the congestion control of the kernel's TCP in a bench's namespaces.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KernelCc {
+    /// Congestion control of the kernel's TCP in both namespaces (`net.ipv4.tcp_congestion_control`,
+    /// one of `tcp_available_congestion_control`). CUBIC by default: Linux's own default and the
+    /// xdpos stack's, so both sides of every ratio run the same algorithm whatever the host's
+    /// sysctl says (a host default of BBR paces the sender with a timer per burst on veth and
+    /// lowers the kernel's own goodput here, docs/tcp.md).
+    #[arg(long = "kernel-cc", default_value = "cubic", value_parser = cc_name)]
+    pub name: String,
+}
+
+/// A congestion control name is a plain word (it goes into a shell command line).
+fn cc_name(s: &str) -> Result<String, String> {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        Ok(s.to_string())
+    } else {
+        Err("not a congestion control name".into())
+    }
+}
+
+impl KernelCc {
+    /// Sets it in both namespaces of `pair` (new namespaces inherit the host's default).
+    pub fn apply(&self, pair: &crate::rig::Pair) -> anyhow::Result<()> {
+        let cc = &self.name;
+        let available = || {
+            std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_congestion_control")
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        };
+        for ns in [&pair.ns_a, &pair.ns_b] {
+            ns.sh(&format!("sysctl -qw net.ipv4.tcp_congestion_control={cc}")).with_context(
+                || {
+                    format!(
+                        "--kernel-cc {cc}: set it in {} (available: {})",
+                        ns.name(),
+                        available()
+                    )
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Checks that the kernel's established connection to port `dport` in `ns`, still up, runs
+    /// it (`ss` names the algorithm of each socket).
+    pub fn verify(&self, ns: &crate::rig::Netns, dport: u16) -> anyhow::Result<()> {
+        let cc = &self.name;
+        let ss = ns
+            .sh(&format!("ss -tin state established '( dport = :{dport} )'"))
+            .context("read the kernel connection's congestion control")?;
+        anyhow::ensure!(
+            ss.split_whitespace().any(|w| w == cc),
+            "the kernel's connection does not run {cc}: `ss -ti` says {ss}"
+        );
+        Ok(())
+    }
+}
+
 /// `xdpos bench plot` flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PlotArgs {

@@ -40,7 +40,7 @@ use super::tcp::{
     bench_tcp, fail, run_host, xdpos_host, EndCtx, OffloadArgs, RaiseOnDrop, PORT, SLACK, XDPOS_A,
     XDPOS_B,
 };
-use super::{CommonArgs, Stop};
+use super::{CommonArgs, KernelCc, Stop};
 use crate::rig::{Pair, PairOpts};
 use crate::services::{Services, ServicesConfig};
 use crate::worker::App;
@@ -56,10 +56,8 @@ pub struct RrArgs {
     /// Frames per batch of the xdpos workers.
     #[arg(long, default_value_t = 64)]
     pub burst: usize,
-    /// Congestion control of the kernel's TCP in both namespaces, as in `bench tcp` (CUBIC,
-    /// the xdpos stack's, whatever the host's default).
-    #[arg(long, default_value = "cubic")]
-    pub kernel_cc: String,
+    #[command(flatten)]
+    pub kernel_cc: KernelCc,
 }
 
 /// Who plays what.
@@ -181,10 +179,9 @@ impl RrBench {
             ));
             variants.push((Variant::new(format!("{p}-xdpos"), Some(&base)), proto, Who::Xdpos));
         }
-        super::tcp::check_cc_name(&args.kernel_cc)?;
         let pair = Pair::new("rr", &PairOpts { b_kernel_ip: true, ..Default::default() })
             .context("build the pair rig")?;
-        super::tcp::set_kernel_cc(&pair, &args.kernel_cc)?;
+        args.kernel_cc.apply(&pair)?;
         Ok(RrBench { args: args.clone(), pair, variants, xdp_mode: "native-copy".into() })
     }
 }
@@ -218,7 +215,7 @@ impl Benchmark for RrBench {
         vec![format!(
             "client on CPU {GEN_CPU}, server on CPU {DUT_CPU}; one transaction in flight; sizes \
              are request = response bytes; kernel TCP: {}; xdpos workers: burst {}",
-            self.args.kernel_cc, self.args.burst
+            self.args.kernel_cc.name, self.args.burst
         )]
     }
 
@@ -228,7 +225,9 @@ impl Benchmark for RrBench {
             .iter()
             .find(|(x, _, _)| x.name == v.name)
             .ok_or_else(|| anyhow!("unknown variant {}", v.name))?;
-        let (m, mode) = point(&self.pair, self.args.burst, proto, who, size, plan)?;
+        // A kernel TCP client's connection is checked for `--kernel-cc`.
+        let cc = (proto == Proto::Tcp && who != Who::Xdpos).then_some(&self.args.kernel_cc);
+        let (m, mode) = point(&self.pair, self.args.burst, proto, who, cc, size, plan)?;
         if let Some(mode) = mode {
             self.xdp_mode = mode;
         }
@@ -247,6 +246,7 @@ fn point(
     burst: usize,
     proto: Proto,
     who: Who,
+    cc: Option<&KernelCc>,
     size: usize,
     plan: &Plan,
 ) -> anyhow::Result<(Metrics, Option<String>)> {
@@ -318,10 +318,12 @@ fn point(
         out.recording.store(false, Ordering::Relaxed);
         let secs = t0.elapsed().as_secs_f64().max(1e-6);
         let cpu = cpu0.shares(&CpuTimes::now());
+        let cc_check = cc.map(|cc| cc.verify(&pair.ns_a, PORT));
         stop.store(true, Ordering::Relaxed);
         let (hist, cmode) = cl.join().map_err(|_| anyhow!("the client panicked"))??;
         let smode = srv.join().map_err(|_| anyhow!("the server panicked"))??;
         anyhow::ensure!(full || plan.stop.requested(), "window cut short");
+        cc_check.transpose()?;
         anyhow::ensure!(!hist.is_empty(), "no transaction completed");
         let us = |q| hist.quantile(q) / 1e3;
         let mut m: Metrics = vec![

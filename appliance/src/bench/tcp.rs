@@ -70,7 +70,7 @@ use nic::Port;
 
 use super::harness::{self, Benchmark, Machine, Metrics, Plan, Primary, Variant};
 use super::place::{self, CpuTimes, Foreign, Napi, DUT_CPU, GEN_CPU};
-use super::{CommonArgs, Stop};
+use super::{CommonArgs, KernelCc, Stop};
 use crate::offload::{OffloadPort, Offloads};
 use crate::rig::{Netns, Pair, PairOpts};
 use crate::services::{Role, Services, ServicesConfig};
@@ -104,13 +104,8 @@ pub struct TcpArgs {
     /// Attempts per point beyond the first, with `--max-foreign`.
     #[arg(long, default_value_t = 3)]
     pub retries: u32,
-    /// Congestion control of the kernel's TCP in both namespaces (`net.ipv4.tcp_congestion_control`,
-    /// one of `tcp_available_congestion_control`). CUBIC by default: Linux's own default and the
-    /// xdpos stack's, so both sides of every ratio run the same algorithm whatever the host's
-    /// sysctl says (a host default of BBR paces the sender with a timer per burst on veth and
-    /// lowers the kernel's own goodput here, docs/tcp.md).
-    #[arg(long, default_value = "cubic")]
-    pub kernel_cc: String,
+    #[command(flatten)]
+    pub kernel_cc: KernelCc,
     /// Worker options of the xdpos ends (offloads): see `xdpos echo --help`.
     #[command(flatten)]
     pub offload: OffloadArgs,
@@ -349,32 +344,6 @@ fn apply_place(ns: &Netns, dev: &str, p: RxPlace) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--kernel-cc`'s value is a plain name (it goes into a shell command line).
-pub(crate) fn check_cc_name(cc: &str) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        !cc.is_empty() && cc.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
-        "--kernel-cc {cc:?}: not a congestion control name"
-    );
-    Ok(())
-}
-
-/// Sets the kernel's TCP congestion control in both namespaces of `pair` (new namespaces
-/// inherit the host's default).
-pub(crate) fn set_kernel_cc(pair: &Pair, cc: &str) -> anyhow::Result<()> {
-    let available = || {
-        std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_congestion_control")
-            .unwrap_or_default()
-            .trim()
-            .to_string()
-    };
-    for ns in [&pair.ns_a, &pair.ns_b] {
-        ns.sh(&format!("sysctl -qw net.ipv4.tcp_congestion_control={cc}")).with_context(|| {
-            format!("--kernel-cc {cc}: set it in {} (available: {})", ns.name(), available())
-        })?;
-    }
-    Ok(())
-}
-
 /// Undoes any placement of B's receive work (errors ignored: the device may have no NAPI).
 fn reset_place(ns: &Netns, dev: &str) {
     let _ = ns.sh(&format!(
@@ -413,10 +382,9 @@ impl TcpBench {
         }
         let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         anyhow::ensure!(cpus > DUT_CPU, "bench tcp pins to CPUs 0 and 1; this machine has {cpus}");
-        check_cc_name(&args.kernel_cc)?;
         let pair = Pair::new("tcp", &PairOpts { b_kernel_ip: true, ..Default::default() })
             .context("build the pair rig")?;
-        set_kernel_cc(&pair, &args.kernel_cc)?;
+        args.kernel_cc.apply(&pair)?;
         let mut variants = Vec::new();
         for kind in Kind::ALL {
             if args.explore {
@@ -484,7 +452,7 @@ impl Benchmark for TcpBench {
             format!(
                 "sender on CPU {GEN_CPU}, receiver on CPU {DUT_CPU}; kernel TCP: {}; xdpos: burst {}, \
                  buffers {} B, tso {}, gro {}",
-                self.args.kernel_cc,
+                self.args.kernel_cc.name,
                 self.args.burst,
                 self.args.buffer,
                 self.args.offload.tso,
@@ -701,20 +669,8 @@ impl TcpBench {
             let secs = t0.elapsed().as_secs_f64().max(1e-6);
             let cpu = cpu0.shares(&CpuTimes::now());
             let foreign = foreign0.since(secs);
-            // The kernel sender's connection, still up: it runs the congestion control asked for
-            // (`ss` names the algorithm of each socket).
-            let cc_check = (kind != Kind::Xdpos).then(|| {
-                let cc = &args.kernel_cc;
-                let ss = pair.ns_a.sh(&format!("ss -tin state established '( dport = :{PORT} )'"));
-                match ss {
-                    Ok(ss) if ss.split_whitespace().any(|w| w == cc) => Ok(()),
-                    Ok(ss) => {
-                        Err(anyhow!("the kernel sender does not run {cc}: `ss -ti` says {ss}"))
-                    }
-                    Err(e) => Err(anyhow::Error::new(e)
-                        .context("read the kernel sender's congestion control")),
-                }
-            });
+            // A kernel sender runs the congestion control asked for.
+            let cc_check = (kind != Kind::Xdpos).then(|| args.kernel_cc.verify(&pair.ns_a, PORT));
             stop.store(true, Ordering::Relaxed);
             let (r_tx, loss) = tx.join().map_err(|_| anyhow!("the sender panicked"))??;
             let r_rx = rx.join().map_err(|_| anyhow!("the receiver panicked"))??;
