@@ -175,59 +175,69 @@ impl CpuTimes {
     }
 }
 
-/// Round trip of one cache line between CPUs `a` and `b`, in nanoseconds: two pinned threads
-/// hand an atomic back and forth `rounds` times (the median of 3 tries). On a VM this shows
-/// where the host put the two vCPUs: ~80 ns on this rig when they share an L3, ~400 ns when
-/// they do not (docs/tcp.md, "the slow mode"). `None` if a thread cannot be pinned.
+/// Round trip of one cache line between CPUs `a` and `b`, in nanoseconds: two threads of their
+/// own, pinned there, hand an atomic back and forth `rounds` times (the median of 3 tries). On
+/// a VM this shows where the host put the two vCPUs: ~80 ns on this rig when they share an L3,
+/// ~400 ns when they do not (docs/tcp.md, "the slow mode"). `None` if a thread cannot be
+/// pinned or a try takes too long.
 pub fn cache_line_round_trip_ns(a: usize, b: usize, rounds: u32) -> Option<f64> {
     use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::{Duration, Instant};
     /// The most one try may take (a round trip is well under a microsecond).
-    const LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
-    let pin = |cpu| core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
+    const LIMIT: Duration = Duration::from_secs(2);
+    /// Either side gives up: the other stops waiting at once.
+    const ABORT: u32 = u32::MAX;
     let mut tries = Vec::new();
     for _ in 0..3 {
         let flag = AtomicU32::new(0);
-        let ns = std::thread::scope(|s| {
-            let peer = s.spawn(|| {
-                let pinned = pin(b);
-                let t0 = std::time::Instant::now();
-                for i in 0..rounds {
-                    // A bound on the wait (the clock read every 4096 spins, off the round trip):
-                    // a side that stops answering cannot hang the bench.
-                    let mut spins = 0u32;
-                    while flag.load(Ordering::Acquire) != 2 * i + 1 {
-                        spins = spins.wrapping_add(1);
-                        if !pinned || (spins % 4096 == 0 && t0.elapsed() > LIMIT) {
-                            return false;
-                        }
-                        std::hint::spin_loop();
-                    }
-                    flag.store(2 * i + 2, Ordering::Release);
+        let start = Instant::now();
+        // Waits for `want` (the clock read every 4096 spins, off the round trip).
+        let wait = |want: u32| {
+            let mut spins = 0u32;
+            loop {
+                match flag.load(Ordering::Acquire) {
+                    v if v == want => return true,
+                    ABORT => return false,
+                    _ => {}
                 }
-                true
-            });
-            if !pin(a) {
-                flag.store(u32::MAX, Ordering::Release);
-                let _ = peer.join();
+                spins = spins.wrapping_add(1);
+                if spins % 4096 == 0 && start.elapsed() > LIMIT {
+                    flag.store(ABORT, Ordering::Release);
+                    return false;
+                }
+                std::hint::spin_loop();
+            }
+        };
+        // Side `first` (on CPU `cpu`) writes the odd values and waits for the even ones; the
+        // other side answers. The first side returns its time per round trip.
+        let side = |cpu: usize, first: bool| -> Option<f64> {
+            if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+                flag.store(ABORT, Ordering::Release);
                 return None;
             }
-            let t0 = std::time::Instant::now();
+            let t0 = Instant::now();
             for i in 0..rounds {
-                flag.store(2 * i + 1, Ordering::Release);
-                let mut spins = 0u32;
-                while flag.load(Ordering::Acquire) != 2 * i + 2 {
-                    spins = spins.wrapping_add(1);
-                    if spins % 4096 == 0 && t0.elapsed() > LIMIT {
-                        let _ = peer.join();
+                let (odd, even) = (2 * i + 1, 2 * i + 2);
+                if first {
+                    flag.store(odd, Ordering::Release);
+                    if !wait(even) {
                         return None;
                     }
-                    std::hint::spin_loop();
+                } else {
+                    if !wait(odd) {
+                        return None;
+                    }
+                    flag.store(even, Ordering::Release);
                 }
             }
-            let ns = t0.elapsed().as_nanos() as f64 / f64::from(rounds.max(1));
-            peer.join().ok().filter(|&ok| ok).map(|_| ns)
-        })?;
-        tries.push(ns);
+            Some(t0.elapsed().as_nanos() as f64 / f64::from(rounds.max(1)))
+        };
+        let (ns, answered) = std::thread::scope(|s| {
+            let peer = s.spawn(|| side(b, false));
+            let ns = s.spawn(|| side(a, true)).join().ok().flatten();
+            (ns, peer.join().ok().flatten().is_some())
+        });
+        tries.push(ns.filter(|_| answered)?);
     }
     tries.sort_by(f64::total_cmp);
     tries.get(1).copied()
