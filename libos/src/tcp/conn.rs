@@ -1651,8 +1651,8 @@ impl Conn {
         }
         // Undo once the episode is over and every one of its retransmissions was D-SACKed
         // (during it, the recovery's own window rules still hold).
-        if self.mode == Mode::Open && self.undo.as_ref().is_some_and(Undo::unnecessary) {
-            if let Some(u) = self.undo.take() {
+        if self.mode == Mode::Open {
+            if let Some(u) = self.undo.take_if(|u| u.unnecessary()) {
                 self.cc.undo(u.cwnd, u.ssthresh);
                 env.stats.dsack_undos += 1;
             }
