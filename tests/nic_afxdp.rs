@@ -339,6 +339,35 @@ fn a_missing_queue_or_interface_is_a_clear_error() {
             let cfg = XskConfig { frame_size: 3000, ..XskConfig::new(&pair.b.ifname, 0) };
             let err = XskPort::bind(&cfg).unwrap_err();
             assert!(err.to_string().contains("frame_size"), "{err}");
+            let cfg = XskConfig { fill: 0, ..XskConfig::new(&pair.b.ifname, 0) };
+            let err = XskPort::bind(&cfg).unwrap_err();
+            assert!(err.to_string().contains("fill"), "{err}");
+        })
+        .unwrap();
+}
+
+/// The fill ring gets `fill` frames (512 by default), never fewer than a burst nor more than
+/// the ring or half the UMEM; the rest stay free for transmit.
+#[test]
+fn the_fill_ring_holds_the_configured_depth() {
+    sweep();
+    // One queue per socket: a queue is busy for a while after its socket closes.
+    let pair = Pair::new("fd", &PairOpts { queues: 5, ..Default::default() }).unwrap();
+    pair.ns_b
+        .run_in(|| {
+            let posted = |queue: u32, set: &dyn Fn(&mut XskConfig)| {
+                let mut cfg = XskConfig::new(&pair.b.ifname, queue);
+                set(&mut cfg);
+                let port = XskPort::bind(&cfg).unwrap();
+                let c = port.audit().unwrap();
+                assert_eq!(c.fill + c.free, c.total, "{c:?}");
+                c.fill
+            };
+            assert_eq!(posted(0, &|_| {}), nic::afxdp::DEFAULT_FILL);
+            assert_eq!(posted(1, &|c| c.fill = 100), 100);
+            assert_eq!(posted(2, &|c| (c.fill, c.burst) = (8, 32)), 32);
+            assert_eq!(posted(3, &|c| c.fill = 1 << 20), 2048);
+            assert_eq!(posted(4, &|c| (c.fill, c.ring_size) = (1 << 20, 256)), 256);
         })
         .unwrap();
 }

@@ -213,6 +213,11 @@ pub struct Interface {
     /// Entries of each AF_XDP ring (a power of two).
     #[serde(default = "default_ring_size")]
     pub ring_size: u32,
+    /// Frames kept posted on each socket's fill ring, at most: from `burst` to `ring_size`
+    /// (default 512, or `ring_size` if smaller). Fewer keep the frames the kernel copies into
+    /// within a core's cache (docs/tcp.md, "The fill ring's depth").
+    #[serde(default)]
+    pub fill: Option<u32>,
     /// Descriptors per burst.
     #[serde(default = "default_burst")]
     pub burst: u32,

@@ -201,6 +201,26 @@ fn sizes_are_range_checked() {
         &BASE.replace("queues = 2", "queues = 2\nframes = 100"),
         "interfaces[0].frames: 100 is out of range (2112, ring_size + burst, to 1048576)",
     );
+    has(
+        &BASE.replace("queues = 2", "queues = 2\nfill = 32"),
+        "interfaces[0].fill: 32 is out of range (64, burst, to 2048, ring_size)",
+    );
+    has(
+        &BASE.replace("queues = 2", "queues = 2\nring_size = 256\nfill = 512"),
+        "interfaces[0].fill: 512 is out of range (64, burst, to 256, ring_size)",
+    );
+}
+
+#[test]
+fn the_fill_depth_defaults_to_512_within_the_ring() {
+    let fill = |extra: &str| {
+        let c = load(&BASE.replace("queues = 2", &format!("queues = 2\n{extra}")), &host())
+            .unwrap_or_else(|e| panic!("{extra}: {e}"));
+        c.interfaces[0].fill
+    };
+    assert_eq!(fill(""), 512);
+    assert_eq!(fill("ring_size = 256"), 256);
+    assert_eq!(fill("fill = 1024"), 1024);
 }
 
 #[test]

@@ -23,6 +23,8 @@ use crate::schema::{Backend, BindMode, Config, Dpdk, FastPath, RoleKind, Service
 pub const MAX_IFNAME: usize = 15;
 /// Most queues one interface may use (the steering program's XSKMAP size).
 pub const MAX_QUEUES: u32 = 64;
+/// Frames kept posted on a fill ring unless `fill` says otherwise (at most `ring_size`).
+pub const DEFAULT_FILL: u32 = 512;
 
 /// What this host has, for the checks that depend on it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -104,6 +106,8 @@ pub struct IfaceCfg {
     pub frame_size: u32,
     /// UMEM frames per queue.
     pub frames: u32,
+    /// Frames kept posted on each fill ring, at most.
+    pub fill: u32,
     /// Ring entries.
     pub ring_size: u32,
     /// Burst size.
@@ -383,6 +387,17 @@ fn check_interfaces(cfg: &Config, host: &Host, r: &mut Report) -> Vec<Option<Ifa
         if !(1..=256).contains(&x.burst) {
             r.add(format!("{p}.burst"), format!("{} is out of range (1 to 256)", x.burst));
         }
+        if let Some(fill) = x.fill {
+            if fill < x.burst || fill > x.ring_size {
+                r.add(
+                    format!("{p}.fill"),
+                    format!(
+                        "{fill} is out of range ({}, burst, to {}, ring_size)",
+                        x.burst, x.ring_size
+                    ),
+                );
+            }
+        }
         let min_frames = u64::from(x.ring_size) + u64::from(x.burst);
         if u64::from(x.frames) < min_frames || x.frames > 1 << 20 {
             r.add(
@@ -434,6 +449,7 @@ fn check_interfaces(cfg: &Config, host: &Host, r: &mut Report) -> Vec<Option<Ifa
             addresses,
             frame_size: x.frame_size,
             frames: x.frames,
+            fill: x.fill.unwrap_or(DEFAULT_FILL.min(x.ring_size)),
             ring_size: x.ring_size,
             burst: x.burst,
         }));

@@ -182,6 +182,7 @@ pub(crate) fn socket_config(x: &IfaceCfg, queue: u32) -> XskConfig {
         frame_size: x.frame_size,
         frames: x.frames,
         ring_size: x.ring_size,
+        fill: x.fill,
         burst: x.burst as usize,
         bind: match x.bind {
             xdpos_config::schema::BindMode::Auto => nic::afxdp::BindMode::Auto,

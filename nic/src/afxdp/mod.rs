@@ -33,7 +33,8 @@ pub use fast_path::{
     FP_TBL8_GROUPS,
 };
 pub use socket::{
-    BindMode, GroupPort, XdpStatistics, XskConfig, XskGroup, XskPort, XskStatsReader, TX_HEADROOM,
+    BindMode, GroupPort, XdpStatistics, XskConfig, XskGroup, XskPort, XskStatsReader, DEFAULT_FILL,
+    TX_HEADROOM,
 };
 pub use xdp_prog::{
     cleanup, Attach, AttachedMode, CleanupAction, Counter, L4Proto, VerdictReader, Verdicts,
