@@ -117,6 +117,19 @@ pub fn place_napi(ns: &Netns, dev: &str, napi: Napi) -> anyhow::Result<Vec<i32>>
     }
 }
 
+/// Gives the threads `pids` (NAPI kthreads) the calling thread's nice value, so that a
+/// worker that yields to them on a shared CPU weighs the same as they do.
+pub fn match_nice(pids: &[i32]) -> anyhow::Result<()> {
+    use rustix::process::{getpriority_process, setpriority_process, Pid};
+    let nice = getpriority_process(None).context("read our nice value")?;
+    for &pid in pids {
+        let p = Pid::from_raw(pid).ok_or_else(|| anyhow::anyhow!("bad pid {pid}"))?;
+        setpriority_process(Some(p), nice)
+            .with_context(|| format!("set kthread {pid}'s nice value to {nice}"))?;
+    }
+    Ok(())
+}
+
 /// Cumulative per-CPU times from `/proc/stat` (clock ticks).
 #[derive(Debug, Clone, Default)]
 pub struct CpuTimes(Vec<[u64; 8]>);

@@ -499,7 +499,7 @@ fn xdpos_server_end(
     let host = xdpos_host(
         c,
         XDPOS_B,
-        burst,
+        (burst, nic::afxdp::DEFAULT_FILL),
         bench_tcp(64 * 1024),
         OffloadArgs { tso: false, gro: false },
         |stack| {
@@ -644,7 +644,7 @@ fn xdpos_client(
     let host = xdpos_host(
         c,
         XDPOS_A,
-        burst,
+        (burst, nic::afxdp::DEFAULT_FILL),
         bench_tcp(64 * 1024),
         OffloadArgs { tso: false, gro: false },
         |stack| {

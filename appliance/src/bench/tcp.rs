@@ -84,26 +84,41 @@ pub struct TcpArgs {
     /// Frames per batch of the xdpos workers (and `burst` of their sockets).
     #[arg(long, default_value_t = 64)]
     pub burst: usize,
+    /// Frames the xdpos workers keep posted on their fill rings, at most (`XskConfig::fill`).
+    #[arg(long, default_value_t = nic::afxdp::DEFAULT_FILL)]
+    pub fill: u32,
     /// Receive and send buffer of every xdpos connection, bytes (default: the stack's,
     /// `TcpConfig::default()`; a window much larger than the path's queues only fills veth's
     /// 256-frame NAPI ring and loses segments, docs/tcp.md).
     #[arg(long, default_value_t = TcpConfig::default().rx_buffer)]
     pub buffer: usize,
     /// Measure every placement of B's receive work of every variant as a variant of its own
-    /// (`name[B=place]`, each compared with its baseline in the baseline's best placement).
+    /// (`name[B=place]`, each compared with its baseline in veth's softirq default).
     #[arg(long)]
     pub explore: bool,
     /// Force the placement of B's receive work (softirq, rps-cpuN, napi-cpuN,
-    /// napi-cpuN+yield, defer) for every variant it applies to (default: each variant's best).
+    /// napi-cpuN+yield, defer, skb-rps-cpuN; napi-cpuN+acks-cpuM and rps-cpuN+acks-cpuM also
+    /// move A's receive work, the ACKs, to CPU M) for every variant it applies to (default:
+    /// each variant's candidates).
     #[arg(long)]
     pub rx_place: Option<RxPlace>,
     /// Measure a point again when other processes used more than this percentage of a CPU
     /// during its window (up to `--retries` times; a point still disturbed then is left out).
     #[arg(long)]
     pub max_foreign: Option<f64>,
-    /// Attempts per point beyond the first, with `--max-foreign`.
+    /// Attempts per point beyond the first, with `--max-foreign` or `--max-c2c-ns`.
     #[arg(long, default_value_t = 3)]
     pub retries: u32,
+    /// Measure only while the host keeps our two CPUs close: before a point, wait (up to
+    /// `--c2c-wait` seconds) until a cache line goes from CPU 0 to CPU 1 and back in at most
+    /// this many ns, and measure the point again when the round trip after it took longer (up
+    /// to `--retries` times; then the point is left out). ~80 ns where the vCPUs share an L3,
+    /// ~400 where the host put them apart (docs/tcp.md, "slow mode").
+    #[arg(long)]
+    pub max_c2c_ns: Option<f64>,
+    /// Seconds to wait for a close placement before each point, with `--max-c2c-ns`.
+    #[arg(long, default_value_t = 60)]
+    pub c2c_wait: u64,
     #[command(flatten)]
     pub kernel_cc: KernelCc,
     /// Worker options of the xdpos ends (offloads): see `xdpos echo --help`.
@@ -172,7 +187,9 @@ impl Kind {
         match self {
             // Without GRO (or XDP) a veth has no NAPI to thread or defer: the kernel's
             // TCP receive runs where the frame was sent, or where RPS moves it.
-            Kind::KernelNoOffload | Kind::Kernel => vec![RxPlace::Softirq, RxPlace::Rps(DUT_CPU)],
+            Kind::KernelNoOffload | Kind::Kernel => {
+                vec![RxPlace::Softirq, RxPlace::Rps(DUT_CPU), RxPlace::RpsAcks(DUT_CPU, GEN_CPU)]
+            }
             Kind::Xdpos => vec![
                 RxPlace::Softirq,
                 RxPlace::Napi(GEN_CPU),
@@ -187,6 +204,7 @@ impl Kind {
                 RxPlace::Napi(DUT_CPU),
                 RxPlace::Defer,
                 RxPlace::SkbRps(DUT_CPU),
+                RxPlace::NapiAcks(DUT_CPU, GEN_CPU),
             ],
         }
     }
@@ -201,8 +219,12 @@ impl Kind {
             // Quiet-machine explore runs with a CUBIC sender (2026-11-30 16:00): B's NAPI on
             // the sender's CPU won from 4 KiB up, deferred NAPI from 64 B to 1 KiB; SKB-mode
             // XDP behind RPS to CPU 1 (the winner at 64 KiB against a BBR sender) and B's NAPI
-            // on CPU 1 won nowhere.
-            Kind::KernelToXdpos => vec![RxPlace::Napi(GEN_CPU), RxPlace::Defer],
+            // on CPU 1 won nowhere. B's NAPI on CPU 1 with A's ACKs on CPU 0 (2026-11-30
+            // 19:00) is the steadier of the two from 4 KiB up: `napi-cpu0` falls to ~0.65x
+            // in some repetitions where it does not.
+            Kind::KernelToXdpos => {
+                vec![RxPlace::Napi(GEN_CPU), RxPlace::Defer, RxPlace::NapiAcks(DUT_CPU, GEN_CPU)]
+            }
         }
     }
 
@@ -262,6 +284,26 @@ pub enum RxPlace {
     /// as the kernel's TCP receive does with [`RxPlace::Rps`] (veth without a NAPI hands
     /// frames to `netif_rx`, RPS queues them on the CPU's backlog and raises it by IPI).
     SkbRps(usize),
+    /// A kernel sender into an xdpos receiver: B's NAPI in a kthread pinned to the first CPU
+    /// (as [`RxPlace::Napi`]), and A's receive work (the ACKs, and the segments the kernel
+    /// sender transmits from their softirq when they open its window) moved by RPS to the
+    /// second. With `napi-cpu1+acks-cpu0` each end's kernel work runs on that end's CPU: A
+    /// builds its segments where it writes, and a segment crosses between the CPUs once,
+    /// into B's NAPI, as with the kernel's own `rps-cpu1`.
+    NapiAcks(usize, usize),
+    /// Kernel receivers: [`RxPlace::Rps`], and A's receive work (the ACKs) moved by RPS to the
+    /// second CPU (`--explore` only: it lost to `rps-cpu1` at every size, docs/tcp.md).
+    RpsAcks(usize, usize),
+}
+
+impl RxPlace {
+    /// The CPU of B's NAPI kthread, where there is one.
+    fn napi_cpu(self) -> Option<usize> {
+        match self {
+            RxPlace::Napi(c) | RxPlace::NapiYield(c) | RxPlace::NapiAcks(c, _) => Some(c),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for RxPlace {
@@ -273,6 +315,8 @@ impl fmt::Display for RxPlace {
             RxPlace::NapiYield(c) => write!(f, "napi-cpu{c}+yield"),
             RxPlace::Defer => f.write_str("defer"),
             RxPlace::SkbRps(c) => write!(f, "skb-rps-cpu{c}"),
+            RxPlace::NapiAcks(c, a) => write!(f, "napi-cpu{c}+acks-cpu{a}"),
+            RxPlace::RpsAcks(c, a) => write!(f, "rps-cpu{c}+acks-cpu{a}"),
         }
     }
 }
@@ -281,6 +325,14 @@ impl std::str::FromStr for RxPlace {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> anyhow::Result<RxPlace> {
         let cpu = |p: &str| s.strip_prefix(p).and_then(|c| c.parse::<usize>().ok());
+        if let Some((b, a)) = s.split_once("+acks-cpu") {
+            let a: usize = a.parse().map_err(|_| anyhow!("bad CPU in {s:?}"))?;
+            return match b.parse::<RxPlace>()? {
+                RxPlace::Napi(c) => Ok(RxPlace::NapiAcks(c, a)),
+                RxPlace::Rps(c) => Ok(RxPlace::RpsAcks(c, a)),
+                _ => Err(anyhow!("{s:?}: +acks-cpuN follows napi-cpuN or rps-cpuN")),
+            };
+        }
         if s == "softirq" {
             Ok(RxPlace::Softirq)
         } else if s == "defer" {
@@ -296,7 +348,7 @@ impl std::str::FromStr for RxPlace {
         } else {
             Err(anyhow!(
                 "unknown placement {s:?} (softirq, rps-cpuN, napi-cpuN, napi-cpuN+yield, defer, \
-                 skb-rps-cpuN)"
+                 skb-rps-cpuN, napi-cpuN+acks-cpuM, rps-cpuN+acks-cpuM)"
             ))
         }
     }
@@ -310,6 +362,10 @@ impl RxPlace {
             RxPlace::Rps(_) => kind.kernel_rx(),
             RxPlace::Napi(_) | RxPlace::Defer | RxPlace::SkbRps(_) => !kind.kernel_rx(),
             RxPlace::NapiYield(_) => kind == Kind::Xdpos,
+            // RPS moves A's receive only for a kernel sender (an xdpos sender's ACKs meet its
+            // XDP program first, which runs before RPS).
+            RxPlace::NapiAcks(..) => kind == Kind::KernelToXdpos,
+            RxPlace::RpsAcks(..) => kind.kernel_rx(),
         }
     }
 }
@@ -322,16 +378,23 @@ const DEFER_COUNT: u32 = 2;
 /// `gro_flush_timeout` of [`RxPlace::Defer`] (ns): the timer that polls B's queue again.
 const DEFER_FLUSH_NS: u32 = 50_000;
 
-/// Places B's receive work (after its XDP program, if any, is attached).
-fn apply_place(ns: &Netns, dev: &str, p: RxPlace) -> anyhow::Result<()> {
+/// Places B's receive work (after its XDP program, if any, is attached), and A's where the
+/// placement moves it too.
+fn apply_place(pair: &Pair, p: RxPlace) -> anyhow::Result<()> {
+    let (ns, dev) = (&pair.ns_b, pair.b.ifname.as_str());
     match p {
         RxPlace::Softirq => {}
-        RxPlace::Rps(cpu) | RxPlace::SkbRps(cpu) => {
-            ns.sh(&format!("echo {:x} > /sys/class/net/{dev}/queues/rx-0/rps_cpus", 1u64 << cpu))
-                .with_context(|| format!("steer {dev}'s receive work to CPU {cpu} with RPS"))?;
+        RxPlace::Rps(cpu) | RxPlace::SkbRps(cpu) | RxPlace::RpsAcks(cpu, _) => {
+            rps(ns, dev, cpu)?;
         }
-        RxPlace::Napi(cpu) | RxPlace::NapiYield(cpu) => {
-            place::place_napi(ns, dev, Napi::Thread(cpu))?;
+        RxPlace::Napi(cpu) | RxPlace::NapiYield(cpu) | RxPlace::NapiAcks(cpu, _) => {
+            let kthreads = place::place_napi(ns, dev, Napi::Thread(cpu))?;
+            if cpu == DUT_CPU {
+                // The receiver's worker yields to the kthread after every empty poll, which
+                // hands it the CPU only if both weigh the same: at nice 0 against a worker at
+                // nice -20 the kthread got ~1% of the CPU when both were runnable.
+                place::match_nice(&kthreads)?;
+            }
         }
         RxPlace::Defer => {
             ns.sh(&format!(
@@ -341,17 +404,32 @@ fn apply_place(ns: &Netns, dev: &str, p: RxPlace) -> anyhow::Result<()> {
             .with_context(|| format!("defer {dev}'s NAPI"))?;
         }
     }
+    if let RxPlace::NapiAcks(_, cpu) | RxPlace::RpsAcks(_, cpu) = p {
+        rps(&pair.ns_a, &pair.a.ifname, cpu)?;
+    }
     Ok(())
 }
 
-/// Undoes any placement of B's receive work (errors ignored: the device may have no NAPI).
-fn reset_place(ns: &Netns, dev: &str) {
-    let _ = ns.sh(&format!(
+/// Steers `dev`'s receive work to `cpu` with RPS.
+fn rps(ns: &Netns, dev: &str, cpu: usize) -> anyhow::Result<()> {
+    ns.sh(&format!("echo {:x} > /sys/class/net/{dev}/queues/rx-0/rps_cpus", 1u64 << cpu))
+        .with_context(|| format!("steer {dev}'s receive work to CPU {cpu} with RPS"))?;
+    Ok(())
+}
+
+/// Undoes any placement of B's (and A's) receive work (errors ignored: the device may have no
+/// NAPI).
+fn reset_place(pair: &Pair) {
+    let _ = pair.ns_b.sh(&format!(
         "echo 0 > /sys/class/net/{dev}/threaded; \
          echo 0 > /sys/class/net/{dev}/queues/rx-0/rps_cpus; \
          echo 0 > /sys/class/net/{dev}/napi_defer_hard_irqs; \
-         echo 0 > /sys/class/net/{dev}/gro_flush_timeout; true"
+         echo 0 > /sys/class/net/{dev}/gro_flush_timeout; true",
+        dev = pair.b.ifname
     ));
+    let _ = pair
+        .ns_a
+        .sh(&format!("echo 0 > /sys/class/net/{}/queues/rx-0/rps_cpus; true", pair.a.ifname));
 }
 
 /// The benchmark.
@@ -438,11 +516,7 @@ impl Benchmark for TcpBench {
                 let c = k.candidates();
                 if both && c.len() > 1 {
                     let names: Vec<String> = c.iter().map(ToString::to_string).collect();
-                    format!(
-                        "{} the better of {} (alt: 1 where the second won)",
-                        v.name,
-                        names.join(" and ")
-                    )
+                    format!("{} the best of {} (alt: which won, from 0)", v.name, names.join(", "))
                 } else {
                     format!("{} {p}", v.name)
                 }
@@ -473,9 +547,9 @@ impl Benchmark for TcpBench {
         let (pa, pb) = (&self.pair.ns_a, &self.pair.ns_b);
         pa.sh(&format!("ethtool -K {} {a} >/dev/null 2>&1 || true", self.pair.a.ifname))?;
         pb.sh(&format!("ethtool -K {} {b} >/dev/null 2>&1 || true", self.pair.b.ifname))?;
-        // In a default run a variant gets the better of its candidate placements, all
-        // measured in this repetition (which one wins differs by size and by run: see
-        // docs/tcp.md); the `alt` column is 1 where the second won.
+        // In a default run a variant gets the best of its candidate placements, all measured
+        // in this repetition (which one wins differs by size and by run: see docs/tcp.md);
+        // the `alt` column says which won (0: the first).
         let places = if !self.args.explore && self.args.rx_place.is_none() {
             kind.candidates()
         } else {
@@ -485,9 +559,9 @@ impl Benchmark for TcpBench {
         for (i, p) in places.into_iter().enumerate() {
             let mut r = self.measure_at(&v.name, kind, p, size, plan);
             if let Ok(m) = &mut r {
-                m.push(("alt", f64::from(u8::from(i > 0))));
+                m.push(("alt", i as f64));
             }
-            reset_place(&self.pair.ns_b, &self.pair.b.ifname);
+            reset_place(&self.pair);
             let goodput = |r: &anyhow::Result<Metrics>| {
                 r.as_ref().ok().and_then(|m| m.first()).map_or(-1.0, |x| x.1)
             };
@@ -496,13 +570,12 @@ impl Benchmark for TcpBench {
             }
         }
         let r = best.unwrap_or_else(|| Err(anyhow!("no placement measured")));
-        let (pa, pb) = (&self.pair.ns_a, &self.pair.ns_b);
         // The rig's defaults again (kernel peers: checksums complete, no super-frames).
-        let _ = pa.sh(&format!(
+        let _ = self.pair.ns_a.sh(&format!(
             "ethtool -K {} tx off tso off gso off >/dev/null 2>&1",
             self.pair.a.ifname
         ));
-        reset_place(pb, &self.pair.b.ifname);
+        reset_place(&self.pair);
         r
     }
 }
@@ -520,29 +593,50 @@ impl TcpBench {
     ) -> anyhow::Result<Metrics> {
         let mut attempt = 0;
         loop {
-            let r = self.point(kind, place, size, plan);
-            let foreign = r
-                .as_ref()
-                .ok()
-                .and_then(|m| m.iter().find(|(k, _)| *k == "foreign%"))
-                .map_or(0.0, |x| x.1);
-            match self.args.max_foreign {
-                Some(max) if foreign > max && !plan.stop.requested() => {
-                    attempt += 1;
-                    if attempt > self.args.retries {
-                        return Err(anyhow!(
-                            "still disturbed after {attempt} attempts ({foreign:.0}% of a CPU to \
-                             other processes > {max}%): left out"
-                        ));
-                    }
-                    tracing::warn!(
-                        "{name} at {size} B disturbed ({foreign:.0}% > {max}%): measuring again"
-                    );
-                    reset_place(&self.pair.ns_b, &self.pair.b.ifname);
+            let c2c_before = self.close_cpus(plan);
+            let r = self.point(kind, place, size, c2c_before, plan);
+            let metric = |name: &str| {
+                r.as_ref().ok().and_then(|m| m.iter().find(|(k, _)| *k == name)).map(|x| x.1)
+            };
+            let foreign = metric("foreign%").unwrap_or(0.0);
+            let c2c = metric("c2c_ns").unwrap_or(-1.0);
+            let why = match (self.args.max_foreign, self.args.max_c2c_ns) {
+                (Some(max), _) if foreign > max => {
+                    format!("{foreign:.0}% of a CPU to other processes > {max}%")
+                }
+                (_, Some(max)) if c2c > max => {
+                    format!("a cache line between the CPUs took {c2c:.0} ns > {max} ns")
                 }
                 _ => return r,
+            };
+            if plan.stop.requested() {
+                return r;
             }
+            attempt += 1;
+            if attempt > self.args.retries {
+                return Err(anyhow!("still disturbed after {attempt} attempts ({why}): left out"));
+            }
+            tracing::warn!("{name} at {size} B disturbed ({why}): measuring again");
+            reset_place(&self.pair);
         }
+    }
+
+    /// The cache-line round trip between the sender's and the receiver's CPUs now (-1 where
+    /// it could not be measured); with `--max-c2c-ns`, first waits up to `--c2c-wait` seconds
+    /// for one within the limit.
+    fn close_cpus(&self, plan: &Plan) -> f64 {
+        let probe =
+            || place::cache_line_round_trip_ns(GEN_CPU, DUT_CPU, C2C_ROUNDS).unwrap_or(-1.0);
+        let mut ns = probe();
+        let Some(max) = self.args.max_c2c_ns else { return ns };
+        let until = Instant::now() + Duration::from_secs(self.args.c2c_wait);
+        if ns > max {
+            tracing::warn!("the CPUs are far apart ({ns:.0} ns > {max} ns): waiting");
+        }
+        while ns > max && Instant::now() < until && plan.stop.sleep(Duration::from_secs(1)) {
+            ns = probe();
+        }
+        ns
     }
 }
 
@@ -589,10 +683,9 @@ impl TcpBench {
         kind: Kind,
         place: RxPlace,
         size: usize,
+        c2c_before: f64,
         plan: &Plan,
     ) -> anyhow::Result<Metrics> {
-        // Where the host put our two vCPUs, just before the point (-1: could not measure).
-        let c2c = place::cache_line_round_trip_ns(GEN_CPU, DUT_CPU, C2C_ROUNDS).unwrap_or(-1.0);
         let deadline = Instant::now() + plan.warmup + plan.window + SLACK;
         let stop = AtomicBool::new(false);
         let pair = &self.pair;
@@ -604,7 +697,7 @@ impl TcpBench {
             cpu: DUT_CPU,
             stop: &stop,
             deadline,
-            yields: (false, place == RxPlace::Napi(DUT_CPU)),
+            yields: (false, place.napi_cpu() == Some(DUT_CPU)),
             xdp_mode: if matches!(place, RxPlace::SkbRps(_)) {
                 XdpMode::Skb
             } else {
@@ -633,7 +726,7 @@ impl TcpBench {
                 let c = &rx_ctx;
                 s.spawn(move || {
                     if xdpos_rx {
-                        xdpos_sink(c, args.burst, args.buffer, offload, got, ready)
+                        xdpos_sink(c, (args.burst, args.fill), args.buffer, offload, got, ready)
                     } else {
                         kernel_sink(c, got, ready)
                     }
@@ -647,7 +740,16 @@ impl TcpBench {
                 let c = &tx_ctx;
                 s.spawn(move || {
                     if kind == Kind::Xdpos {
-                        xdpos_source(c, dst, size, args.burst, args.buffer, offload, writes, ready)
+                        xdpos_source(
+                            c,
+                            dst,
+                            size,
+                            (args.burst, args.fill),
+                            args.buffer,
+                            offload,
+                            writes,
+                            ready,
+                        )
                     } else {
                         kernel_source(c, dst, size, writes, ready)
                     }
@@ -658,7 +760,7 @@ impl TcpBench {
                 .map_err(|_| anyhow!("sender not ready"))??;
             // Placement, once every XDP program is attached (veth recreates a device's NAPI
             // when a program comes or goes); the warm-up follows.
-            apply_place(&pair.ns_b, &pair.b.ifname, place)?;
+            apply_place(pair, place)?;
             let full_warmup = plan.stop.sleep(plan.warmup);
             let cpu0 = CpuTimes::now();
             let foreign0 = Foreign::now();
@@ -676,6 +778,12 @@ impl TcpBench {
             let r_rx = rx.join().map_err(|_| anyhow!("the receiver panicked"))??;
             anyhow::ensure!(full || plan.stop.requested(), "window cut short");
             cc_check.transpose()?;
+            // Where the host put our two vCPUs, before and after the point: the worse of the
+            // two (-1: could not measure).
+            let c2c_after =
+                place::cache_line_round_trip_ns(GEN_CPU, DUT_CPU, C2C_ROUNDS).unwrap_or(-1.0);
+            let c2c =
+                if c2c_before < 0.0 || c2c_after < 0.0 { -1.0 } else { c2c_before.max(c2c_after) };
             let bytes = g1.saturating_sub(g0) as f64;
             anyhow::ensure!(bytes > 0.0, "nothing arrived");
             let mut m: Metrics = vec![
@@ -871,7 +979,7 @@ impl App for Counted {
 pub(crate) fn xdpos_host<A: App>(
     c: &EndCtx<'_>,
     addr: Ipv4Addr,
-    burst: usize,
+    (burst, fill): (usize, u32),
     tcp: TcpConfig,
     offload: OffloadArgs,
     app: impl FnOnce(&mut Stack) -> anyhow::Result<A>,
@@ -879,7 +987,7 @@ pub(crate) fn xdpos_host<A: App>(
     c.enter()?;
     let prog = XdpProgram::attach(c.ifname, c.xdp_mode)
         .with_context(|| format!("attach to {}", c.ifname))?;
-    let xsk = XskConfig { burst, bind: BindMode::Auto, ..XskConfig::new(c.ifname, 0) };
+    let xsk = XskConfig { burst, fill, bind: BindMode::Auto, ..XskConfig::new(c.ifname, 0) };
     let port = XskPort::open(&xsk, &prog).with_context(|| format!("open {} queue 0", c.ifname))?;
     let clock = Clock::new();
     let mut cfg = StackConfig::new(EthernetAddress(c.mac), &[Ipv4Cidr::new(addr, 24)]);
@@ -959,14 +1067,14 @@ pub(crate) fn bench_tcp(buffer: usize) -> TcpConfig {
 /// The xdpos receiver: the sink service at [`XDPOS_B`].
 fn xdpos_sink(
     c: &EndCtx<'_>,
-    burst: usize,
+    (burst, fill): (usize, u32),
     buffer: usize,
     offload: OffloadArgs,
     got: Arc<AtomicU64>,
     ready: mpsc::Sender<anyhow::Result<()>>,
 ) -> anyhow::Result<Option<String>> {
     let cfg = ServicesConfig { sink: Some(PORT), backlog: 16, ..Default::default() };
-    let host = xdpos_host(c, XDPOS_B, burst, bench_tcp(buffer), offload, |stack| {
+    let host = xdpos_host(c, XDPOS_B, (burst, fill), bench_tcp(buffer), offload, |stack| {
         let services = Services::new(&cfg, stack).map_err(|e| anyhow!("listen: {e}"))?;
         Ok(Counted { services, bytes_in: got, writes: None })
     });
@@ -984,13 +1092,13 @@ fn xdpos_source(
     c: &EndCtx<'_>,
     dst: SocketAddrV4,
     size: usize,
-    burst: usize,
+    (burst, fill): (usize, u32),
     buffer: usize,
     offload: OffloadArgs,
     writes: Arc<AtomicU64>,
     ready: mpsc::Sender<anyhow::Result<()>>,
 ) -> anyhow::Result<(Option<String>, SenderLoss)> {
-    let host = xdpos_host(c, XDPOS_A, burst, bench_tcp(buffer), offload, |stack| {
+    let host = xdpos_host(c, XDPOS_A, (burst, fill), bench_tcp(buffer), offload, |stack| {
         let mut services =
             Services::new(&ServicesConfig::default(), stack).map_err(|e| anyhow!("{e}"))?;
         let now = libos::Instant::ZERO;
@@ -1042,10 +1150,28 @@ mod tests {
 
     #[test]
     fn placements_parse_and_print() {
-        for s in ["softirq", "rps-cpu1", "napi-cpu0", "napi-cpu0+yield", "defer", "skb-rps-cpu1"] {
+        for s in [
+            "softirq",
+            "rps-cpu1",
+            "napi-cpu0",
+            "napi-cpu0+yield",
+            "defer",
+            "skb-rps-cpu1",
+            "napi-cpu1+acks-cpu0",
+            "rps-cpu1+acks-cpu0",
+        ] {
             assert_eq!(s.parse::<RxPlace>().unwrap().to_string(), s);
         }
-        for bad in ["napi", "rps-cpu", "skb-rps", "napi-cpux+yield"] {
+        assert_eq!("napi-cpu1+acks-cpu0".parse::<RxPlace>().unwrap(), RxPlace::NapiAcks(1, 0));
+        for bad in [
+            "napi",
+            "rps-cpu",
+            "skb-rps",
+            "napi-cpux+yield",
+            "defer+acks-cpu0",
+            "napi-cpu1+acks-cpu",
+            "napi-cpu1+acks-cpux",
+        ] {
             assert!(bad.parse::<RxPlace>().is_err(), "{bad}");
         }
     }
@@ -1068,5 +1194,11 @@ mod tests {
         assert!(!RxPlace::Rps(DUT_CPU).fits(Kind::Xdpos));
         assert!(!RxPlace::SkbRps(DUT_CPU).fits(Kind::KernelNoOffload));
         assert!(!RxPlace::NapiYield(GEN_CPU).fits(Kind::KernelToXdpos));
+        // Only a kernel sender's ACKs can be moved by RPS.
+        assert!(!RxPlace::NapiAcks(DUT_CPU, GEN_CPU).fits(Kind::Xdpos));
+        assert!(RxPlace::NapiAcks(DUT_CPU, GEN_CPU).fits(Kind::KernelToXdpos));
+        assert!(RxPlace::RpsAcks(DUT_CPU, GEN_CPU).fits(Kind::KernelNoOffload));
+        assert!(!RxPlace::RpsAcks(DUT_CPU, GEN_CPU).fits(Kind::KernelToXdpos));
+        assert_eq!(RxPlace::NapiAcks(DUT_CPU, GEN_CPU).napi_cpu(), Some(DUT_CPU));
     }
 }
