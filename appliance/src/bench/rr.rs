@@ -56,6 +56,9 @@ pub struct RrArgs {
     /// Frames per batch of the xdpos workers.
     #[arg(long, default_value_t = 64)]
     pub burst: usize,
+    /// Frames the xdpos workers keep posted on their fill rings, at most (`XskConfig::fill`).
+    #[arg(long, default_value_t = nic::afxdp::DEFAULT_FILL)]
+    pub fill: u32,
     #[command(flatten)]
     pub kernel_cc: KernelCc,
 }
@@ -214,8 +217,8 @@ impl Benchmark for RrBench {
     fn notes(&self) -> Vec<String> {
         vec![format!(
             "client on CPU {GEN_CPU}, server on CPU {DUT_CPU}; one transaction in flight; sizes \
-             are request = response bytes; kernel TCP: {}; xdpos workers: burst {}",
-            self.args.kernel_cc.name, self.args.burst
+             are request = response bytes; kernel TCP: {}; xdpos workers: burst {}, fill {}",
+            self.args.kernel_cc.name, self.args.burst, self.args.fill
         )]
     }
 
@@ -227,7 +230,8 @@ impl Benchmark for RrBench {
             .ok_or_else(|| anyhow!("unknown variant {}", v.name))?;
         // A kernel TCP client's connection is checked for `--kernel-cc`.
         let cc = (proto == Proto::Tcp && who != Who::Xdpos).then_some(&self.args.kernel_cc);
-        let (m, mode) = point(&self.pair, self.args.burst, proto, who, cc, size, plan)?;
+        let (m, mode) =
+            point(&self.pair, (self.args.burst, self.args.fill), proto, who, cc, size, plan)?;
         if let Some(mode) = mode {
             self.xdp_mode = mode;
         }
@@ -243,7 +247,7 @@ struct ClientOut {
 
 fn point(
     pair: &Pair,
-    burst: usize,
+    xsk: (usize, u32),
     proto: Proto,
     who: Who,
     cc: Option<&KernelCc>,
@@ -285,7 +289,7 @@ fn point(
             let (ready, c) = (ready_tx.clone(), &server);
             s.spawn(move || {
                 if xdpos_server {
-                    xdpos_server_end(c, burst, ready)
+                    xdpos_server_end(c, xsk, ready)
                 } else {
                     kernel_server(c, proto, size, ready)
                 }
@@ -299,7 +303,7 @@ fn point(
             let (done, rec) = (out.done.clone(), out.recording.clone());
             s.spawn(move || {
                 if who == Who::Xdpos {
-                    xdpos_client(c, proto, dst, size, burst, done, rec, ready)
+                    xdpos_client(c, proto, dst, size, xsk, done, rec, ready)
                 } else {
                     kernel_client(c, proto, dst, size, done, rec, ready)
                 }
@@ -493,13 +497,13 @@ fn kernel_client(
 /// The xdpos server: a UDP echo socket and the TCP echo service on [`PORT`] at [`XDPOS_B`].
 fn xdpos_server_end(
     c: &EndCtx<'_>,
-    burst: usize,
+    xsk: (usize, u32),
     ready: mpsc::Sender<anyhow::Result<()>>,
 ) -> anyhow::Result<Option<String>> {
     let host = xdpos_host(
         c,
         XDPOS_B,
-        (burst, nic::afxdp::DEFAULT_FILL),
+        xsk,
         bench_tcp(64 * 1024),
         OffloadArgs { tso: false, gro: false },
         |stack| {
@@ -636,7 +640,7 @@ fn xdpos_client(
     proto: Proto,
     dst: SocketAddrV4,
     size: usize,
-    burst: usize,
+    xsk: (usize, u32),
     done: Arc<AtomicU64>,
     recording: Arc<AtomicBool>,
     ready: mpsc::Sender<anyhow::Result<()>>,
@@ -644,7 +648,7 @@ fn xdpos_client(
     let host = xdpos_host(
         c,
         XDPOS_A,
-        (burst, nic::afxdp::DEFAULT_FILL),
+        xsk,
         bench_tcp(64 * 1024),
         OffloadArgs { tso: false, gro: false },
         |stack| {
