@@ -38,16 +38,20 @@
 //! XDP and the copies into the AF_XDP socket) as a softirq on the sender's CPU 0, and A's
 //! receive work (the ACKs) on the receiver's CPU 1. Each variant runs with B's receive work in
 //! its best placement, from the `--explore` runs in docs/tcp.md; where the winner changes with
-//! the size or the run, the better of two ([`Kind::candidates`]), both measured in every
-//! repetition (the `alt` column: 1 where the second won): the kernel's TCP receive on CPU 1 by
+//! the size or the run, the best of several ([`Kind::candidates`]), all measured in every
+//! repetition (the `alt` column says which won, from 0): the kernel's TCP receive on CPU 1 by
 //! RPS or in the softirq default; xdpos's XDP receive on CPU 1 by RPS (the steering program in
 //! SKB mode, which runs after RPS); a kernel sender into xdpos with B's NAPI in a kthread on
-//! the sender's CPU or deferred (re-armed by a timer). `--explore` measures every placement
-//! as a variant of its own, `--rx-place` forces one.
+//! the sender's CPU, deferred (re-armed by a timer), or in a kthread on the receiver's CPU with
+//! A's ACKs moved by RPS to the sender's. `--explore` measures every placement as a variant of
+//! its own, `--rx-place` forces one.
 //!
 //! Shared machines: `--max-foreign PCT` measures a point again when other processes used more
 //! than PCT% of a CPU during its window (`--retries` times, then leaves it out); the table's
-//! `foreign%` column shows what the kept samples saw.
+//! `foreign%` column shows what the kept samples saw. A VM's vCPUs: `--max-c2c-ns NS` measures
+//! only while a cache line goes between CPUs 0 and 1 and back within NS (the `c2c_ns` column,
+//! probed before and after every point): the host moves our two vCPUs between cores that share
+//! an L3 and cores that do not, and the xdpos variants slow down by a third in the latter.
 //!
 //! What it owns: the rig for the run, and per point the threads of both ends with their
 //! sockets, XDP programs and workers, all gone (offloads reset) when a point returns, on every
