@@ -36,7 +36,9 @@ fn every_placement_of_an_xdpos_receiver_streams() {
             "xdpos[B=skb-rps-cpu1]",
             "kernel-to-xdpos[B=napi-cpu1]",
             "kernel-to-xdpos[B=skb-rps-cpu1]",
+            "kernel-to-xdpos[B=napi-cpu1+acks-cpu0]",
             "kernel-nooffload[B=rps-cpu1]",
+            "kernel-nooffload[B=rps-cpu1+acks-cpu0]",
         ],
     );
 }
@@ -46,6 +48,28 @@ fn the_kernel_senders_run_the_congestion_control_asked_for() {
     // Reno is built into every kernel and is not the bench's default: a point whose sender's
     // connection `ss` shows with another algorithm fails, and its row goes missing.
     bench(&["--kernel-cc", "reno"], &[65535], &["kernel-nooffload", "kernel-to-xdpos"]);
+}
+
+#[test]
+fn max_c2c_ns_leaves_out_points_taken_with_the_cpus_far_apart() {
+    // No two CPUs hand a cache line over in a picosecond: every attempt is disturbed, and the
+    // point is left out with the reason.
+    sweep();
+    let out = std::process::Command::new(xdpos_bin())
+        .args(["bench", "tcp", "--quick", "--sizes", "4096", "--variants", "xdpos"])
+        .args(["--max-c2c-ns", "0.001", "--c2c-wait", "0", "--retries", "1"])
+        .output()
+        .expect("run xdpos bench tcp");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("a cache line between the CPUs took")
+            && err.contains("measuring again")
+            && err.contains("still disturbed after 2 attempts")
+            && err.contains("left out"),
+        "{err}"
+    );
+    // A limit no probe reaches keeps every point.
+    bench(&["--max-c2c-ns", "1000000"], &[4096], &["xdpos"]);
 }
 
 #[test]
