@@ -192,30 +192,26 @@ fn roles_are_checked() {
 
 #[test]
 fn sizes_are_range_checked() {
-    has(
-        &BASE.replace("queues = 2", "queues = 2\nring_size = 1000"),
-        "interfaces[0].ring_size: 1000 is not a power of two from 64 to 32768",
-    );
-    has(&BASE.replace("queues = 2", "queues = 2\nmtu = 3000\nframe_size = 2048"), "interfaces[0].mtu: 3000 does not fit a 2048-byte frame with 256 bytes of headroom and a VLAN tag (use frame_size = 4096 or a smaller MTU)");
-    has(
-        &BASE.replace("queues = 2", "queues = 2\nframes = 100"),
-        "interfaces[0].frames: 100 is out of range (2112, ring_size + burst, to 1048576)",
-    );
-    has(
-        &BASE.replace("queues = 2", "queues = 2\nfill = 32"),
-        "interfaces[0].fill: 32 is out of range (64, burst, to 2048, ring_size)",
-    );
-    has(
-        &BASE.replace("queues = 2", "queues = 2\nring_size = 256\nfill = 512"),
-        "interfaces[0].fill: 512 is out of range (64, burst, to 256, ring_size)",
-    );
+    for (keys, want) in [
+        ("ring_size = 1000", "interfaces[0].ring_size: 1000 is not a power of two from 64 to 32768"),
+        ("mtu = 3000\nframe_size = 2048", "interfaces[0].mtu: 3000 does not fit a 2048-byte frame with 256 bytes of headroom and a VLAN tag (use frame_size = 4096 or a smaller MTU)"),
+        ("frames = 100", "interfaces[0].frames: 100 is out of range (2112, ring_size + burst, to 1048576)"),
+        ("fill = 32", "interfaces[0].fill: 32 is out of range (64, burst, to 2048, ring_size)"),
+        ("ring_size = 256\nfill = 512", "interfaces[0].fill: 512 is out of range (64, burst, to 256, ring_size)"),
+    ] {
+        has(&with_iface_keys(keys), want);
+    }
+}
+
+/// [`BASE`] with `keys` added to its interface.
+fn with_iface_keys(keys: &str) -> String {
+    BASE.replace("queues = 2", &format!("queues = 2\n{keys}"))
 }
 
 #[test]
 fn the_fill_depth_defaults_to_512_within_the_ring() {
     let fill = |extra: &str| {
-        let c = load(&BASE.replace("queues = 2", &format!("queues = 2\n{extra}")), &host())
-            .unwrap_or_else(|e| panic!("{extra}: {e}"));
+        let c = load(&with_iface_keys(extra), &host()).unwrap_or_else(|e| panic!("{extra}: {e}"));
         c.interfaces[0].fill
     };
     assert_eq!(fill(""), 512);
