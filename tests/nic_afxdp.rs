@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddrV4, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -138,11 +139,18 @@ fn xdpos_originated(size: usize) {
     let per_queue = 200u32;
     let (port_tx, port_rx) = mpsc::channel();
     let pair_ref = &pair;
+    // Datagrams the kernel socket has taken so far: the sender keeps at most a burst ahead of
+    // it, so a receiver descheduled on a busy machine cannot overflow its socket buffer.
+    let received = AtomicUsize::new(0);
+    let received = &received;
     std::thread::scope(|s| {
         let a = s.spawn(move || {
             let pair = pair_ref;
             pair.ns_a.enter().unwrap();
             let sock = kernel_udp(pair.a.ip, 0);
+            // Room for a burst of full-size datagrams even while this thread waits for a CPU
+            // (the default buffer holds ~40 of them; root may force more).
+            rustix::net::sockopt::set_socket_recv_buffer_size_force(&sock, 4 << 20).unwrap();
             port_tx.send(sock.local_addr().unwrap().port()).unwrap();
             let mut got = HashSet::new();
             let mut buf = vec![0u8; 2048];
@@ -150,6 +158,7 @@ fn xdpos_originated(size: usize) {
             while got.len() < 2 * per_queue as usize && Instant::now() < deadline {
                 if let Ok(n) = sock.recv(&mut buf) {
                     got.insert(check_payload(&buf[..n]).expect("payload intact"));
+                    received.store(got.len(), Ordering::Release);
                 }
             }
             got.len()
@@ -190,8 +199,14 @@ fn xdpos_originated(size: usize) {
                             port.reclaim();
                         }
                     }
-                    // Pace a little: the kernel socket's receive buffer is finite.
-                    std::thread::sleep(Duration::from_millis(2));
+                    // Pace: the kernel socket's receive buffer is finite. Wait (bounded) until
+                    // the receiver has taken all but the last burst.
+                    let deadline = Instant::now() + DEADLINE;
+                    while received.load(Ordering::Acquire) + 64 < seq as usize
+                        && Instant::now() < deadline
+                    {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
                 }
                 let c = assert_frames_accounted(&mut port);
                 assert_eq!((c.held, c.tx, c.kernel), (0, 0, 0), "{c:?}");
@@ -200,7 +215,13 @@ fn xdpos_originated(size: usize) {
             }
         });
         let got = a.join().unwrap();
-        assert_eq!(got, 2 * per_queue as usize, "{}", dump(&pair));
+        assert_eq!(
+            got,
+            2 * per_queue as usize,
+            "{}\nA's UDP counters: {:?}",
+            dump(&pair),
+            pair.ns_a.sh("grep Udp: /proc/net/snmp")
+        );
     });
     assert_no_xdp(&pair.ns_b);
 }
