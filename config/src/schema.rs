@@ -214,8 +214,9 @@ pub struct Interface {
     #[serde(default = "default_ring_size")]
     pub ring_size: u32,
     /// Frames kept posted on each socket's fill ring, at most: from `burst` to `ring_size`
-    /// (default 512, or `ring_size` if smaller). Fewer keep the frames the kernel copies into
-    /// within a core's cache (docs/tcp.md, "The fill ring's depth").
+    /// (default 512, or `ring_size` if smaller: `nic::afxdp::DEFAULT_FILL`, capped by the
+    /// socket). Fewer keep the frames the kernel copies into within a core's cache (docs/tcp.md,
+    /// "a shallower fill ring").
     #[serde(default)]
     pub fill: Option<u32>,
     /// Descriptors per burst.

@@ -209,14 +209,14 @@ fn with_iface_keys(keys: &str) -> String {
 }
 
 #[test]
-fn the_fill_depth_defaults_to_512_within_the_ring() {
+fn the_fill_depth_is_left_to_the_socket_unless_given() {
     let fill = |extra: &str| {
         let c = load(&with_iface_keys(extra), &host()).unwrap_or_else(|e| panic!("{extra}: {e}"));
         c.interfaces[0].fill
     };
-    assert_eq!(fill(""), 512);
-    assert_eq!(fill("ring_size = 256"), 256);
-    assert_eq!(fill("fill = 1024"), 1024);
+    assert_eq!(fill(""), None);
+    assert_eq!(fill("ring_size = 256"), None);
+    assert_eq!(fill("fill = 1024"), Some(1024));
 }
 
 #[test]

@@ -23,8 +23,6 @@ use crate::schema::{Backend, BindMode, Config, Dpdk, FastPath, RoleKind, Service
 pub const MAX_IFNAME: usize = 15;
 /// Most queues one interface may use (the steering program's XSKMAP size).
 pub const MAX_QUEUES: u32 = 64;
-/// Frames kept posted on a fill ring unless `fill` says otherwise (at most `ring_size`).
-pub const DEFAULT_FILL: u32 = 512;
 
 /// What this host has, for the checks that depend on it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -106,8 +104,9 @@ pub struct IfaceCfg {
     pub frame_size: u32,
     /// UMEM frames per queue.
     pub frames: u32,
-    /// Frames kept posted on each fill ring, at most.
-    pub fill: u32,
+    /// Frames kept posted on each fill ring, at most (`None`: the socket layer's default,
+    /// `nic::afxdp::DEFAULT_FILL`, which it caps at the ring).
+    pub fill: Option<u32>,
     /// Ring entries.
     pub ring_size: u32,
     /// Burst size.
@@ -449,7 +448,7 @@ fn check_interfaces(cfg: &Config, host: &Host, r: &mut Report) -> Vec<Option<Ifa
             addresses,
             frame_size: x.frame_size,
             frames: x.frames,
-            fill: x.fill.unwrap_or(DEFAULT_FILL.min(x.ring_size)),
+            fill: x.fill,
             ring_size: x.ring_size,
             burst: x.burst,
         }));

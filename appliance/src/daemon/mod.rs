@@ -182,7 +182,7 @@ pub(crate) fn socket_config(x: &IfaceCfg, queue: u32) -> XskConfig {
         frame_size: x.frame_size,
         frames: x.frames,
         ring_size: x.ring_size,
-        fill: x.fill,
+        fill: x.fill.unwrap_or(nic::afxdp::DEFAULT_FILL),
         burst: x.burst as usize,
         bind: match x.bind {
             xdpos_config::schema::BindMode::Auto => nic::afxdp::BindMode::Auto,
