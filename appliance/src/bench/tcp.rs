@@ -377,6 +377,12 @@ impl RxPlace {
 /// Hand-offs of the cache-line probe before each point (~10 ms at ~80 ns a round trip).
 const C2C_ROUNDS: u32 = 100_000;
 
+/// The cache-line round trip between the sender's and the receiver's CPUs now, in ns (-1
+/// where it could not be measured).
+fn c2c_ns() -> f64 {
+    place::cache_line_round_trip_ns(GEN_CPU, DUT_CPU, C2C_ROUNDS).unwrap_or(-1.0)
+}
+
 /// `napi_defer_hard_irqs` of [`RxPlace::Defer`].
 const DEFER_COUNT: u32 = 2;
 /// `gro_flush_timeout` of [`RxPlace::Defer`] (ns): the timer that polls B's queue again.
@@ -629,16 +635,14 @@ impl TcpBench {
     /// it could not be measured); with `--max-c2c-ns`, first waits up to `--c2c-wait` seconds
     /// for one within the limit.
     fn close_cpus(&self, plan: &Plan) -> f64 {
-        let probe =
-            || place::cache_line_round_trip_ns(GEN_CPU, DUT_CPU, C2C_ROUNDS).unwrap_or(-1.0);
-        let mut ns = probe();
+        let mut ns = c2c_ns();
         let Some(max) = self.args.max_c2c_ns else { return ns };
         let until = Instant::now() + Duration::from_secs(self.args.c2c_wait);
         if ns > max {
             tracing::warn!("the CPUs are far apart ({ns:.0} ns > {max} ns): waiting");
         }
         while ns > max && Instant::now() < until && plan.stop.sleep(Duration::from_secs(1)) {
-            ns = probe();
+            ns = c2c_ns();
         }
         ns
     }
@@ -784,8 +788,7 @@ impl TcpBench {
             cc_check.transpose()?;
             // Where the host put our two vCPUs, before and after the point: the worse of the
             // two (-1: could not measure).
-            let c2c_after =
-                place::cache_line_round_trip_ns(GEN_CPU, DUT_CPU, C2C_ROUNDS).unwrap_or(-1.0);
+            let c2c_after = c2c_ns();
             let c2c =
                 if c2c_before < 0.0 || c2c_after < 0.0 { -1.0 } else { c2c_before.max(c2c_after) };
             let bytes = g1.saturating_sub(g0) as f64;

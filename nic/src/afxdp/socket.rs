@@ -70,7 +70,7 @@ pub struct XskConfig {
     /// `ring_size` or the socket's share of the UMEM). The kernel copies each received frame
     /// into the oldest posted frame, so this is how far apart two uses of one frame are: 512
     /// frames touch ~0.75 MB, which stays in a core's L2, where 2048 (the ring) spilled to L3
-    /// and cost a kernel sender into xdpos 10-15% of its goodput (docs/tcp.md).
+    /// and cost a kernel sender into xdpos up to 15% of its goodput (docs/tcp.md).
     pub fill: u32,
     /// Descriptors per `rx_burst`.
     pub burst: usize,
